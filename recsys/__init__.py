@@ -1,0 +1,1 @@
+"""Live-commerce recommendation and precision marketing."""

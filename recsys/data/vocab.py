@@ -1,0 +1,68 @@
+"""Raw id -> dense index mapping shared by training, evaluation and serving.
+
+Index 0 is padding and index 1 is "unknown" (out of vocabulary); known ids map to 2..n+1 in
+ascending raw-id order, so the same ids always give the same vocabulary. A vocabulary is
+saved beside data and checkpoints so that every stage maps ids identically.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+PAD = 0
+OOV = 1
+N_RESERVED = 2
+
+
+@dataclass(frozen=True)
+class Vocab:
+    name: str
+    ids: np.ndarray  # (n,) sorted unique raw int64 ids
+
+    @classmethod
+    def build(cls, name: str, raw_ids: np.ndarray) -> Vocab:
+        ids = np.unique(np.asarray(raw_ids, dtype=np.int64))
+        return cls(name=name, ids=ids)
+
+    def __len__(self) -> int:
+        """Size of the index space, reserved slots included."""
+        return len(self.ids) + N_RESERVED
+
+    @property
+    def n_known(self) -> int:
+        return len(self.ids)
+
+    def encode(self, raw_ids: np.ndarray) -> np.ndarray:
+        """Map raw ids to dense indices; unknown ids become OOV."""
+        raw = np.asarray(raw_ids, dtype=np.int64)
+        pos = np.searchsorted(self.ids, raw)
+        pos_clipped = np.minimum(pos, max(len(self.ids) - 1, 0))
+        known = (pos < len(self.ids)) & (self.ids[pos_clipped] == raw) if len(self.ids) else (
+            np.zeros(raw.shape, dtype=bool)
+        )
+        return np.where(known, pos + N_RESERVED, OOV).astype(np.int64)
+
+    def decode(self, index: np.ndarray) -> np.ndarray:
+        """Map dense indices back to raw ids; reserved indices raise."""
+        idx = np.asarray(index, dtype=np.int64)
+        if np.any(idx < N_RESERVED) or np.any(idx >= len(self)):
+            raise ValueError(f"vocab {self.name!r}: cannot decode padding/unknown/out-of-range index")
+        return self.ids[idx - N_RESERVED]
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path.with_suffix(".npy"), self.ids)
+        path.with_suffix(".json").write_text(
+            json.dumps({"name": self.name, "size": len(self), "pad": PAD, "oov": OOV})
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> Vocab:
+        path = Path(path)
+        meta = json.loads(path.with_suffix(".json").read_text())
+        return cls(name=meta["name"], ids=np.load(path.with_suffix(".npy")))
