@@ -25,8 +25,11 @@ class Vocab:
 
     @classmethod
     def build(cls, name: str, raw_ids: np.ndarray) -> Vocab:
-        ids = np.unique(np.asarray(raw_ids, dtype=np.int64))
-        return cls(name=name, ids=ids)
+        # Sort + neighbour compare: np.unique is many times slower on millions of int64 ids.
+        ids = np.sort(np.asarray(raw_ids, dtype=np.int64).ravel())
+        keep = np.ones(len(ids), dtype=bool)
+        keep[1:] = ids[1:] != ids[:-1]
+        return cls(name=name, ids=ids[keep])
 
     def __len__(self) -> int:
         """Size of the index space, reserved slots included."""
@@ -50,7 +53,9 @@ class Vocab:
         """Map dense indices back to raw ids; reserved indices raise."""
         idx = np.asarray(index, dtype=np.int64)
         if np.any(idx < N_RESERVED) or np.any(idx >= len(self)):
-            raise ValueError(f"vocab {self.name!r}: cannot decode padding/unknown/out-of-range index")
+            raise ValueError(
+                f"vocab {self.name!r}: cannot decode padding, unknown or out-of-range index"
+            )
         return self.ids[idx - N_RESERVED]
 
     def save(self, path: str | Path) -> None:
