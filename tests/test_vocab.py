@@ -46,4 +46,6 @@ def test_pseudonym_key_is_required(monkeypatch):
     with pytest.raises(ValueError, match=KEY_ENV):
         pseudonymise(np.array([1]), None)
     monkeypatch.setenv(KEY_ENV, "from-env")
-    assert np.array_equal(pseudonymise(np.array([1]), None), pseudonymise(np.array([1]), "from-env"))
+    assert np.array_equal(
+        pseudonymise(np.array([1]), None), pseudonymise(np.array([1]), "from-env")
+    )

@@ -94,7 +94,9 @@ class UserSequences:
         extra = np.zeros(self.n_users, dtype=np.int64)
         np.add.at(extra, user, 1)
         # Old rows keep their order at the start of each new row.
-        old_pos = np.repeat(indptr[:-1] - self.indptr[:-1], self.lengths) + np.arange(len(self.items))
+        old_pos = np.repeat(indptr[:-1] - self.indptr[:-1], self.lengths) + np.arange(
+            len(self.items)
+        )
         items[old_pos] = self.items
         times[old_pos] = self.ts
         order = np.lexsort((ts, user))
@@ -136,15 +138,21 @@ class Targets:
         indptr = np.zeros(len(idx) + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])
         gather = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
-        return Targets(self.user[idx], self.item[idx], self.ts[idx], indptr, self.cand_items[gather])
+        return Targets(
+            self.user[idx], self.item[idx], self.ts[idx], indptr, self.cand_items[gather]
+        )
 
 
 @dataclass(frozen=True)
 class ItemFeatures:
     """Side information aligned with item indices (row i describes item index i)."""
 
-    categorical: dict[str, np.ndarray] = field(default_factory=dict)  # (n_items,) int64, 0 = missing
-    numeric: dict[str, np.ndarray] = field(default_factory=dict)  # (n_items,) float32, NaN = missing
+    categorical: dict[str, np.ndarray] = field(
+        default_factory=dict
+    )  # (n_items,) int64, 0 = missing
+    numeric: dict[str, np.ndarray] = field(
+        default_factory=dict
+    )  # (n_items,) float32, NaN = missing
     tokens: sp.csr_matrix | None = None  # (n_items, n_tokens) bag of keywords / genres
     token_names: tuple[str, ...] = ()
 

@@ -59,7 +59,9 @@ def read_table(path: str | Path, schema: TableSchema) -> pd.DataFrame:
     if path.is_dir():
         parts = sorted(path.glob("*.parquet"))
         if not parts:
-            return pd.DataFrame({c: pd.Series(dtype=pandas_dtype(schema.column(c))) for c in schema.names})
+            return pd.DataFrame(
+                {c: pd.Series(dtype=pandas_dtype(schema.column(c))) for c in schema.names}
+            )
         return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
     return pd.read_parquet(path)
 

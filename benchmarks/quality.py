@@ -1,0 +1,107 @@
+"""Quality benchmark: tuned recommenders on one dataset under one protocol, side by side.
+
+    python benchmarks/quality.py --dataset amazon-beauty-bert4rec --protocol full
+    python benchmarks/quality.py --dataset amazon-games-sasrec --protocol sampled
+    python benchmarks/quality.py --dataset synthetic-small --target product --protocol live
+
+Writes ``benchmarks/results/quality_<dataset>_<protocol>.json`` (per model: test and validation
+metrics, chosen hyperparameters and the tuning grid, fit and recommend seconds, peak memory, a
+paired test against the best model) and the markdown table beside it, and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from recsys.benchmarking.candidates import DEFAULT_MODELS, build_candidates, quick_grids
+from recsys.benchmarking.quality import QualitySettings, markdown_table, run_quality
+from recsys.benchmarking.references import references_for
+from recsys.benchmarking.splits import make_split, new_item_targets
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--dataset", required=True, help="a shared dataset name or synthetic-<preset>")
+    p.add_argument("--protocol", default="full", choices=("full", "sampled", "live"))
+    p.add_argument("--target", default="product", choices=("product", "room"), help="synthetic")
+    p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
+    p.add_argument("--metric", default="ndcg@10", help="tuning and comparison metric")
+    p.add_argument("--max-valid-users", type=int, default=10_000, help="tuning subsample")
+    p.add_argument("--quick", action="store_true", help="one grid point per model (smoke run)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None, help="shared data folder ($RECSYS_DATA_DIR)")
+    p.add_argument("--out-dir", default=str(RESULTS))
+    return p.parse_args(argv)
+
+
+def label(args: argparse.Namespace) -> str:
+    if args.dataset.startswith("synthetic-"):
+        return f"{args.dataset}-{args.target}"
+    return args.dataset
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    started, load_before = time.time(), os.getloadavg()
+    split, timestamps = make_split(
+        args.dataset, target=args.target, data_dir=args.data_dir, seed=args.seed
+    )
+    if args.protocol != "live" and split.valid.has_candidates:
+        split = new_item_targets(split)
+    candidates = build_candidates(
+        split, args.models, timestamps=timestamps, grids=quick_grids() if args.quick else None
+    )
+    settings = QualitySettings(
+        protocol=args.protocol,
+        metric=args.metric,
+        seed=args.seed,
+        max_valid_users=args.max_valid_users,
+    )
+    results = run_quality(split, candidates, settings)
+    ks = settings.ks
+    prefix = "sampled_" if args.protocol == "sampled" else ""
+    columns = [f"{prefix}{m}@{k}" for m in ("hr", "ndcg") for k in ks] + [f"{prefix}mrr"]
+    if args.protocol == "live":
+        columns += ["repeat/ndcg@10", "new/ndcg@10"]
+    table = markdown_table(results, columns)
+    report = {
+        "dataset": label(args),
+        "protocol": args.protocol if args.protocol != "sampled" else "sampled-100",
+        "command": "python benchmarks/quality.py "
+        + shlex.join(sys.argv[1:] if argv is None else argv),
+        "split": split.meta,
+        "settings": {**settings.__dict__, "ks": list(ks), "quick": args.quick},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        },
+        "seconds": round(time.time() - started, 1),
+        "models": {r.name: r.to_json() for r in results},
+        "references": references_for(args.dataset, args.protocol),
+        "table": table,
+    }
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"quality_{label(args)}_{args.protocol}"
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    header = f"# {stem}\n\n`{report['command']}` ({report['seconds']} s)\n\n"
+    (out / f"{stem}.md").write_text(header + table + "\n")
+    print(table)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""Tune, fit and evaluate a list of recommenders on one split under one protocol.
+
+Each model is tuned on the validation targets over its grid, then its best configuration is
+scored on the test targets. Models run one after another in this process, so their times and
+memory are measured side by side on the same machine state. Every model is compared with the
+best one on the same test targets by a paired test, so the table says which gaps are real.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from recsys.baselines.base import Recommender
+from recsys.data.interactions import Split
+from recsys.evaluation import evaluate, paired_test
+from recsys.utils.resources import measure
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A model family to benchmark: a builder from hyperparameters and a grid to tune over."""
+
+    name: str
+    build: Callable[..., Recommender]
+    grid: Sequence[dict] = ({},)
+    neighbourhood: bool = False  # also score x0.5 / x2 of each tuned numeric hyperparameter
+
+
+@dataclass
+class ModelResult:
+    name: str
+    hparams: dict
+    valid: dict
+    test: dict
+    fit_s: float
+    recommend_s: float
+    peak_rss_mb: float
+    grid: list[dict] = field(default_factory=list)
+    neighbourhood: list[dict] = field(default_factory=list)
+    per_user: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    significance: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "hparams": self.hparams,
+            "valid": self.valid,
+            "test": self.test,
+            "fit_seconds": round(self.fit_s, 3),
+            "recommend_seconds": round(self.recommend_s, 3),
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "tuning": self.grid,
+            "neighbourhood": self.neighbourhood,
+            "vs_best": self.significance,
+        }
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    protocol: str = "full"  # full | sampled | live
+    metric: str = "ndcg@10"  # tuning and comparison metric (protocol prefix added as needed)
+    ks: tuple[int, ...] = (10, 20, 100)
+    seed: int = 0
+    max_valid_users: int | None = None  # subsample validation targets when tuning (seeded)
+    significance: str = "ttest"
+
+
+def _eval(model: Recommender, split: Split, stage: str, s: QualitySettings):
+    return evaluate(
+        model,
+        split,
+        protocol=s.protocol,
+        stage=stage,
+        ks=s.ks,
+        seed=s.seed,
+        max_users=s.max_valid_users if stage == "valid" else None,
+    )
+
+
+def metric_key(result_metrics: dict, metric: str) -> str:
+    """The key under which ``metric`` is reported (sampled protocols prefix their names)."""
+    for key in (metric, f"sampled_{metric}"):
+        if key in result_metrics:
+            return key
+    raise KeyError(f"metric {metric!r} not among {sorted(result_metrics)}")
+
+
+def _fit(candidate: Candidate, hparams: dict, split: Split) -> Recommender:
+    model = candidate.build(**hparams)
+    return model.fit(split.train, item_features=split.item_features)
+
+
+@dataclass
+class _Fitted:
+    hparams: dict
+    model: Recommender
+    fit: object  # Measured
+    valid: dict
+
+
+def _fit_and_validate(candidate: Candidate, hparams: dict, split: Split, s: QualitySettings):
+    with measure() as fit_m:
+        model = _fit(candidate, hparams, split)
+    valid = _eval(model, split, "valid", s).metrics
+    log.info(
+        "%s %s valid %s",
+        candidate.name,
+        hparams,
+        {k: round(v, 5) for k, v in valid.items() if isinstance(v, float) and s.metric in k},
+    )
+    return _Fitted(dict(hparams), model, fit_m, valid)
+
+
+def tune(candidate: Candidate, split: Split, s: QualitySettings) -> tuple[_Fitted, list[dict]]:
+    """The best grid point on validation (kept fitted), and the score of every grid point."""
+    best, rows = None, []
+    for hparams in candidate.grid:
+        fitted = _fit_and_validate(candidate, hparams, split, s)
+        value = fitted.valid[metric_key(fitted.valid, s.metric)]
+        rows.append({"hparams": fitted.hparams, s.metric: round(float(value), 6)})
+        if best is None or value > best.valid[metric_key(best.valid, s.metric)]:
+            best = fitted
+    return best, rows
+
+
+def run_candidate(candidate: Candidate, split: Split, s: QualitySettings) -> ModelResult:
+    best, rows = tune(candidate, split, s)
+    with measure() as rec_m:
+        result = _eval(best.model, split, "test", s)
+    return ModelResult(
+        name=candidate.name,
+        hparams=best.hparams,
+        valid=_rounded(best.valid),
+        test=_rounded(result.metrics),
+        fit_s=best.fit.seconds,
+        recommend_s=rec_m.seconds,
+        peak_rss_mb=max(best.fit.peak_rss_mb, rec_m.peak_rss_mb),
+        grid=rows if len(rows) > 1 else [],
+        per_user=result.per_user,
+    )
+
+
+def neighbourhood(
+    candidate: Candidate, chosen: ModelResult, split: Split, s: QualitySettings
+) -> list[dict]:
+    """Test scores at half and double each tuned numeric hyperparameter, with a paired test."""
+    rows = []
+    key = metric_key(chosen.test, s.metric)
+    for name, value in chosen.hparams.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value == 0:
+            continue
+        for factor in (0.5, 2.0):
+            new = (
+                type(value)(value * factor)
+                if isinstance(value, float)
+                else max(1, int(round(value * factor)))
+            )
+            hp = {**chosen.hparams, name: new}
+            res = _eval(_fit(candidate, hp, split), split, "test", s)
+            test = paired_test(res.per_user[key], chosen.per_user[key], method=s.significance)
+            rows.append(
+                {
+                    "hparams": hp,
+                    s.metric: round(float(res.metrics[key]), 6),
+                    "diff_vs_tuned": round(float(test.diff), 6),
+                    "p_value": float(test.p_value),
+                }
+            )
+    return rows
+
+
+def run_quality(
+    split: Split, candidates: Sequence[Candidate], s: QualitySettings
+) -> list[ModelResult]:
+    """Every candidate tuned and tested; each compared with the best by a paired test."""
+    results = []
+    for candidate in candidates:
+        log.info("benchmarking %s on %s (%s)", candidate.name, split.name, s.protocol)
+        res = run_candidate(candidate, split, s)
+        if candidate.neighbourhood:
+            res.neighbourhood = neighbourhood(candidate, res, split, s)
+        results.append(res)
+    key = metric_key(results[0].test, s.metric)
+    best = max(results, key=lambda r: r.test[key])
+    for res in results:
+        if res is best:
+            continue
+        t = paired_test(res.per_user[key], best.per_user[key], method=s.significance)
+        res.significance = {
+            "best": best.name,
+            "metric": key,
+            "diff": round(float(t.diff), 6),
+            "ci95": [round(float(t.ci_low), 6), round(float(t.ci_high), 6)],
+            "p_value": float(t.p_value),
+            "method": t.method,
+        }
+    return results
+
+
+def _rounded(metrics: dict) -> dict:
+    return {
+        k: (round(float(v), 6) if isinstance(v, float | np.floating) else v)
+        for k, v in metrics.items()
+    }
+
+
+def markdown_table(results: Sequence[ModelResult], columns: Sequence[str]) -> str:
+    head = ["model", *columns, "vs best (p)", "fit s", "rec s", "peak MiB", "hparams"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        cells = [r.name]
+        cells += [
+            f"{r.test[c]:.4f}" if isinstance(r.test.get(c), float) else str(r.test.get(c, "-"))
+            for c in columns
+        ]
+        sig = r.significance
+        cells.append("best" if not sig else f"{sig['diff']:+.4f} ({sig['p_value']:.2g})")
+        cells += [f"{r.fit_s:.1f}", f"{r.recommend_s:.1f}", f"{r.peak_rss_mb:.0f}", _fmt(r.hparams)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(hparams: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in hparams.items()) or "-"
