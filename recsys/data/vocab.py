@@ -8,10 +8,12 @@ saved beside data and checkpoints so that every stage maps ids identically.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 PAD = 0
 OOV = 1
@@ -44,8 +46,10 @@ class Vocab:
         raw = np.asarray(raw_ids, dtype=np.int64)
         pos = np.searchsorted(self.ids, raw)
         pos_clipped = np.minimum(pos, max(len(self.ids) - 1, 0))
-        known = (pos < len(self.ids)) & (self.ids[pos_clipped] == raw) if len(self.ids) else (
-            np.zeros(raw.shape, dtype=bool)
+        known = (
+            (pos < len(self.ids)) & (self.ids[pos_clipped] == raw)
+            if len(self.ids)
+            else (np.zeros(raw.shape, dtype=bool))
         )
         return np.where(known, pos + N_RESERVED, OOV).astype(np.int64)
 
@@ -71,3 +75,29 @@ class Vocab:
         path = Path(path)
         meta = json.loads(path.with_suffix(".json").read_text())
         return cls(name=meta["name"], ids=np.load(path.with_suffix(".npy")))
+
+
+# entity -> (table, id column) of the live-commerce tables
+ENTITY_IDS: dict[str, tuple[str, str]] = {
+    "user": ("users", "user_id"),
+    "streamer": ("streamers", "streamer_id"),
+    "product": ("products", "product_id"),
+    "session": ("live_sessions", "session_id"),
+}
+
+
+def vocabs_from_frames(frames: Mapping[str, pd.DataFrame]) -> dict[str, Vocab]:
+    """One vocabulary per entity from its table's ids (sorted, so deterministic)."""
+    return {
+        entity: Vocab.build(entity, frames[table][column].to_numpy(np.int64))
+        for entity, (table, column) in ENTITY_IDS.items()
+    }
+
+
+def save_vocabs(vocabs: Mapping[str, Vocab], folder: str | Path) -> None:
+    for entity, vocab in vocabs.items():
+        vocab.save(Path(folder) / entity)
+
+
+def load_vocabs(folder: str | Path) -> dict[str, Vocab]:
+    return {p.stem: Vocab.load(p) for p in sorted(Path(folder).glob("*.json"))}

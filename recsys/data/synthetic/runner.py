@@ -26,6 +26,7 @@ from recsys.data.synthetic.truth import truth_tables, write_truth
 from recsys.data.synthetic.visits import VisitModel, sample_visits
 from recsys.data.synthetic.world import World, build_world
 from recsys.data.tables import ENTITY_TABLES, SCHEMA_VERSION, write_table
+from recsys.data.vocab import save_vocabs, vocabs_from_frames
 
 # Independent seed streams: spawn_key (WORLD,), (SCHEDULE,), (CHUNK, day).
 WORLD, SCHEDULE, CHUNK = 0, 1, 2
@@ -77,6 +78,7 @@ def _prepare(out: Path, overwrite: bool) -> Path:
     generated = [out / "manifest.json", *(out / f"{t}.parquet" for t in ENTITY_TABLES)]
     generated += sorted((out / "events").glob("part-*.parquet"))
     generated += sorted((out / "truth").glob("*.parquet"))
+    generated += sorted((out / "vocab").glob("*.*"))
     existing = [p for p in generated if p.exists()]
     if existing and not overwrite:
         raise FileExistsError(
@@ -137,6 +139,7 @@ def _write_entities(world: World, schedule: Schedule, out: Path) -> dict[str, in
     }
     for name, df in frames.items():
         write_table(df, out / f"{name}.parquet", TABLES[name])
+    save_vocabs(vocabs_from_frames(frames), out / "vocab")
     return {name: len(df) for name, df in frames.items()}
 
 
