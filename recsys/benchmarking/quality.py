@@ -29,7 +29,11 @@ class Candidate:
     name: str
     build: Callable[..., Recommender]
     grid: Sequence[dict] = ({},)
-    neighbourhood: bool = False  # also score x0.5 / x2 of each tuned numeric hyperparameter
+    # Refine the best grid point on validation by moving one numeric hyperparameter at a time
+    # to half or double its value while that improves, then report the test scores of the
+    # final point's half/double neighbours: a tuned model should not lose to them.
+    neighbourhood: bool = False
+    max_refine_rounds: int = 3
 
 
 @dataclass
@@ -125,7 +129,43 @@ def tune(candidate: Candidate, split: Split, s: QualitySettings) -> tuple[_Fitte
         rows.append({"hparams": fitted.hparams, s.metric: round(float(value), 6)})
         if best is None or value > best.valid[metric_key(best.valid, s.metric)]:
             best = fitted
+    if candidate.neighbourhood:
+        best = refine(candidate, best, split, s, rows)
     return best, rows
+
+
+def neighbours(hparams: dict) -> list[dict]:
+    """``hparams`` with one numeric value halved or doubled (ints stay ints, >= 1)."""
+    out = []
+    for name, value in hparams.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value == 0:
+            continue
+        for factor in (0.5, 2.0):
+            new = value * factor if isinstance(value, float) else max(1, round(value * factor))
+            if new != value:
+                out.append({**hparams, name: new})
+    return out
+
+
+def refine(
+    candidate: Candidate, best: _Fitted, split: Split, s: QualitySettings, rows: list[dict]
+) -> _Fitted:
+    """Coordinate search from the best grid point on validation; every point tried is logged."""
+    tried = {repr(sorted(r["hparams"].items())) for r in rows}
+    for _ in range(candidate.max_refine_rounds):
+        improved = False
+        for hparams in neighbours(best.hparams):
+            if repr(sorted(hparams.items())) in tried:
+                continue
+            tried.add(repr(sorted(hparams.items())))
+            fitted = _fit_and_validate(candidate, hparams, split, s)
+            value = fitted.valid[metric_key(fitted.valid, s.metric)]
+            rows.append({"hparams": hparams, s.metric: round(float(value), 6), "refine": True})
+            if value > best.valid[metric_key(best.valid, s.metric)]:
+                best, improved = fitted, True
+        if not improved:
+            break
+    return best
 
 
 def run_candidate(candidate: Candidate, split: Split, s: QualitySettings) -> ModelResult:
@@ -151,26 +191,17 @@ def neighbourhood(
     """Test scores at half and double each tuned numeric hyperparameter, with a paired test."""
     rows = []
     key = metric_key(chosen.test, s.metric)
-    for name, value in chosen.hparams.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value == 0:
-            continue
-        for factor in (0.5, 2.0):
-            new = (
-                type(value)(value * factor)
-                if isinstance(value, float)
-                else max(1, int(round(value * factor)))
-            )
-            hp = {**chosen.hparams, name: new}
-            res = _eval(_fit(candidate, hp, split), split, "test", s)
-            test = paired_test(res.per_user[key], chosen.per_user[key], method=s.significance)
-            rows.append(
-                {
-                    "hparams": hp,
-                    s.metric: round(float(res.metrics[key]), 6),
-                    "diff_vs_tuned": round(float(test.diff), 6),
-                    "p_value": float(test.p_value),
-                }
-            )
+    for hp in neighbours(chosen.hparams):
+        res = _eval(_fit(candidate, hp, split), split, "test", s)
+        test = paired_test(res.per_user[key], chosen.per_user[key], method=s.significance)
+        rows.append(
+            {
+                "hparams": hp,
+                s.metric: round(float(res.metrics[key]), 6),
+                "diff_vs_tuned": round(float(test.diff), 6),
+                "p_value": float(test.p_value),
+            }
+        )
     return rows
 
 

@@ -1,0 +1,72 @@
+"""The quality harness: tuning picks the validation optimum, refinement and the paired tests."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+
+from recsys.baselines.registry import make_baseline
+from recsys.benchmarking.quality import (
+    Candidate,
+    QualitySettings,
+    markdown_table,
+    neighbours,
+    run_quality,
+)
+from recsys.data.interactions import Interactions
+from recsys.data.splits import leave_one_out
+from recsys.data.vocab import Vocab
+
+
+def _split(seed: int = 0):
+    """Two user groups, each reading its own half of the catalogue in a fixed cyclic order."""
+    rng = np.random.default_rng(seed)
+    users, items, ts = [], [], []
+    for u in range(200):
+        group = u % 2
+        start = rng.integers(0, 20)
+        seq = [group * 20 + (start + j) % 20 for j in range(8)]
+        users += [u] * len(seq)
+        items += seq
+        ts += list(range(len(seq)))
+    uv, iv = Vocab.build("user", np.array(users)), Vocab.build("item", np.array(items))
+    inter = Interactions(
+        uv.encode(np.array(users)), iv.encode(np.array(items)), np.array(ts), uv, iv, name="groups"
+    )
+    return leave_one_out(inter)
+
+
+def test_neighbours_halve_and_double_numeric_values_only():
+    got = neighbours({"k": 10, "shrink": 4.0, "flag": True, "name": "x", "zero": 0.0})
+    assert {"k": 5, "shrink": 4.0, "flag": True, "name": "x", "zero": 0.0} in got
+    assert {"k": 20, "shrink": 4.0, "flag": True, "name": "x", "zero": 0.0} in got
+    assert {"k": 10, "shrink": 8.0, "flag": True, "name": "x", "zero": 0.0} in got
+    assert len(got) == 4
+
+
+def test_run_quality_tunes_refines_and_compares():
+    split = _split()
+    knn = Candidate(
+        "item_knn",
+        partial(make_baseline, "item_knn"),
+        ({"k_neighbours": 5, "shrink": 0.0}, {"k_neighbours": 40, "shrink": 0.0}),
+        neighbourhood=True,
+        max_refine_rounds=1,
+    )
+    pop = Candidate("popularity", partial(make_baseline, "popularity"))
+    results = run_quality(split, [pop, knn], QualitySettings(ks=(5, 10)))
+    by_name = {r.name: r for r in results}
+    knn_res, pop_res = by_name["item_knn"], by_name["popularity"]
+    # Planted group structure: neighbours beat popularity, significantly.
+    assert knn_res.test["ndcg@10"] > pop_res.test["ndcg@10"] + 0.1
+    assert not knn_res.significance and pop_res.significance["best"] == "item_knn"
+    assert pop_res.significance["p_value"] < 1e-3
+    # The chosen point is the best validation score among every point tried.
+    tried = knn_res.grid
+    assert any(r.get("refine") for r in tried)
+    best_valid = max(r["ndcg@10"] for r in tried)
+    assert knn_res.valid["ndcg@10"] == best_valid
+    assert len(knn_res.neighbourhood) == 2  # k halved / doubled (shrink 0 is not scaled)
+    table = markdown_table(results, ["hr@10", "ndcg@10"])
+    assert table.count("\n") == 3 and "best" in table
