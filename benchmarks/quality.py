@@ -21,7 +21,14 @@ import sys
 import time
 from pathlib import Path
 
-from recsys.benchmarking.candidates import DEFAULT_MODELS, build_candidates, quick_grids
+import torch
+
+from recsys.benchmarking.candidates import (
+    DEFAULT_MODELS,
+    SEQUENTIAL_MODELS,
+    build_candidates,
+    quick_grids,
+)
 from recsys.benchmarking.quality import QualitySettings, markdown_table, run_quality
 from recsys.benchmarking.references import references_for
 from recsys.benchmarking.splits import make_split, new_item_targets
@@ -38,10 +45,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--metric", default="ndcg@10", help="tuning and comparison metric")
     p.add_argument("--max-valid-users", type=int, default=10_000, help="tuning subsample")
     p.add_argument("--quick", action="store_true", help="one grid point per model (smoke run)")
+    p.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="MODEL=JSON",
+        help="a model's grid as a JSON list, e.g. sasrec='[{\"dropout\": 0.3}]' (repeatable)",
+    )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--data-dir", default=None, help="shared data folder ($RECSYS_DATA_DIR)")
     p.add_argument("--out-dir", default=str(RESULTS))
     return p.parse_args(argv)
+
+
+def parse_grids(items: list[str]) -> dict[str, list[dict]]:
+    """``MODEL=JSON`` pairs -> {model: grid}."""
+    grids = {}
+    for item in items:
+        name, _, text = item.partition("=")
+        grid = json.loads(text)
+        if not name or not isinstance(grid, list) or not all(isinstance(g, dict) for g in grid):
+            raise SystemExit(f"--grid {item!r}: expected MODEL=[{{...}}, ...]")
+        grids[name] = grid
+    return grids
 
 
 def label(args: argparse.Namespace) -> str:
@@ -53,14 +80,27 @@ def label(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     started, load_before = time.time(), os.getloadavg()
     split, timestamps = make_split(
         args.dataset, target=args.target, data_dir=args.data_dir, seed=args.seed
     )
     if args.protocol != "live" and split.valid.has_candidates:
         split = new_item_targets(split)
+    grids = {**(quick_grids() if args.quick else {}), **parse_grids(args.grid)}
+    context = None
+    if any(m in SEQUENTIAL_MODELS for m in args.models) and args.dataset.startswith("synthetic-"):
+        from recsys.benchmarking.sequential import benchmark_context
+
+        context = benchmark_context(args.dataset, seed=args.seed, data_dir=args.data_dir)
     candidates = build_candidates(
-        split, args.models, timestamps=timestamps, grids=quick_grids() if args.quick else None
+        split,
+        args.models,
+        timestamps=timestamps,
+        grids=grids or None,
+        protocol=args.protocol,
+        context=context,
     )
     settings = QualitySettings(
         protocol=args.protocol,
@@ -84,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
         "settings": {**settings.__dict__, "ks": list(ks), "quick": args.quick},
         "machine": {
             "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
             "platform": platform.platform(),
             "loadavg_before": load_before,
             "loadavg_after": os.getloadavg(),

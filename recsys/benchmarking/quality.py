@@ -33,7 +33,7 @@ class Candidate:
     # to half or double its value while that improves, then report the test scores of the
     # final point's half/double neighbours: a tuned model should not lose to them.
     neighbourhood: bool = False
-    max_refine_rounds: int = 3
+    max_refine_rounds: int = 2
 
 
 @dataclass
