@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.protocol == "live":
         columns += ["repeat/ndcg@10", "new/ndcg@10"]
     table = markdown_table(results, columns)
+    refs = references_for(args.dataset, args.protocol)
+    if refs:
+        table += "\n\n" + references_table(refs)
     report = {
         "dataset": label(args),
         "protocol": args.protocol if args.protocol != "sampled" else "sampled-100",
@@ -131,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "seconds": round(time.time() - started, 1),
         "models": {r.name: r.to_json() for r in results},
-        "references": references_for(args.dataset, args.protocol),
+        "references": refs,
         "table": table,
     }
     out = Path(args.out_dir)
@@ -142,6 +145,19 @@ def main(argv: list[str] | None = None) -> dict:
     (out / f"{stem}.md").write_text(header + table + "\n")
     print(table)
     return report
+
+
+def references_table(refs: dict) -> str:
+    """Published rows under the same protocol, for side-by-side reading."""
+    lines = [
+        f"Published, same protocol ({refs['protocol']}):",
+        "",
+        "| model | hr@10 | ndcg@10 | source |",
+        "|---|---|---|---|",
+    ]
+    for r in refs["rows"]:
+        lines.append(f"| {r['model']} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} | {r['source']} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
