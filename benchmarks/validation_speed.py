@@ -10,8 +10,11 @@ of writing the quarantine files.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,6 +22,8 @@ import pandas as pd
 from recsys.data.schema import EVENT_REQUIREMENTS, EVENT_TYPES, TABLES, pandas_dtype
 from recsys.data.tables import LiveCommerceTables
 from recsys.data.validation import validate
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _typed(name: str, columns: dict[str, object]) -> pd.DataFrame:
@@ -85,10 +90,12 @@ def corrupt(events: pd.DataFrame, rng: np.random.Generator, share: float) -> pd.
     return out
 
 
-def timed(label: str, fn):
+def timed(label: str, fn, rows: list[dict]):
     start = time.perf_counter()
     result = fn()
-    print(f"{label:<44}{time.perf_counter() - start:8.2f} s")
+    seconds = time.perf_counter() - start
+    print(f"{label:<44}{seconds:8.2f} s")
+    rows.append({"run": label, "seconds": round(seconds, 3)})
     return result
 
 
@@ -101,13 +108,32 @@ def main() -> None:
     entities = entity_tables(rng, n_users=100_000, n_sessions=5_000)
     events = events_table(rng, entities, args.events)
     clean = LiveCommerceTables(**entities, events=events)
-    timed(f"strict, clean, {args.events} events", lambda: validate(clean))
+    rows: list[dict] = []
+    timed(f"strict, clean, {args.events} events", lambda: validate(clean), rows)
     dirty = LiveCommerceTables(**entities, events=corrupt(events, rng, 0.01))
-    report = timed("lenient, 1% corrupted", lambda: validate(dirty, mode="lenient"))
+    report = timed("lenient, 1% corrupted", lambda: validate(dirty, mode="lenient"), rows)
     with tempfile.TemporaryDirectory() as tmp:
         timed("lenient, 1% corrupted, with quarantine files",
-              lambda: validate(dirty, mode="lenient", quarantine_dir=tmp))  # fmt: skip
+              lambda: validate(dirty, mode="lenient", quarantine_dir=tmp), rows)  # fmt: skip
     print(report.summary())
+    write_results(rows, args, report.counts["events"].rejected)
+
+
+def write_results(rows: list[dict], args: argparse.Namespace, rejected: int) -> None:
+    command = f"python benchmarks/validation_speed.py --events {args.events} --seed {args.seed}"
+    for row in rows:
+        row["events_per_s"] = round(args.events / row["seconds"])
+    out = {"command": command, "events": args.events, "loadavg": os.getloadavg(),
+           "rejected_in_corrupted_run": rejected, "runs": rows}  # fmt: skip
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "validation_speed.json").write_text(json.dumps(out, indent=2) + "\n")
+    lines = [
+        f"# Validation speed\n\n`{command}`\n",
+        "| run | seconds | events/s |",
+        "|---|---:|---:|",
+    ]
+    lines += [f"| {r['run']} | {r['seconds']:.2f} | {r['events_per_s']:,} |" for r in rows]
+    (RESULTS / "validation_speed.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
