@@ -125,8 +125,9 @@ def tune(candidate: Candidate, split: Split, s: QualitySettings) -> tuple[_Fitte
     best, rows = None, []
     for hparams in candidate.grid:
         fitted = _fit_and_validate(candidate, hparams, split, s)
-        value = fitted.valid[metric_key(fitted.valid, s.metric)]
-        rows.append({"hparams": fitted.hparams, s.metric: round(float(value), 6)})
+        key = metric_key(fitted.valid, s.metric)
+        value = fitted.valid[key]
+        rows.append({"hparams": fitted.hparams, key: round(float(value), 6)})
         if best is None or value > best.valid[metric_key(best.valid, s.metric)]:
             best = fitted
     if candidate.neighbourhood:
@@ -159,8 +160,9 @@ def refine(
                 continue
             tried.add(repr(sorted(hparams.items())))
             fitted = _fit_and_validate(candidate, hparams, split, s)
-            value = fitted.valid[metric_key(fitted.valid, s.metric)]
-            rows.append({"hparams": hparams, s.metric: round(float(value), 6), "refine": True})
+            key = metric_key(fitted.valid, s.metric)
+            value = fitted.valid[key]
+            rows.append({"hparams": hparams, key: round(float(value), 6), "refine": True})
             if value > best.valid[metric_key(best.valid, s.metric)]:
                 best, improved = fitted, True
         if not improved:
@@ -197,7 +199,7 @@ def neighbourhood(
         rows.append(
             {
                 "hparams": hp,
-                s.metric: round(float(res.metrics[key]), 6),
+                key: round(float(res.metrics[key]), 6),
                 "diff_vs_tuned": round(float(test.diff), 6),
                 "p_value": float(test.p_value),
             }
