@@ -4,8 +4,10 @@
 
 A user's scores are their binary history row times B. The inverse is dense and costs O(m^3)
 for m items, so the model covers only the ``max_items`` most frequent training items (ties
-broken by lower index); on Amazon Beauty the default 20,000 items fit in float32 in about
-100 s on one core with a 3.5 GB peak.
+broken by lower index). On Amazon Beauty (54k items) 20,000 items fit in float32 in about
+100 s on one core with a 3.5 GB peak and gave the same HR@10 as 8,000 items (which fit in
+about 9 s): the rare items left out are seldom predictable from co-occurrence anyway. The
+default of 10,000 keeps a fit, and so a tuning grid, within minutes on two cores.
 
 Items outside that set, and items never seen in training, are not modelled: they are ranked
 strictly below every modelled item of the same user (at the row minimum minus one, plus half
@@ -72,7 +74,7 @@ class EASE(Recommender):
         self,
         *,
         l2: float = 500.0,
-        max_items: int | None = 20_000,
+        max_items: int | None = 10_000,
         dtype: str = "float32",
         num_threads: int | None = None,
     ) -> None:

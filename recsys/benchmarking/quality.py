@@ -120,19 +120,46 @@ def _fit_and_validate(candidate: Candidate, hparams: dict, split: Split, s: Qual
     return _Fitted(dict(hparams), model, fit_m, valid)
 
 
-def tune(candidate: Candidate, split: Split, s: QualitySettings) -> tuple[_Fitted, list[dict]]:
-    """The best grid point on validation (kept fitted), and the score of every grid point."""
-    best, rows = None, []
+def _hkey(hparams: dict) -> str:
+    return repr(sorted(hparams.items()))
+
+
+@dataclass
+class _Search:
+    """The best point so far, every point tried, and the fitted neighbours of the best.
+
+    Keeping the best's half/double neighbours fitted lets the test-side neighbourhood check
+    reuse them instead of refitting (an EASE fit on 20k items takes minutes).
+    """
+
+    best: _Fitted | None = None
+    rows: list[dict] = field(default_factory=list)
+    kept: dict[str, Recommender] = field(default_factory=dict)
+
+    def offer(self, fitted: _Fitted, metric: str, keep: bool, **extra) -> bool:
+        key = metric_key(fitted.valid, metric)
+        value = fitted.valid[key]
+        self.rows.append({"hparams": fitted.hparams, key: round(float(value), 6), **extra})
+        improved = self.best is None or value > self.best.valid[key]
+        if keep:
+            self.kept[_hkey(fitted.hparams)] = fitted.model
+        if improved:
+            self.best = fitted
+        if keep:
+            wanted = {_hkey(h) for h in neighbours(self.best.hparams)}
+            self.kept = {k: m for k, m in self.kept.items() if k in wanted}
+        return improved
+
+
+def tune(candidate: Candidate, split: Split, s: QualitySettings) -> _Search:
+    """The best grid point on validation (kept fitted), refined when the candidate asks."""
+    search = _Search()
     for hparams in candidate.grid:
         fitted = _fit_and_validate(candidate, hparams, split, s)
-        key = metric_key(fitted.valid, s.metric)
-        value = fitted.valid[key]
-        rows.append({"hparams": fitted.hparams, key: round(float(value), 6)})
-        if best is None or value > best.valid[metric_key(best.valid, s.metric)]:
-            best = fitted
+        search.offer(fitted, s.metric, keep=candidate.neighbourhood)
     if candidate.neighbourhood:
-        best = refine(candidate, best, split, s, rows)
-    return best, rows
+        refine(candidate, search, split, s)
+    return search
 
 
 def neighbours(hparams: dict) -> list[dict]:
@@ -148,33 +175,27 @@ def neighbours(hparams: dict) -> list[dict]:
     return out
 
 
-def refine(
-    candidate: Candidate, best: _Fitted, split: Split, s: QualitySettings, rows: list[dict]
-) -> _Fitted:
+def refine(candidate: Candidate, search: _Search, split: Split, s: QualitySettings) -> None:
     """Coordinate search from the best grid point on validation; every point tried is logged."""
-    tried = {repr(sorted(r["hparams"].items())) for r in rows}
+    tried = {_hkey(r["hparams"]) for r in search.rows}
     for _ in range(candidate.max_refine_rounds):
         improved = False
-        for hparams in neighbours(best.hparams):
-            if repr(sorted(hparams.items())) in tried:
+        for hparams in neighbours(search.best.hparams):
+            if _hkey(hparams) in tried:
                 continue
-            tried.add(repr(sorted(hparams.items())))
+            tried.add(_hkey(hparams))
             fitted = _fit_and_validate(candidate, hparams, split, s)
-            key = metric_key(fitted.valid, s.metric)
-            value = fitted.valid[key]
-            rows.append({"hparams": hparams, key: round(float(value), 6), "refine": True})
-            if value > best.valid[metric_key(best.valid, s.metric)]:
-                best, improved = fitted, True
+            improved |= search.offer(fitted, s.metric, keep=True, refine=True)
         if not improved:
             break
-    return best
 
 
 def run_candidate(candidate: Candidate, split: Split, s: QualitySettings) -> ModelResult:
-    best, rows = tune(candidate, split, s)
+    search = tune(candidate, split, s)
+    best = search.best
     with measure() as rec_m:
         result = _eval(best.model, split, "test", s)
-    return ModelResult(
+    res = ModelResult(
         name=candidate.name,
         hparams=best.hparams,
         valid=_rounded(best.valid),
@@ -182,19 +203,31 @@ def run_candidate(candidate: Candidate, split: Split, s: QualitySettings) -> Mod
         fit_s=best.fit.seconds,
         recommend_s=rec_m.seconds,
         peak_rss_mb=max(best.fit.peak_rss_mb, rec_m.peak_rss_mb),
-        grid=rows if len(rows) > 1 else [],
+        grid=search.rows if len(search.rows) > 1 else [],
         per_user=result.per_user,
     )
+    if candidate.neighbourhood:
+        res.neighbourhood = neighbourhood(candidate, res, split, s, search.kept)
+    return res
 
 
 def neighbourhood(
-    candidate: Candidate, chosen: ModelResult, split: Split, s: QualitySettings
+    candidate: Candidate,
+    chosen: ModelResult,
+    split: Split,
+    s: QualitySettings,
+    fitted: dict[str, Recommender] | None = None,
 ) -> list[dict]:
-    """Test scores at half and double each tuned numeric hyperparameter, with a paired test."""
+    """Test scores at half and double each tuned numeric hyperparameter, with a paired test.
+
+    Models already fitted during tuning (``fitted``, keyed by hyperparameters) are reused.
+    """
     rows = []
     key = metric_key(chosen.test, s.metric)
+    fitted = fitted or {}
     for hp in neighbours(chosen.hparams):
-        res = _eval(_fit(candidate, hp, split), split, "test", s)
+        model = fitted.get(_hkey(hp)) or _fit(candidate, hp, split)
+        res = _eval(model, split, "test", s)
         test = paired_test(res.per_user[key], chosen.per_user[key], method=s.significance)
         rows.append(
             {
@@ -215,8 +248,6 @@ def run_quality(
     for candidate in candidates:
         log.info("benchmarking %s on %s (%s)", candidate.name, split.name, s.protocol)
         res = run_candidate(candidate, split, s)
-        if candidate.neighbourhood:
-            res.neighbourhood = neighbourhood(candidate, res, split, s)
         results.append(res)
     key = metric_key(results[0].test, s.metric)
     best = max(results, key=lambda r: r.test[key])
