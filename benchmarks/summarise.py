@@ -1,0 +1,59 @@
+"""One table of every committed quality result: NDCG@10 per dataset, protocol and model.
+
+    python benchmarks/summarise.py
+
+Reads ``benchmarks/results/quality_*.json`` and writes ``benchmarks/results/summary.md``; each
+column names the results file (and so the command) it comes from.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def load() -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(RESULTS.glob("quality_*.json"))]
+
+
+def main() -> str:
+    reports = load()
+    models = sorted({m for r in reports for m in r["models"]}, key=_order)
+    head = ["model"] + [f"{r['dataset']} ({r['protocol']})" for r in reports]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for model in models:
+        cells = [model]
+        for r in reports:
+            res = r["models"].get(model)
+            key = "sampled_ndcg@10" if r["protocol"].startswith("sampled") else "ndcg@10"
+            best = max(r["models"].values(), key=lambda m: m["test"][key])
+            value = res["test"][key] if res else None
+            cell = "-" if value is None else f"{value:.4f}"
+            cells.append(f"**{cell}**" if res is best else cell)
+        lines.append("| " + " | ".join(cells) + " |")
+    sources = [
+        f"- {r['dataset']} ({r['protocol']}): `{r['command']}`, {r['seconds']} s" for r in reports
+    ]
+    text = (
+        "# Quality results: test NDCG@10 (best per column in bold)\n\n"
+        "Sampled columns rank the target among 100 sampled items and are not comparable with "
+        "full-ranking columns.\n\n"
+        + "\n".join(lines)
+        + "\n\nSources:\n\n"
+        + "\n".join(sources)
+        + "\n"
+    )
+    (RESULTS / "summary.md").write_text(text)
+    print(text)
+    return text
+
+
+def _order(name: str) -> tuple[int, str]:
+    known = ["popularity", "popularity_recent", "item_knn", "ease", "als", "bpr", "content_based"]
+    return (known.index(name) if name in known else len(known), name)
+
+
+if __name__ == "__main__":
+    main()
