@@ -18,6 +18,8 @@ DEFAULT_MODELS = (
     "bpr",
     "content_based",
 )
+# Trained with recsys.training; imported only when asked for (they pull in torch and torchrec).
+SEQUENTIAL_MODELS = ("sasrec",)
 # Tuned models whose neighbourhood (x0.5 / x2 of each hyperparameter) is checked on test.
 NEIGHBOURHOOD_CHECKED = ("item_knn", "ease")
 
@@ -35,15 +37,28 @@ def build_candidates(
     *,
     timestamps: bool = True,
     grids: dict[str, list[dict]] | None = None,
+    protocol: str = "full",
+    context=None,
 ) -> list[Candidate]:
     """Candidates for ``names``, skipping those the data cannot support (and saying why).
 
     ``popularity_recent`` needs real timestamps (file order is not time across users);
-    ``content_based`` needs item features.
+    ``content_based`` needs item features. Sequential models (``sasrec``) early-stop on the
+    split's validation targets under ``protocol`` and read a world's token ``context`` when
+    given (``recsys.benchmarking.sequential``).
     """
     grids = {**DEFAULT_GRIDS, **(grids or {})}
     out = []
     for name in names:
+        if name in SEQUENTIAL_MODELS:
+            from recsys.benchmarking.sequential import sequential_candidate
+
+            out.append(
+                sequential_candidate(
+                    name, split, protocol=protocol, context=context, grid=grids.get(name)
+                )
+            )
+            continue
         if name == "popularity_recent":
             if not timestamps:
                 continue
@@ -67,4 +82,8 @@ def build_candidates(
 
 def quick_grids() -> dict[str, list[dict]]:
     """One representative point per model, for smoke runs and tests."""
-    return {name: grid[len(grid) // 2 : len(grid) // 2 + 1] for name, grid in DEFAULT_GRIDS.items()}
+    quick = {
+        name: grid[len(grid) // 2 : len(grid) // 2 + 1] for name, grid in DEFAULT_GRIDS.items()
+    }
+    quick["sasrec"] = [{"max_epochs": 2}]
+    return quick

@@ -1,0 +1,357 @@
+"""Training speed: our sequential model against the original SASRec training loop, same budget.
+
+    python benchmarks/train_speed.py --seconds 600
+
+Data: the ml-1m prefix (``train/input.txt`` of the gSASRec split), leave-one-out. Setting: the
+SASRec paper's ml-1m one (maxlen 200, hidden 50, 2 blocks, 1 head, batch 128, Adam 1e-3,
+dropout 0.2). The reference is a plain-torch reimplementation of the original training loop
+(Kang & McAuley's code as ported to PyTorch): every step samples a batch of users in Python and
+numpy (last ``maxlen`` items, next-item targets, one negative per position drawn by rejection
+from the items the user has not seen), runs the original block layout (``nn.MultiheadAttention``,
+convolutional feed-forward) over every slot, and minimises BCE on the positive and the negative.
+Ours is ``recsys.models.sequential`` trained by the shared ``Trainer`` with the chosen loss.
+
+Both train for the same wall-clock budget one after the other in this process, with the same
+thread count; then both are validated the same way (full ranking, seen items removed, every
+user's validation target). Reported: sequences per second, seconds per epoch (one pass over the
+users), validation NDCG@10 / HR@10, and peak resident memory.
+Writes ``benchmarks/results/train_speed.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from recsys.baselines.base import Recommender
+from recsys.benchmarking.splits import make_split
+from recsys.data.interactions import UserSequences
+from recsys.evaluation import evaluate
+from recsys.models.sequential import SequentialConfig
+from recsys.models.sequential_recommender import SequentialRecommender
+from recsys.tasks.sequential import LossConfig
+from recsys.training.trainer import TrainerConfig
+from recsys.utils.resources import measure
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MAXLEN, DIM, BLOCKS, HEADS, DROPOUT, BATCH, LR = 200, 50, 2, 1, 0.2, 128, 1e-3
+
+
+# -- the reference: the original SASRec model and loop, in plain torch -------------------------
+
+
+class PointWiseFeedForward(nn.Module):
+    def __init__(self, dim: int, dropout: float) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv1d(dim, dim, 1), nn.Conv1d(dim, dim, 1)
+        self.drop1, self.drop2, self.relu = nn.Dropout(dropout), nn.Dropout(dropout), nn.ReLU()
+
+    def forward(self, x):
+        out = self.conv2(self.drop1(self.relu(self.conv1(x.transpose(-1, -2)))))
+        return self.drop2(out).transpose(-1, -2) + x  # (B, L, D)
+
+
+class ReferenceSASRec(nn.Module):
+    def __init__(self, n_items: int) -> None:
+        super().__init__()
+        self.item_emb = nn.Embedding(n_items, DIM, padding_idx=0)
+        self.pos_emb = nn.Embedding(MAXLEN, DIM)
+        self.emb_dropout = nn.Dropout(DROPOUT)
+        self.attn_norms = nn.ModuleList(nn.LayerNorm(DIM, eps=1e-8) for _ in range(BLOCKS))
+        self.attns = nn.ModuleList(
+            nn.MultiheadAttention(DIM, HEADS, DROPOUT) for _ in range(BLOCKS)
+        )
+        self.ffn_norms = nn.ModuleList(nn.LayerNorm(DIM, eps=1e-8) for _ in range(BLOCKS))
+        self.ffns = nn.ModuleList(PointWiseFeedForward(DIM, DROPOUT) for _ in range(BLOCKS))
+        self.last_norm = nn.LayerNorm(DIM, eps=1e-8)
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_normal_(p)
+
+    def log2feats(self, seqs_np: np.ndarray) -> torch.Tensor:
+        ids = torch.from_numpy(seqs_np)
+        seqs = self.item_emb(ids) * DIM**0.5
+        positions = np.tile(np.arange(ids.shape[1]), [ids.shape[0], 1])
+        seqs = self.emb_dropout(seqs + self.pos_emb(torch.from_numpy(positions)))
+        keep = (ids != 0).unsqueeze(-1)
+        seqs = seqs * keep
+        length = seqs.shape[1]
+        causal = ~torch.tril(torch.ones((length, length), dtype=torch.bool))
+        for norm, attn, ffn_norm, ffn in zip(
+            self.attn_norms, self.attns, self.ffn_norms, self.ffns, strict=True
+        ):
+            seqs = seqs.transpose(0, 1)  # (L, B, D) for MultiheadAttention
+            q = norm(seqs)
+            out, _ = attn(q, seqs, seqs, attn_mask=causal)
+            seqs = (q + out).transpose(0, 1)
+            seqs = ffn(ffn_norm(seqs)) * keep
+        return self.last_norm(seqs)  # (B, L, D)
+
+    def forward(self, seq, pos, neg):
+        feats = self.log2feats(seq)
+        pos_logits = (feats * self.item_emb(torch.from_numpy(pos))).sum(-1)
+        neg_logits = (feats * self.item_emb(torch.from_numpy(neg))).sum(-1)
+        return pos_logits, neg_logits
+
+
+def random_neq(low: int, high: int, seen: set, rng: np.random.Generator) -> int:
+    t = int(rng.integers(low, high))
+    while t in seen:
+        t = int(rng.integers(low, high))
+    return t
+
+
+def sample_batch(rows: list[np.ndarray], n_items: int, rng: np.random.Generator):
+    """The original sampler: random users, their last items, targets and one negative each."""
+    seq = np.zeros((BATCH, MAXLEN), dtype=np.int64)
+    pos, neg = np.zeros_like(seq), np.zeros_like(seq)
+    for b in range(BATCH):
+        user = int(rng.integers(0, len(rows)))
+        while len(rows[user]) <= 1:
+            user = int(rng.integers(0, len(rows)))
+        items = rows[user]
+        seen, nxt, idx = set(items.tolist()), items[-1], MAXLEN - 1
+        for i in reversed(items[:-1]):
+            seq[b, idx], pos[b, idx] = i, nxt
+            neg[b, idx] = random_neq(2, n_items, seen, rng)
+            nxt, idx = i, idx - 1
+            if idx == -1:
+                break
+    return seq, pos, neg
+
+
+def train_reference(train: UserSequences, seconds: float, seed: int) -> tuple[Recommender, dict]:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    rows = [train.row(u) for u in range(train.n_users)]
+    active = sum(len(r) > 1 for r in rows)
+    model = ReferenceSASRec(train.n_items)
+    opt = torch.optim.Adam(model.parameters(), lr=LR, betas=(0.9, 0.98))
+    bce = nn.BCEWithLogitsLoss()
+    model.train()
+    steps, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        seq, pos, neg = sample_batch(rows, train.n_items, rng)
+        pos_logits, neg_logits = model(seq, pos, neg)
+        idx = np.where(pos != 0)
+        loss = bce(pos_logits[idx], torch.ones_like(pos_logits[idx]))
+        loss = loss + bce(neg_logits[idx], torch.zeros_like(neg_logits[idx]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        steps += 1
+    elapsed = time.perf_counter() - started
+    seqs = steps * BATCH
+    return ReferenceRecommender(model), {
+        "steps": steps,
+        "train_seconds": elapsed,
+        "sequences_per_second": seqs / elapsed,
+        "seconds_per_epoch": elapsed / (seqs / active),
+        "epochs": seqs / active,
+    }
+
+
+class ReferenceRecommender(Recommender):
+    """Scores every item from the reference model's last hidden state (for evaluation)."""
+
+    name = "reference_sasrec"
+
+    def __init__(self, model: ReferenceSASRec) -> None:
+        self.model = model.eval()
+
+    def fit(self, train, *, item_features=None):
+        return self
+
+    def score(self, users: np.ndarray, history: UserSequences) -> np.ndarray:
+        seq = np.zeros((len(users), MAXLEN), dtype=np.int64)
+        for b, u in enumerate(users):
+            items = history.row(int(u))[-MAXLEN:]
+            seq[b, MAXLEN - len(items) :] = items
+        with torch.no_grad():
+            last = self.model.log2feats(seq)[:, -1]  # (B, D)
+            return (last @ self.model.item_emb.weight.t()).numpy()
+
+
+# -- ours ---------------------------------------------------------------------------------------
+
+
+def train_ours(train: UserSequences, seconds: float, seed: int, args: argparse.Namespace):
+    rec = SequentialRecommender(
+        model=SequentialConfig(
+            maxlen=MAXLEN, dim=DIM, n_blocks=BLOCKS, n_heads=HEADS, dropout=DROPOUT
+        ),
+        loss=LossConfig(name=args.loss, n_negatives=args.negatives),
+        trainer=TrainerConfig(
+            max_epochs=10**6,
+            max_seconds=seconds,
+            batch_size=BATCH,
+            lr=LR,
+            bucket_pool=args.bucket_pool,
+            seed=seed,
+            checkpoint=False,
+            progress=False,
+            log_every_steps=10**9,
+        ),
+    )
+    rec.fit(train)
+    fit = rec.fit_result
+    epochs = (
+        fit.sequences_per_second * fit.train_seconds / max(len(train.lengths[train.lengths > 1]), 1)
+    )
+    return rec, {
+        "steps": fit.steps,
+        "train_seconds": fit.train_seconds,
+        "sequences_per_second": fit.sequences_per_second,
+        "seconds_per_epoch": fit.train_seconds / max(epochs, 1e-9),
+        "epochs": epochs,
+    }
+
+
+def lookup_speed(n_items: int, repeats: int = 50) -> dict:
+    """Microseconds per (B, L) lookup, forward and forward + backward: torchrec vs nn.Embedding."""
+    from recsys.models.embeddings import EntityTables
+
+    tables = EntityTables(sizes={"product": n_items}, dim=DIM)
+    weight = tables.weight("product")
+    ids = torch.randint(1, n_items, (BATCH, MAXLEN))
+    ways = {
+        "torchrec_embedding_collection": lambda: tables({"product": ids})["product"],
+        "nn_functional_embedding": lambda: nn.functional.embedding(ids, weight),
+    }
+    out = {}
+    for name, lookup in ways.items():
+        for mode in ("forward", "forward_backward"):
+            lookup()
+            started = time.perf_counter()
+            for _ in range(repeats):
+                y = lookup()
+                if mode == "forward_backward":
+                    y.sum().backward()
+            out[f"{name}/{mode}_us"] = round((time.perf_counter() - started) / repeats * 1e6, 1)
+    return out
+
+
+def _validate(rec: Recommender, split) -> dict:
+    m = evaluate(rec, split, protocol="full", stage="valid", ks=(10,)).metrics
+    return {"val_ndcg@10": m["ndcg@10"], "val_hr@10": m["hr@10"]}
+
+
+def run_one(name: str, fn, split, args) -> dict:
+    with measure() as used:
+        rec, stats = fn()
+    stats.update(_validate(rec, split))
+    stats.update(
+        peak_rss_mb=round(used.peak_rss_mb, 1), peak_rss_delta_mb=round(used.peak_delta_mb, 1)
+    )
+    print(
+        name, {k: round(v, 4) if isinstance(v, float) else v for k, v in stats.items()}, flush=True
+    )
+    return stats
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--seconds", type=float, default=600.0, help="training budget of each model")
+    p.add_argument("--loss", default="full_ce", help="our loss (recsys.tasks.sequential)")
+    p.add_argument("--negatives", type=int, default=256, help="for sampled_softmax and gbce")
+    p.add_argument("--bucket-pool", type=int, default=64, help="ours: length-bucketed batches")
+    p.add_argument("--only", choices=("reference", "ours"), default=None, help="run one side")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads for both")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out-dir", default=str(RESULTS))
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    split, _ = make_split("ml-1m")
+    load_before = os.getloadavg()
+    runners = {
+        "reference": lambda: train_reference(split.train, args.seconds, args.seed),
+        "ours": lambda: train_ours(split.train, args.seconds, args.seed, args),
+    }
+    results = {
+        name: run_one(name, fn, split, args)
+        for name, fn in runners.items()
+        if args.only in (None, name)
+    }
+    if args.only:
+        return results
+    lookups = lookup_speed(split.n_items)
+    print("lookup", lookups, flush=True)
+    ratio = results["ours"]["sequences_per_second"] / results["reference"]["sequences_per_second"]
+    report = {
+        "command": "python benchmarks/train_speed.py "
+        + shlex.join(sys.argv[1:] if argv is None else argv),
+        "dataset": "ml-1m (train/input.txt prefix), leave-one-out; validation targets, "
+        "full ranking, seen items removed",
+        "setting": {
+            "maxlen": MAXLEN,
+            "dim": DIM,
+            "blocks": BLOCKS,
+            "heads": HEADS,
+            "dropout": DROPOUT,
+            "batch": BATCH,
+            "lr": LR,
+            "our_loss": args.loss,
+            "our_bucket_pool": args.bucket_pool,
+            "budget_seconds": args.seconds,
+            "threads": args.threads,
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        },
+        "results": results,
+        "throughput_ratio": round(ratio, 2),
+        "embedding_lookup_per_batch": lookups,
+    }
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_speed.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "train_speed.md").write_text(markdown(report))
+    print(markdown(report))
+    return report
+
+
+def markdown(report: dict) -> str:
+    head = [
+        "model",
+        "sequences/s",
+        "s/epoch",
+        "epochs",
+        "steps",
+        "val NDCG@10",
+        "val HR@10",
+        "peak RSS MiB",
+    ]
+    lines = [
+        f"# train_speed\n\n`{report['command']}`\n\n{report['dataset']}; {report['setting']}\n",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for name, r in report["results"].items():
+        lines.append(
+            f"| {name} | {r['sequences_per_second']:.1f} | {r['seconds_per_epoch']:.1f} | "
+            f"{r['epochs']:.2f} | {r['steps']} | {r['val_ndcg@10']:.4f} | {r['val_hr@10']:.4f} | "
+            f"{r['peak_rss_mb']:.0f} |"
+        )
+    lines.append(f"\nThroughput ratio (ours / reference): {report['throughput_ratio']}x\n")
+    lines.append(
+        f"Embedding lookup of one ({BATCH}, {MAXLEN}) batch, microseconds: "
+        f"{report['embedding_lookup_per_batch']}\n"
+    )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Learned recommenders: one model per module, with their ``Recommender`` adapters beside."""

@@ -1,0 +1,283 @@
+"""A causal transformer over a viewer's behaviour tokens (the SASRec family).
+
+A token is an entity (a product, or a live room named by its streamer) together with the
+action that touched it and the time since the previous token. Its input vector is
+
+    entity_emb * sqrt(dim) + action_emb + gap_emb + sum(side feature embs) + position_emb
+
+where entity embeddings come from the shared named tables (``EntityTables``: "product",
+"streamer"), side features are per-entity codes (a product's category or price band) looked up
+in their own tables ("product_category", ...), and positions count back from the latest token
+(windows are left-padded, so the last slot is always the most recent token).
+
+``n_blocks`` pre-norm transformer blocks follow, each attending only to earlier, non-padding
+tokens (and itself). A head per predicted entity kind scores the hidden state against that
+kind's entity table (weights tied with the input embeddings): "product" always, and "streamer"
+(next live room) when the data has room tokens. Losses live in ``recsys.tasks.sequential``;
+scoring for evaluation in ``recsys.models.sequential_recommender``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recsys.data.tokens import ACTIONS, KIND_TABLES, PRODUCT, ROOM
+from recsys.data.windows import SequenceBatch
+from recsys.models.embeddings import EntityTables
+
+
+@dataclass(frozen=True)
+class SequentialConfig:
+    """Architecture; entity counts of 0 are filled from the data before building."""
+
+    n_products: int = 0  # product vocabulary size (padding and unknown rows included)
+    n_streamers: int = 0  # 0: item-only streams, no room tokens and no room head
+    maxlen: int = 50
+    dim: int = 64
+    n_blocks: int = 2
+    n_heads: int = 1
+    dropout: float = 0.2  # on embeddings, residual branches and the feed-forward layer
+    # Dropout on attention weights forces the unfused attention kernel, which materialises every
+    # (L, L) matrix and costs more than the rest of the model at L = 200 on CPU; off by default.
+    attention_dropout: float = 0.0
+    n_gap_buckets: int = 0  # 0: no time-gap embedding (data without real times)
+    use_actions: bool = True
+    # Learned bonus for entities already in the window: returning to a room or product is
+    # the norm on live platforms, and a dot product with the state alone under-ranks repeats.
+    repeat_bonus: bool = False
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.dim % self.n_heads:
+            raise ValueError(f"dim {self.dim} must be divisible by n_heads {self.n_heads}")
+        if self.maxlen < 1 or self.n_blocks < 0 or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"invalid SequentialConfig: {self}")
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        return ("product", "streamer") if self.n_streamers else ("product",)
+
+    @property
+    def head_kinds(self) -> dict[str, int]:
+        return {KIND_TABLES[k]: k for k in (PRODUCT, ROOM) if KIND_TABLES[k] in self.heads}
+
+
+class Block(nn.Module):
+    """Pre-norm self-attention and position-wise feed-forward, both residual."""
+
+    def __init__(self, dim: int, n_heads: int, dropout: float, attention_dropout: float) -> None:
+        super().__init__()
+        self.n_heads, self.attention_dropout = n_heads, attention_dropout
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(dim, dim)
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        b, length, dim = x.shape
+        qkv = self.qkv(self.norm1(x)).view(b, length, 3, self.n_heads, dim // self.n_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # 3 x (B, H, L, dim / H)
+        p = self.attention_dropout if self.training else 0.0
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)
+        a = a.transpose(1, 2).reshape(b, length, dim)  # (B, L, dim)
+        x = x + self.drop(self.out(a))
+        return x + self.drop(self.ffn(self.norm2(x)))
+
+
+@dataclass(frozen=True)
+class RepeatScores:
+    """Sparse (row, entity) score bonuses: ``keys`` = row * width + entity, sorted, unique."""
+
+    keys: torch.Tensor  # (K,) int64
+    values: torch.Tensor  # (K,)
+    width: int  # entities per row
+
+    def lookup(self, rows: torch.Tensor, entities: torch.Tensor) -> torch.Tensor:
+        """The bonus of each (row, entity) pair, 0 where there is none (same shape as rows)."""
+        wanted = rows * self.width + entities
+        if len(self.keys) == 0:
+            return torch.zeros(wanted.shape, dtype=self.values.dtype, device=wanted.device)
+        pos = torch.searchsorted(self.keys, wanted).clamp(max=len(self.keys) - 1)
+        found = self.keys[pos] == wanted
+        return torch.where(found, self.values[pos], torch.zeros_like(self.values[pos]))
+
+    def add_to(self, scores: torch.Tensor) -> torch.Tensor:
+        """Dense (N, width) scores with the bonuses added (in place)."""
+        scores.view(-1).index_add_(0, self.keys, self.values.to(scores.dtype))
+        return scores
+
+
+class RepeatBonus(nn.Module):
+    """Bonus for entity j at query slot t from the earlier slots s <= t that hold j.
+
+    Each occurrence scores ``v = action_w[action_s] + distance_w[log2(1 + t - s)] +
+    <h_t, K h_s> / sqrt(dim)`` (what was done with it, how long ago, and whether the current
+    state points back to it); occurrences add up as ``bonus = log(1 + sum exp(v))``, so an entity
+    seen more often gets more, and one never seen gets nothing.
+    """
+
+    N_DISTANCE_BUCKETS = 12
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.action_w = nn.Embedding(len(ACTIONS), 1)
+        self.distance_w = nn.Embedding(self.N_DISTANCE_BUCKETS, 1)
+        self.key = nn.Linear(dim, dim, bias=False)
+        for emb in (self.action_w, self.distance_w):
+            nn.init.zeros_(emb.weight)
+        nn.init.normal_(self.key.weight, 0.0, 0.02)
+
+    def forward(
+        self, batch: SequenceBatch, hidden: torch.Tensor, query: torch.Tensor, kind: int, width: int
+    ) -> RepeatScores:
+        """Bonuses for the query slots (B, L) bool; rows follow ``query.nonzero()`` order."""
+        length = query.shape[1]
+        earlier = torch.ones(length, length, dtype=torch.bool, device=query.device).tril()
+        pairs = query[:, :, None] & (batch.kind == kind)[:, None, :] & earlier  # (B, L_t, L_s)
+        b, t, s = pairs.nonzero(as_tuple=True)
+        row = (query.reshape(-1).cumsum(0) - 1).view(query.shape)[b, t]  # query row of each pair
+        bucket = torch.log2(1.0 + (t - s).float()).long().clamp(max=self.N_DISTANCE_BUCKETS - 1)
+        keys_s = self.key(hidden)  # (B, L, dim)
+        affinity = (hidden[b, t] * keys_s[b, s]).sum(-1) / math.sqrt(hidden.shape[-1])
+        v = self.action_w(batch.action[b, s]).squeeze(-1) + self.distance_w(bucket).squeeze(-1)
+        v = (v + affinity).float().clamp(max=30.0)
+        flat = row * width + batch.entity[b, s]
+        keys, inverse = torch.unique(flat, sorted=True, return_inverse=True)
+        total = torch.zeros(len(keys), dtype=v.dtype, device=v.device).index_add_(
+            0, inverse, v.exp()
+        )
+        return RepeatScores(keys, torch.log1p(total), width)
+
+
+class SequentialModel(nn.Module):
+    """Behaviour tokens (B, L) -> hidden states (B, L, dim) -> per-head entity scores."""
+
+    def __init__(
+        self,
+        config: SequentialConfig,
+        *,
+        side_features: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+        tables: EntityTables | None = None,
+    ) -> None:
+        super().__init__()
+        if config.n_products < 3:
+            raise ValueError("SequentialConfig.n_products must be set from the data (>= 3)")
+        self.config = config
+        side = {
+            f"{entity}_{name}": np.asarray(codes, dtype=np.int64)
+            for entity, feats in (side_features or {}).items()
+            for name, codes in feats.items()
+        }
+        sizes = {"product": config.n_products}
+        if config.n_streamers:
+            sizes["streamer"] = config.n_streamers
+        sizes.update({name: int(codes.max(initial=0)) + 1 for name, codes in side.items()})
+        self.tables = tables or EntityTables(sizes=sizes, dim=config.dim, init_std=config.init_std)
+        self._check_tables(sizes)
+        self.side_names = tuple(side)
+        for name, codes in side.items():
+            self.register_buffer(f"codes_{name}", torch.from_numpy(codes), persistent=True)
+        self.action_emb = nn.Embedding(len(ACTIONS), config.dim, padding_idx=0)
+        self.gap_emb = nn.Embedding(max(config.n_gap_buckets, 1), config.dim, padding_idx=0)
+        self.pos_emb = nn.Embedding(config.maxlen, config.dim)
+        for emb in (self.action_emb, self.gap_emb, self.pos_emb):
+            nn.init.normal_(emb.weight, 0.0, config.init_std)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(
+            Block(config.dim, config.n_heads, config.dropout, config.attention_dropout)
+            for _ in range(config.n_blocks)
+        )
+        self.norm = nn.LayerNorm(config.dim)
+        self.repeat = (
+            nn.ModuleDict({h: RepeatBonus(config.dim) for h in config.heads})
+            if config.repeat_bonus
+            else None
+        )
+
+    def _check_tables(self, sizes: Mapping[str, int]) -> None:
+        for name, n in sizes.items():
+            if self.tables.sizes.get(name) != n:
+                raise ValueError(
+                    f"shared tables: {name!r} has {self.tables.sizes.get(name)} rows, need {n}"
+                )
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        return self.config.heads
+
+    def embed(self, batch: SequenceBatch) -> torch.Tensor:
+        """(B, L) tokens -> (B, L, dim) input vectors (padding slots are zero)."""
+        ids = {"product": torch.where(batch.kind == PRODUCT, batch.entity, 0)}
+        if self.config.n_streamers:
+            ids["streamer"] = torch.where(batch.kind == ROOM, batch.entity, 0)
+        for name in self.side_names:
+            entity = name.split("_", 1)[0]
+            ids[name] = getattr(self, f"codes_{name}")[ids[entity]]  # (B, L)
+        vectors = self.tables(ids)
+        x = sum(vectors[e] for e in self.heads) * math.sqrt(self.config.dim)
+        for name in self.side_names:
+            x = x + vectors[name]
+        if self.config.use_actions:
+            x = x + self.action_emb(batch.action)
+        if self.config.n_gap_buckets:
+            x = x + self.gap_emb(batch.gap)
+        width = batch.kind.shape[1]
+        positions = torch.arange(self.config.maxlen - width, self.config.maxlen, device=x.device)
+        x = x + self.pos_emb(positions)  # (L, dim) broadcast over the batch
+        return self.drop(x) * (batch.kind > 0).unsqueeze(-1).to(x.dtype)
+
+    def forward(self, batch: SequenceBatch) -> torch.Tensor:
+        """(B, L, dim) hidden states; slot t depends only on tokens at slots <= t."""
+        if batch.kind.shape[1] > self.config.maxlen:
+            raise ValueError(f"window of {batch.kind.shape[1]} > maxlen {self.config.maxlen}")
+        x = self.embed(batch)
+        real = batch.kind > 0  # (B, L)
+        length = real.shape[1]
+        causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
+        eye = torch.eye(length, dtype=torch.bool, device=x.device)
+        # Attend to earlier real tokens; every slot also to itself, so padded rows stay finite.
+        allowed = (causal & real[:, None, :]) | eye  # (B, L, L)
+        allowed = allowed.unsqueeze(1)  # (B, 1, L, L), broadcast over heads
+        for block in self.blocks:
+            x = block(x, allowed)
+        return self.norm(x)
+
+    def head_weight(self, head: str) -> torch.Tensor:
+        """(n_entities, dim) output embeddings of a head (tied with the input table)."""
+        if head not in self.heads:
+            raise KeyError(f"no head {head!r}; heads: {', '.join(self.heads)}")
+        return self.tables.weight(head)
+
+    def logits(self, hidden: torch.Tensor, head: str) -> torch.Tensor:
+        """(N, dim) hidden states -> (N, n_entities) scores of every entity of the head."""
+        return hidden @ self.head_weight(head).t()
+
+    def repeats(
+        self, batch: SequenceBatch, hidden: torch.Tensor, query: torch.Tensor, head: str
+    ) -> RepeatScores | None:
+        """Repeat bonuses of the head at the query slots (None when the model has none)."""
+        if self.repeat is None:
+            return None
+        width = self.tables.sizes[head]
+        return self.repeat[head](batch, hidden, query, self.config.head_kinds[head], width)
+
+    def score_last(self, batch: SequenceBatch, head: str) -> torch.Tensor:
+        """(B, n_entities) float32 scores of every entity after each user's latest token."""
+        hidden = self(batch)  # (B, L, dim)
+        last = hidden[:, -1].float()  # (B, dim); windows are left-padded
+        scores = last @ self.head_weight(head).float().t()
+        query = torch.zeros(batch.kind.shape, dtype=torch.bool, device=last.device)
+        query[:, -1] = True
+        bonus = self.repeats(batch, hidden, query, head)
+        return bonus.add_to(scores) if bonus is not None else scores

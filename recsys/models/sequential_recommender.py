@@ -1,0 +1,234 @@
+"""The sequential model behind the ``Recommender`` interface: fit = train, score = next entity.
+
+``fit(train)`` builds windows from the training streams, trains with the shared ``Trainer``
+(early stopping on a validation split when one is given) and keeps the best weights.
+``score(users, history)`` feeds each user's latest ``maxlen`` tokens of ``history`` through the
+model and scores every entity of the head ("product" or "streamer") from the last hidden state;
+evaluation then removes seen items or restricts to live candidates, as for every model.
+
+With a ``TokenContext`` (a live-commerce world), the input streams are the world's tokens up to
+the latest time in the given history (its horizon), so a product model also sees room entries;
+the history then only fixes that horizon. Without one, the history rows are the streams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recsys.baselines.base import Recommender
+from recsys.data.interactions import ItemFeatures, Split, UserSequences
+from recsys.data.tokens import KIND_TABLES, TokenContext, TokenLog
+from recsys.data.windows import TARGETS, WindowDataset, scoring_batch, training_windows
+from recsys.evaluation import evaluate
+from recsys.models.sequential import SequentialConfig, SequentialModel
+from recsys.tasks.sequential import LossConfig, SequentialTask
+from recsys.training.trainer import FitResult, Trainer, TrainerConfig
+
+# Training windows: each user's latest tokens only ("last", SASRec), or every token as a target.
+WINDOWS = ("last", "all")
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The split (per head) and protocol that early stopping validates on."""
+
+    splits: Mapping[str, Split]  # head -> split whose ``train`` is the fit's training data
+    protocol: str = "full"
+    max_users: int | None = 10_000
+    seed: int = 0
+
+
+def horizon(history: UserSequences) -> int:
+    """The latest time in a history: context tokens after it are never used."""
+    return int(history.ts.max()) if len(history.ts) else int(np.iinfo(np.int64).min)
+
+
+class SequentialRecommender(Recommender):
+    name = "sasrec"
+
+    def __init__(
+        self,
+        *,
+        model: SequentialConfig | None = None,
+        loss: LossConfig | None = None,
+        trainer: TrainerConfig | None = None,
+        head: str = "product",
+        context: TokenContext | None = None,
+        side_features: Sequence[str] = ("category", "price_band"),
+        windows: str = "last",
+        targets: str = "next",
+        validation: Validation | None = None,
+        run_dir: str | Path | None = None,
+        resume: bool = False,
+        extra_state: Mapping[str, object] | None = None,
+    ) -> None:
+        if head not in KIND_TABLES.values():
+            raise ValueError(f"head must be one of {sorted(KIND_TABLES.values())}, got {head!r}")
+        if windows not in WINDOWS:
+            raise ValueError(f"windows must be one of {WINDOWS}, got {windows!r}")
+        if targets not in TARGETS:
+            raise ValueError(f"targets must be one of {TARGETS}, got {targets!r}")
+        if head == "streamer" and context is None:
+            raise ValueError("the next-room head needs a world's TokenContext")
+        self.model_config = model or SequentialConfig()
+        self.loss, self.trainer = loss or LossConfig(), trainer or TrainerConfig()
+        self.head, self.context, self.side_features = head, context, tuple(side_features)
+        self.windows, self.targets = windows, targets
+        self.validation, self.run_dir, self.resume = validation, run_dir, resume
+        self.extra_state = dict(extra_state or {})
+        self.model: SequentialModel | None = None
+        self.fit_result: FitResult | None = None
+        self._cache: tuple[int, TokenLog] | None = None
+
+    # -- building ----------------------------------------------------------------------------
+
+    def tokens(self, history: UserSequences) -> TokenLog:
+        """The token streams behind a history (see the module docstring)."""
+        if self.context is None:
+            return TokenLog.from_sequences(history)
+        h = horizon(history)
+        if self._cache is None or self._cache[0] != h:
+            self._cache = (h, self.context.log.until(h))
+        return self._cache[1]
+
+    def _side(self, item_features: ItemFeatures | None) -> dict[str, dict[str, np.ndarray]]:
+        if self.context is not None:
+            source = self.context.side_features
+        else:
+            source = {"product": item_features.categorical} if item_features else {}
+        picked = {
+            e: {k: v for k, v in f.items() if k in self.side_features} for e, f in source.items()
+        }
+        return {e: f for e, f in picked.items() if f}
+
+    def build(
+        self, train: UserSequences, *, item_features: ItemFeatures | None = None
+    ) -> SequentialModel:
+        """A freshly initialised model sized for the data (also used to load saved weights)."""
+        if self.context is not None:
+            sizes = {"n_products": self.context.n_products, "n_streamers": self.context.n_streamers}
+        else:
+            sizes = {"n_products": train.n_items, "n_streamers": 0}
+        self.model_config = replace(self.model_config, **sizes)
+        torch.manual_seed(self.trainer.seed)
+        self.model = SequentialModel(self.model_config, side_features=self._side(item_features))
+        return self.model
+
+    # -- Recommender -------------------------------------------------------------------------
+
+    def fit(
+        self, train: UserSequences, *, item_features: ItemFeatures | None = None
+    ) -> SequentialRecommender:
+        model = self.build(train, item_features=item_features)
+        log = self.tokens(train)
+        windows = training_windows(
+            log,
+            maxlen=self.model_config.maxlen,
+            heads=self.model_config.head_kinds,
+            n_gap_buckets=self.model_config.n_gap_buckets,
+            every_target=self.windows == "all",
+        )
+        if len(windows) == 0:
+            raise ValueError("sasrec: no user has two or more training tokens")
+        counts = {
+            table: np.bincount(log.entity[log.kind == kind], minlength=model.tables.sizes[table])
+            for table, kind in self.model_config.head_kinds.items()
+        }
+        task = SequentialTask(self.loss, n_entities=model.tables.sizes, counts=counts)
+        extra = {
+            "model_config": asdict(self.model_config),
+            "loss_config": asdict(self.loss),
+            "head": self.head,
+            **self.extra_state,
+        }
+        trainer = Trainer(
+            config=self.trainer,
+            model=model,
+            task=task,
+            dataset=WindowDataset(windows, targets=self.targets),
+            validate=self.validate if self.validation is not None else None,
+            run_dir=self.run_dir,
+            extra_state=extra,
+        )
+        self.fit_result = trainer.fit(resume=self.resume)
+        return self
+
+    def score(self, users: np.ndarray, history: UserSequences) -> np.ndarray:
+        if self.model is None:
+            raise RuntimeError("sasrec: fit (or build and load) the model before scoring")
+        n = self.model.tables.sizes[self.head]
+        if history.n_items != n:
+            raise ValueError(
+                f"sasrec: history has {history.n_items} items, the {self.head} "
+                f"table has {n} rows; the vocabularies differ"
+            )
+        c = self.model_config
+        batch = scoring_batch(self.tokens(history), users, c.maxlen, c.n_gap_buckets)
+        device = next(self.model.parameters()).device
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            # Scores in float32 even under mixed precision: bfloat16 would tie many items.
+            scores = self.model.score_last(batch.to(device), self.head).cpu().numpy()  # (B, n)
+        self.model.train(was_training)
+        return scores
+
+    def for_head(self, head: str) -> SequentialRecommender:
+        """A view scoring another head of the same trained model."""
+        view = SequentialRecommender(
+            model=self.model_config,
+            loss=self.loss,
+            trainer=self.trainer,
+            head=head,
+            context=self.context,
+            side_features=self.side_features,
+            windows=self.windows,
+            targets=self.targets,
+        )
+        view.model = self.model
+        return view
+
+    def validate(self) -> dict[str, float]:
+        """Validation metrics per head (``<head>/ndcg@10``) and their mean (``ndcg@10``)."""
+        v = self.validation
+        metrics: dict[str, float] = {}
+        for head, split in v.splits.items():
+            res = evaluate(
+                self.for_head(head),
+                split,
+                protocol=v.protocol,
+                stage="valid",
+                ks=(10,),
+                max_users=v.max_users,
+                seed=v.seed,
+            )
+            metrics.update(
+                {
+                    f"{head}/{k}": float(x)
+                    for k, x in res.metrics.items()
+                    if k.startswith(("hr@", "ndcg@", "sampled_"))
+                }
+            )
+        for name in ("hr@10", "ndcg@10"):
+            key = f"sampled_{name}" if v.protocol == "sampled" else name
+            values = [metrics[f"{h}/{key}"] for h in v.splits]
+            metrics[name] = float(np.mean(values))
+        return metrics
+
+    def hparams(self) -> dict:
+        model = {k: v for k, v in asdict(self.model_config).items() if not k.startswith("n_")}
+        model.update(n_blocks=self.model_config.n_blocks, n_heads=self.model_config.n_heads)
+        return {
+            **model,
+            "loss": self.loss.name,
+            "windows": self.windows,
+            "targets": self.targets,
+            "lr": self.trainer.lr,
+            "batch_size": self.trainer.batch_size,
+            "head": self.head,
+        }

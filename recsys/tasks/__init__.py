@@ -1,0 +1,1 @@
+"""Training objectives (losses), separate from the models they train."""

@@ -1,0 +1,178 @@
+"""``train(cfg)``: one training run from a composed configuration to its final metrics.
+
+The configuration has four parts (``recsys/conf/train.yaml`` and its groups): ``model`` (the
+architecture, with its ``loss``), ``data`` (dataset and protocols), ``trainer`` (optimisation,
+device, early stopping, checkpoints) and ``run_dir`` (where checkpoints, TensorBoard logs and
+``metrics.json`` go). Hydra composes it at the command line (``recsys-train``); this module only
+reads plain values and turns them into the typed configs the library takes.
+
+Final metrics are keyed ``<stage>/<head>/<protocol>/<metric>``, e.g.
+``test/product/full/ndcg@10`` or ``test/streamer/live/ndcg@10``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from recsys.evaluation import evaluate
+from recsys.models.sequential import SequentialConfig
+from recsys.models.sequential_recommender import SequentialRecommender, Validation
+from recsys.tasks.sequential import LossConfig
+from recsys.training.checkpoint import CHECKPOINT, load_checkpoint
+from recsys.training.data import DataConfig, SequentialData, for_protocol, load_sequential_data
+from recsys.training.logger import RunLogger
+from recsys.training.trainer import TrainerConfig
+
+log = logging.getLogger(__name__)
+
+MODELS = ("sasrec",)
+# Trainer settings a resumed run may change (they do not alter what is computed).
+RESUMABLE_CHANGES = ("max_epochs", "patience", "progress", "num_threads", "log_every_steps")
+
+
+def as_dict(cfg: DictConfig | Mapping) -> dict:
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)
+    return dict(cfg)
+
+
+def model_settings(model: Mapping) -> dict:
+    """``SequentialRecommender`` keyword arguments from a ``model`` config section: the typed
+    architecture (``model``), ``loss``, ``side_features``, ``windows`` and ``targets``."""
+    m = dict(model)
+    name = m.pop("name", "sasrec")
+    if name not in MODELS:
+        raise ValueError(f"model.name must be one of {MODELS}, got {name!r}")
+    out = {
+        "loss": LossConfig(**m.pop("loss", {})),
+        "side_features": tuple(m.pop("side_features", ()) or ()),
+        "windows": m.pop("windows", "last"),
+        "targets": m.pop("targets", "next"),
+    }
+    known = {f.name for f in fields(SequentialConfig)} - {"n_products", "n_streamers"}
+    unknown = sorted(set(m) - known)
+    if unknown:
+        raise ValueError(f"model config: unknown keys {unknown}; known: {sorted(known)}")
+    return {"model": SequentialConfig(**m), **out}
+
+
+def build_recommender(
+    cfg: Mapping,
+    data: SequentialData,
+    *,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    validate: bool = True,
+) -> SequentialRecommender:
+    """The model of ``cfg`` for ``data``, validated on every head under the data's protocol."""
+    settings = model_settings(cfg["model"])
+    trainer = TrainerConfig(**cfg["trainer"])
+    data_cfg = DataConfig(**cfg["data"])
+    validation = None
+    if validate:
+        validation = Validation(
+            splits={h: for_protocol(s, data_cfg.val_protocol) for h, s in data.splits.items()},
+            protocol=data_cfg.val_protocol,
+            max_users=trainer.val_max_users,
+            seed=trainer.seed,
+        )
+    return SequentialRecommender(
+        **settings,
+        trainer=trainer,
+        context=data.context,
+        validation=validation,
+        run_dir=run_dir,
+        resume=resume,
+        extra_state={"config": dict(cfg), "vocabularies": data.vocabularies()},
+    )
+
+
+def final_metrics(
+    rec: SequentialRecommender,
+    data: SequentialData,
+    protocols: Sequence[str],
+    ks: Sequence[int] = (10, 20, 100),
+    stages: Sequence[str] = ("valid", "test"),
+) -> dict[str, float]:
+    """Every head under every protocol on every stage, all targets."""
+    out: dict[str, float] = {}
+    for head, split in data.splits.items():
+        for protocol in protocols:
+            s = for_protocol(split, protocol)
+            for stage in stages:
+                res = evaluate(rec.for_head(head), s, protocol=protocol, stage=stage, ks=ks)
+                out.update(
+                    {f"{stage}/{head}/{res.protocol}/{k}": v for k, v in res.metrics.items()}
+                )
+    return out
+
+
+def _check_resume(cfg: Mapping, run_dir: Path) -> None:
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        log.info("resume: no checkpoint in %s, starting fresh", run_dir)
+        return
+    saved = load_checkpoint(path)["config"]
+    changed = [k for k in ("model", "data") if saved.get(k) != cfg.get(k)]
+    trainer_now, trainer_then = dict(cfg["trainer"]), dict(saved["trainer"])
+    for key in RESUMABLE_CHANGES:
+        trainer_now.pop(key, None)
+        trainer_then.pop(key, None)
+    if trainer_now != trainer_then:
+        changed.append("trainer")
+    if changed:
+        raise ValueError(f"resume: {path} was written with a different {', '.join(changed)} config")
+
+
+def train(cfg: DictConfig | Mapping) -> dict[str, float]:
+    """Train the configured model on the configured data; return (and save) its final metrics."""
+    c = as_dict(cfg)
+    run_dir = Path(c["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resume = bool(c.get("resume", False))
+    if resume:
+        _check_resume(c, run_dir)
+    data_cfg = DataConfig(**c["data"])
+    data = load_sequential_data(data_cfg)
+    rec = build_recommender(c, data, run_dir=run_dir, resume=resume)
+    split = data.train_split
+    rec.fit(split.train, item_features=split.item_features)
+    metrics = final_metrics(rec, data, data_cfg.protocols, tuple(c.get("eval_ks", (10, 20, 100))))
+    fit = rec.fit_result
+    metrics.update(
+        {
+            "train/best_epoch": fit.best_epoch,
+            "train/best_value": fit.best_value,
+            "train/epochs": fit.epochs,
+            "train/seconds": round(fit.seconds, 3),
+            "train/sequences_per_second": round(fit.sequences_per_second, 1),
+        }
+    )
+    _log_run(c, rec, data, metrics, run_dir)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    log.info("metrics written to %s", run_dir / "metrics.json")
+    return metrics
+
+
+def _log_run(
+    c: Mapping, rec: SequentialRecommender, data: SequentialData, metrics: Mapping, run_dir: Path
+) -> None:
+    """Hyperparameters with the headline metrics, and a projector sample of each head's table."""
+    logger = RunLogger(run_dir)
+    hparams = {f"model.{k}": v for k, v in c["model"].items() if k != "loss"}
+    hparams.update({f"loss.{k}": v for k, v in c["model"].get("loss", {}).items()})
+    hparams.update({f"trainer.{k}": c["trainer"][k] for k in ("lr", "batch_size", "seed")})
+    hparams["data"] = c["data"]["name"]
+    headline = {k: v for k, v in metrics.items() if k.startswith("test/") and k.endswith("@10")}
+    logger.hparams(hparams, headline)
+    for head, split in data.splits.items():
+        labels = ["<pad>", "<unknown>", *map(str, split.item_vocab.ids)]
+        weight = rec.model.head_weight(head)
+        logger.projector(weight, tag=head, labels=labels, seed=rec.trainer.seed)
+    logger.close()

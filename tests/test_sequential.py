@@ -1,0 +1,416 @@
+"""The sequential model family: tokens, windows, the causal transformer, losses, the adapter."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from recsys.data.interactions import Interactions, UserSequences
+from recsys.data.live import live_time_split
+from recsys.data.tokens import ACTION_CODE, PRODUCT, ROOM, TokenLog, world_context
+from recsys.data.vocab import Vocab
+from recsys.data.windows import (
+    WindowDataset,
+    future_of_kind,
+    last_tokens,
+    next_of_kind,
+    scoring_batch,
+    training_windows,
+)
+from recsys.evaluation import evaluate
+from recsys.models.embeddings import EntityTables
+from recsys.models.sequential import RepeatScores, SequentialConfig, SequentialModel
+from recsys.models.sequential_recommender import SequentialRecommender, Validation, horizon
+from recsys.tasks.sequential import (
+    LossConfig,
+    SequentialTask,
+    bce_one_negative,
+    full_ce,
+    gbce,
+    gbce_beta,
+    sampled_softmax,
+)
+from recsys.training.trainer import TrainerConfig
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and far faster on busy machines)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_world(tmp_path_factory):
+    from recsys.data.datasets import ensure_world
+    from recsys.data.tables import load_tables
+
+    return load_tables(ensure_world("tiny", 0, tmp_path_factory.mktemp("worlds")))
+
+
+def _seqs(rows: list[list[int]], n_items: int) -> UserSequences:
+    lengths = [len(r) for r in rows]
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    items = np.array([i for r in rows for i in r], dtype=np.int64)
+    return UserSequences(indptr, items, np.arange(len(items), dtype=np.int64), n_items)
+
+
+# -- tokens and windows ---------------------------------------------------------------------
+
+
+def test_gap_buckets_are_log2_seconds_and_restart_per_user():
+    log = TokenLog.from_events(
+        user=np.array([0, 0, 0, 1]),
+        kind=np.full(4, PRODUCT),
+        entity=np.array([2, 3, 4, 5]),
+        action=np.full(4, ACTION_CODE["click"]),
+        ts=np.array([100, 100, 107, 50]),
+        n_users=2,
+    )
+    # user 0: first token, gap 0 -> 2 + 0, gap 7 -> 2 + floor(log2 8) = 5; user 1: first token.
+    assert log.gap_buckets(24).tolist() == [1, 2, 5, 1]
+    assert log.gap_buckets(4).tolist() == [1, 2, 3, 1]  # capped at n_buckets - 1
+    assert TokenLog.from_sequences(_seqs([[2, 3]], 5)).gap_buckets(24).tolist() == [1, 1]
+
+
+def test_last_tokens_left_pads_and_truncates():
+    log = TokenLog.from_sequences(_seqs([[2, 3, 4, 5], [6], []], 8))
+    got = last_tokens(log, np.array([0, 1, 2]), 3)["entity"]
+    assert got.tolist() == [[3, 4, 5], [0, 0, 6], [0, 0, 0]]
+
+
+def test_next_of_kind_finds_the_next_token_of_each_kind():
+    p, r = PRODUCT, ROOM
+    kind = np.array([[0, r, p, p, r, p]])
+    entity = np.array([[0, 7, 2, 3, 8, 4]])
+    assert next_of_kind(kind, entity, p).tolist() == [[0, 2, 3, 4, 4]]
+    assert next_of_kind(kind, entity, r).tolist() == [[0, 8, 8, 8, 0]]
+
+
+def test_future_of_kind_draws_a_later_token_of_the_kind():
+    p, r = PRODUCT, ROOM
+    kind = np.array([[0, r, p, p, r, p]])
+    entity = np.array([[0, 7, 2, 3, 8, 4]])
+    # Slot 1 (room 7) has products 2, 3, 4 later: u picks the first, second or third.
+    for u, want in ((0.0, 2), (0.34, 3), (0.99, 4)):
+        got = future_of_kind(kind, entity, p, np.full((1, 5), u))
+        assert got[0, 1] == want
+    assert future_of_kind(kind, entity, p, np.zeros((1, 5))).tolist() == [[0, 2, 3, 4, 4]]
+    assert future_of_kind(kind, entity, r, np.full((1, 5), 0.99)).tolist() == [[0, 8, 8, 8, 0]]
+
+
+def test_future_targets_are_drawn_per_step_and_repeat_per_seed():
+    log = TokenLog.from_sequences(_seqs([[2, 3, 4, 5, 6, 7]] * 4, 9))
+    data = WindowDataset(
+        training_windows(log, maxlen=5, heads={"product": PRODUCT}), targets="future"
+    )
+    first = [b.targets["product"] for b in data.epoch(batch_size=2, seed=0, epoch=0)]
+    again = [b.targets["product"] for b in data.epoch(batch_size=2, seed=0, epoch=0)]
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    later = torch.cat(first)
+    inputs = torch.cat([b.entity for b in data.epoch(batch_size=2, seed=0, epoch=0)])
+    assert bool(((later > inputs) | (later == 0)).all())  # always a later item
+    assert len(torch.unique(later[:, 0])) > 1  # not always the next one
+
+
+def test_training_windows_shift_targets_by_one():
+    log = TokenLog.from_sequences(_seqs([[2, 3, 4], [5], [6, 7]], 9))
+    w = training_windows(log, maxlen=3, heads={"product": PRODUCT})
+    assert w.users.tolist() == [0, 2]  # user 1 has a single token: no target
+    assert w.inputs["entity"].tolist() == [[0, 2, 3], [0, 0, 6]]
+    assert w.targets["product"].tolist() == [[0, 3, 4], [0, 0, 7]]
+
+
+def test_every_target_windows_cover_each_token_once():
+    log = TokenLog.from_sequences(_seqs([[2, 3, 4, 5, 6, 7, 8], [9, 10]], 12))
+    w = training_windows(log, maxlen=3, heads={"product": PRODUCT}, every_target=True)
+    assert w.users.tolist() == [0, 0, 1]
+    assert w.inputs["entity"].tolist() == [[5, 6, 7], [2, 3, 4], [0, 0, 9]]
+    assert w.targets["product"].tolist() == [[6, 7, 8], [3, 4, 5], [0, 0, 10]]
+    targets = np.sort(w.targets["product"][w.targets["product"] > 0])
+    assert targets.tolist() == [3, 4, 5, 6, 7, 8, 10]
+
+
+def test_bucketed_batches_group_similar_lengths_deterministically():
+    rows = [[2] * n for n in (2, 9, 3, 8, 2, 9, 3, 8)]
+    data = WindowDataset(
+        training_windows(
+            TokenLog.from_sequences(_seqs(rows, 4)), maxlen=10, heads={"product": PRODUCT}
+        )
+    )
+    batches = [b.entity.shape for b in data.epoch(batch_size=2, seed=1, epoch=0, bucket_pool=4)]
+    assert sorted(w for _, w in batches) == [1, 2, 7, 8]  # pairs of equal lengths
+    again = [b.entity.shape for b in data.epoch(batch_size=2, seed=1, epoch=0, bucket_pool=4)]
+    assert batches == again
+
+
+def test_window_batches_follow_a_seeded_permutation_and_trim_padding():
+    log = TokenLog.from_sequences(_seqs([[2, 3], [4, 5, 6], [7, 8], [2, 4]], 9))
+    data = WindowDataset(training_windows(log, maxlen=5, heads={"product": PRODUCT}))
+    first = [b.entity.tolist() for b in data.epoch(batch_size=2, seed=3, epoch=0)]
+    again = [b.entity.tolist() for b in data.epoch(batch_size=2, seed=3, epoch=0)]
+    other = [b.entity.tolist() for b in data.epoch(batch_size=2, seed=3, epoch=1)]
+    assert first == again and first != other
+    assert max(len(b[0]) for b in first) == 2  # 3 events -> 2 inputs; never the 5 slots
+    skipped = [b.entity.tolist() for b in data.epoch(batch_size=2, seed=3, epoch=0, start_step=1)]
+    assert skipped == first[1:]
+
+
+# -- embeddings and model -------------------------------------------------------------------
+
+
+def test_entity_tables_look_up_rows_and_zero_padding():
+    tables = EntityTables(sizes={"product": 6, "streamer": 4}, dim=3)
+    ids = torch.tensor([[0, 2, 5]])
+    out = tables({"product": ids})
+    assert out["product"].shape == (1, 3, 3)
+    assert torch.equal(out["product"][0, 0], torch.zeros(3))
+    assert torch.equal(out["product"][0, 2], tables.weight("product")[5].detach())
+    with pytest.raises(KeyError, match="user"):
+        tables({"user": ids})
+
+
+def test_models_share_tables_by_name():
+    config = SequentialConfig(n_products=10, n_streamers=5, dim=8, maxlen=4)
+    a = SequentialModel(config)
+    b = SequentialModel(config, tables=a.tables)
+    assert b.head_weight("product") is a.head_weight("product")
+    with pytest.raises(ValueError, match="rows"):
+        SequentialModel(SequentialConfig(n_products=11, dim=8), tables=a.tables)
+
+
+def _model(**kw) -> SequentialModel:
+    torch.manual_seed(0)
+    config = SequentialConfig(n_products=20, n_streamers=6, dim=8, maxlen=6, n_heads=2, **kw)
+    return SequentialModel(config, side_features={"product": {"category": np.arange(20) % 3}})
+
+
+def _batch(entity, kind=None):
+    entity = torch.tensor(entity)
+    kind = torch.where(entity > 0, PRODUCT, 0) if kind is None else torch.tensor(kind)
+    from recsys.data.windows import SequenceBatch
+
+    return SequenceBatch(kind, entity, (kind > 0).long() * 3, (kind > 0).long())
+
+
+def test_output_at_a_slot_ignores_later_tokens():
+    model = _model(dropout=0.0).eval()
+    a = model(_batch([[0, 2, 5, 7, 9, 11]]))
+    b = model(_batch([[0, 2, 5, 8, 3, 19]]))
+    assert torch.allclose(a[0, :3], b[0, :3], atol=1e-6)
+    assert not torch.allclose(a[0, 3], b[0, 3])
+
+
+def test_padding_and_trimming_do_not_change_real_outputs():
+    model = _model(dropout=0.0).eval()
+    wide = model(_batch([[0, 0, 0, 4, 5, 6]]))[0, -1]
+    narrow = model(_batch([[4, 5, 6]]))[0, -1]
+    assert torch.allclose(wide, narrow, atol=1e-6)
+    with pytest.raises(ValueError, match="maxlen"):
+        model(_batch([[1] * 7]))
+
+
+def test_room_tokens_use_the_streamer_table():
+    model = _model(dropout=0.0).eval()
+    as_room = model(_batch([[0, 3]], kind=[[0, ROOM]]))[0, -1]
+    as_product = model(_batch([[0, 3]], kind=[[0, PRODUCT]]))[0, -1]
+    assert not torch.allclose(as_room, as_product)
+    assert model.logits(as_room[None], "streamer").shape == (1, 6)
+
+
+# -- losses against hand computations ------------------------------------------------------
+
+H = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+W = torch.tensor([[9.0, 9.0], [9.0, 9.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+T = torch.tensor([2, 3])
+
+
+def test_full_ce_ignores_reserved_rows():
+    # Row 0 scores items 2..4 as (1, 0, 1), row 1 as (0, 2, 2); targets 2 and 3.
+    row0 = -math.log(math.e / (2 * math.e + 1))
+    row1 = -math.log(math.e**2 / (1 + 2 * math.e**2))
+    assert full_ce(H, W, T).item() == pytest.approx((row0 + row1) / 2, rel=1e-6)
+
+
+def test_full_ce_gradients_match_the_generic_cross_entropy():
+    torch.manual_seed(0)
+    h = torch.randn(7, 4, requires_grad=True)
+    w = torch.randn(30, 4, requires_grad=True)
+    t = torch.randint(2, 30, (7,))
+    full_ce(h, w, t).backward()
+    h2, w2 = h.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    logits = h2 @ w2.t()
+    logits[:, :2] = float("-inf")
+    F.cross_entropy(logits, t).backward()
+    assert torch.allclose(h.grad, h2.grad, atol=1e-6)
+    assert torch.allclose(w.grad, w2.grad, atol=1e-6)
+
+
+def test_bce_with_one_negative():
+    neg = torch.tensor([4, 2])  # scores 1 and 0
+    sp = lambda x: math.log1p(math.exp(x))  # noqa: E731
+    expected = ((sp(-1) + sp(1)) + (sp(-2) + sp(0))) / 2
+    assert bce_one_negative(H, W, T, neg).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_sampled_softmax_subtracts_log_q_and_masks_accidental_hits():
+    q = torch.tensor([0.0, 0.0, 0.5, 0.25, 0.25])
+    log_q = torch.log(q)
+    negatives = torch.tensor([3, 4])
+    # Row 0 (target 2): logits 1 - log .5, 0 - log .25, 1 - log .25.
+    z0 = [1 - math.log(0.5), -math.log(0.25), 1 - math.log(0.25)]
+    # Row 1 (target 3): negative 3 is the target itself and is masked: 2 - log .25, 2 - log .25.
+    z1 = [2 - math.log(0.25), 2 - math.log(0.25)]
+    ce = lambda z: -z[0] + math.log(sum(math.exp(v) for v in z))  # noqa: E731
+    expected = (ce(z0) + ce(z1)) / 2
+    got = sampled_softmax(H, W, T, negatives, log_q)
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_gbce_matches_the_formula():
+    assert gbce_beta(10, 101, 0.0) == pytest.approx(1.0)  # t = 0 is plain BCE
+    assert gbce_beta(10, 101, 1.0) == pytest.approx(0.1)  # t = 1: beta = alpha
+    beta = gbce_beta(2, 3, 0.5)  # alpha = 1 -> beta = 1
+    assert beta == pytest.approx(1.0)
+    beta = 0.3
+    negatives = torch.tensor([4, 2])  # row 0: negative 2 is its target -> dropped
+    sp = lambda x: math.log1p(math.exp(x))  # noqa: E731
+    row0 = beta * sp(-1.0) + sp(1.0)
+    row1 = beta * sp(-2.0) + sp(2.0) + sp(0.0)
+    assert gbce(H, W, T, negatives, beta).item() == pytest.approx((row0 + row1) / 2, rel=1e-6)
+
+
+def test_full_ce_with_sparse_bonuses_matches_dense_logits():
+    torch.manual_seed(1)
+    h = torch.randn(3, 4, requires_grad=True)
+    w = torch.randn(9, 4, requires_grad=True)
+    t = torch.tensor([2, 5, 8])
+    keys = torch.tensor([2, 6, 9 + 5, 18 + 3])  # (row 0, 2), (0, 6), (1, 5), (2, 3)
+    values = torch.tensor([0.5, -1.0, 2.0, 0.3], requires_grad=True)
+    full_ce(h, w, t, RepeatScores(keys, values, 9)).backward()
+    h2, w2 = h.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    v2 = values.detach().clone().requires_grad_()
+    logits = (h2 @ w2.t()).view(-1).index_add(0, keys, v2).view(3, 9)
+    logits = torch.cat([torch.full((3, 2), float("-inf")), logits[:, 2:]], dim=1)
+    F.cross_entropy(logits, t).backward()
+    for a, b in ((h.grad, h2.grad), (w.grad, w2.grad), (values.grad, v2.grad)):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_repeat_bonus_only_sees_earlier_slots():
+    model = _model(dropout=0.0, repeat_bonus=True).eval()
+    batch = _batch([[0, 4, 5, 4, 9, 7]])
+    hidden = model(batch)
+    query = torch.tensor([[False, False, False, True, False, False]])  # slot 3
+    bonus = model.repeats(batch, hidden, query, "product")
+    assert sorted((bonus.keys % 20).tolist()) == [4, 5]  # 9 and 7 come later
+    scores = model.score_last(batch, "product")
+    plain = model(batch)[:, -1] @ model.head_weight("product").t()
+    boosted = (scores - plain)[0]
+    assert set(torch.nonzero(boosted.abs() > 1e-6).flatten().tolist()) == {4, 5, 7, 9}
+
+
+@pytest.mark.parametrize("repeat_bonus", [False, True])
+@pytest.mark.parametrize("name", ["bce", "sampled_softmax", "full_ce", "gbce"])
+def test_every_loss_trains_the_model(name, repeat_bonus):
+    model = _model(dropout=0.0, repeat_bonus=repeat_bonus)
+    task = SequentialTask(
+        LossConfig(name=name, n_negatives=8, sampler="popularity"),
+        n_entities=model.tables.sizes,
+        counts={"product": np.arange(20), "streamer": np.ones(6)},
+    )
+    batch = _batch([[0, 2, 5, 7, 9, 11], [0, 0, 3, 4, 5, 6]])
+    batch.targets = {"product": torch.tensor([[0, 5, 7, 9, 11, 13], [0, 0, 4, 5, 6, 7]])}
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    losses = []
+    for step in range(30):
+        loss, parts = task(model, batch, torch.Generator().manual_seed(step))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert set(parts) == {"product"}
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+
+
+def test_loss_config_rejects_unknown_names():
+    with pytest.raises(ValueError, match="loss must be"):
+        LossConfig(name="softmax")
+
+
+# -- the recommender adapter ----------------------------------------------------------------
+
+
+def _toy_split_data(n_users=60, n_items=12, length=8, seed=0):
+    """Users walk items cyclically (item i -> i + 1), so the next item is learnable."""
+    rng = np.random.default_rng(seed)
+    start = rng.integers(0, n_items, n_users)
+    items = (start[:, None] + np.arange(length)) % n_items + 2
+    user = np.repeat(np.arange(n_users) + 2, length)
+    inter = Interactions(
+        user=user,
+        item=items.ravel(),
+        ts=np.tile(np.arange(length), n_users),
+        user_vocab=Vocab.build("user", np.arange(n_users)),
+        item_vocab=Vocab.build("item", np.arange(n_items)),
+    )
+    from recsys.data.splits import leave_one_out
+
+    return leave_one_out(inter)
+
+
+def test_recommender_learns_a_cyclic_walk():
+    split = _toy_split_data()
+    rec = SequentialRecommender(
+        model=SequentialConfig(maxlen=8, dim=16, dropout=0.0),
+        trainer=TrainerConfig(max_epochs=30, batch_size=16, lr=0.01, progress=False),
+        validation=Validation({"product": split}, protocol="full", max_users=None),
+    )
+    rec.fit(split.train)
+    res = evaluate(rec, split, protocol="full", stage="test", ks=(1,))
+    assert res.metrics["hr@1"] > 0.9
+    assert rec.fit_result.best_value > 0.9
+    assert rec.score(np.array([2, 3]), split.test_history).shape == (2, split.n_items)
+
+
+def test_context_streams_stop_at_the_history_horizon(tiny_world):
+    context = world_context(tiny_world)
+    split = live_time_split(tiny_world, target="product")
+    rec = SequentialRecommender(context=context)
+    log = rec.tokens(split.train)
+    assert log.ts.max() <= horizon(split.train) < split.meta["valid_ts"]
+    assert rec.tokens(split.test_history).ts.max() < split.meta["test_ts"]
+    # The world's product tokens are the product split's interactions (same vocabularies).
+    products = log.entity[log.kind == PRODUCT]
+    assert len(products) == len(split.train.items)
+    assert np.array_equal(np.sort(products), np.sort(split.train.items))
+    batch = scoring_batch(log, np.arange(5), 10)
+    assert batch.entity.shape[0] == 5
+
+
+def test_room_head_needs_a_context():
+    with pytest.raises(ValueError, match="TokenContext"):
+        SequentialRecommender(head="streamer")
+
+
+def test_repeated_actions_within_a_visit_are_not_targets():
+    r, p = ROOM, PRODUCT
+    log = TokenLog.from_events(
+        user=np.zeros(7, dtype=np.int64),
+        kind=np.array([r, p, p, p, r, r, p]),
+        entity=np.array([7, 2, 2, 3, 8, 8, 2]),
+        action=np.array([2, 3, 4, 3, 2, 2, 3]),
+        ts=np.arange(7),
+        n_users=1,
+    )
+    # enter 7, click 2, cart 2 (same visit: no), click 3, enter 8, enter 8 again (no), click 2.
+    assert log.first_in_visit().tolist() == [True, True, False, True, True, False, True]
+    w = training_windows(log, maxlen=6, heads={"product": p, "streamer": r})
+    assert w.targets["product"].tolist() == [[2, 3, 3, 2, 2, 2]]
+    assert w.targets["streamer"].tolist() == [[8, 8, 8, 8, 0, 0]]
