@@ -16,6 +16,7 @@ from recsys.data.vocab import Vocab
 from recsys.data.windows import (
     WindowDataset,
     future_of_kind,
+    next_visit,
     last_tokens,
     next_of_kind,
     scoring_batch,
@@ -414,3 +415,17 @@ def test_repeated_actions_within_a_visit_are_not_targets():
     w = training_windows(log, maxlen=6, heads={"product": p, "streamer": r})
     assert w.targets["product"].tolist() == [[2, 3, 3, 2, 2, 2]]
     assert w.targets["streamer"].tolist() == [[8, 8, 8, 8, 0, 0]]
+
+
+def test_later_visit_targets_come_from_the_next_room_visit_on():
+    r, p = ROOM, PRODUCT
+    kind = np.array([[r, p, p, r, p, p]])
+    entity = np.array([[7, 2, 3, 8, 4, 5]])
+    visit = next_visit(kind)
+    assert visit.tolist() == [[3, 3, 3, 6, 6]]
+    first = np.minimum(visit + 1, 6)
+    low = future_of_kind(kind, entity, p, np.zeros((1, 5)), first=first)
+    high = future_of_kind(kind, entity, p, np.full((1, 5), 0.99), first=first)
+    assert low.tolist() == [[4, 4, 4, 0, 0]] and high.tolist() == [[5, 5, 5, 0, 0]]
+    rooms = future_of_kind(kind, entity, r, np.zeros((1, 5)), first=visit)
+    assert rooms.tolist() == [[8, 8, 8, 0, 0]]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from recsys.data.tokens import PAD_KIND, TokenLog
+from recsys.data.tokens import PAD_KIND, ROOM, TokenLog
 
 INPUT_FIELDS = ("kind", "entity", "action", "gap")
 
@@ -101,18 +101,23 @@ def future_of_kind(
     head_kind: int,
     uniform: np.ndarray,
     real: np.ndarray | None = None,
+    first: np.ndarray | None = None,
 ) -> np.ndarray:
     """(U, L) entity of a random later token of ``head_kind`` for each slot of (U, L + 1) windows.
 
-    ``uniform`` (U, L) in [0, 1) picks which of the later tokens of that kind; slots that are
-    padding (``real`` as for ``next_of_kind``), or after which no such token follows, get 0.
-    Trains for "what comes later" (any future action, as PinnerFormer's dense all-action loss)
-    rather than only the next token.
+    ``uniform`` (U, L) in [0, 1) picks which of the later tokens of that kind, among those at
+    positions >= ``first`` (U, L) (default: the next slot); slots that are padding (``real`` as
+    for ``next_of_kind``), or with no such token from ``first`` on, get 0. Trains for "what comes
+    later" (any future action, as PinnerFormer's dense all-action loss) rather than the next.
     """
     real = kind[:, :-1] != PAD_KIND if real is None else real
+    n = kind.shape[1]
+    first = np.broadcast_to(np.arange(1, n), real.shape) if first is None else first
     is_kind = kind == head_kind  # (U, L + 1)
-    later = np.cumsum(is_kind[:, ::-1], axis=1)[:, ::-1][:, 1:]  # (U, L) such tokens after slot
-    upto = np.cumsum(is_kind, axis=1)[:, :-1]  # (U, L) such tokens at or before slot
+    from_pos = np.zeros((kind.shape[0], n + 1), dtype=np.int64)  # matches at positions >= j
+    from_pos[:, :n] = np.cumsum(is_kind[:, ::-1], axis=1)[:, ::-1]
+    later = np.take_along_axis(from_pos, first, axis=1)  # (U, L)
+    upto = from_pos[:, :1] - later  # (U, L) matches before ``first``
     rows, cols = np.nonzero(is_kind)  # row-major, so each row's matches are contiguous
     if len(cols) == 0:
         return np.zeros(later.shape, dtype=np.int64)
@@ -121,6 +126,13 @@ def future_of_kind(
     found = (later > 0) & real
     flat = np.where(found, row_start[:, None] + nth, 0)
     return np.where(found, entity[rows[flat], cols[flat]], 0)
+
+
+def next_visit(kind: np.ndarray) -> np.ndarray:
+    """(U, L) position of the first room entry after each slot of (U, L + 1) windows (L + 1: none)."""
+    n = kind.shape[1]
+    slot = np.where(kind == ROOM, np.arange(n), n)
+    return np.minimum.accumulate(slot[:, ::-1], axis=1)[:, ::-1][:, 1:]
 
 
 @dataclass(frozen=True)
@@ -177,14 +189,16 @@ def training_windows(
     return Windows(users[keep], inputs, targets, dict(heads), lookahead)
 
 
-TARGETS = ("next", "future")
+TARGETS = ("next", "future", "later_visit")
 
 
 class WindowDataset:
     """Training windows as tensors, batched in a (seed, epoch)-determined order.
 
     ``targets="next"`` trains each slot on the next token of each head's kind; ``"future"`` on
-    a random later one, drawn per batch from a generator seeded by (seed, epoch, step).
+    a random later one, drawn per batch from a generator seeded by (seed, epoch, step);
+    ``"later_visit"`` on a random one from the next room visit on (the room entered next, or a
+    product chosen after it), as a history that ends is scored for the visits that follow.
     """
 
     def __init__(self, windows: Windows, *, targets: str = "next") -> None:
@@ -233,14 +247,16 @@ class WindowDataset:
         width = int(self.lengths[rows].max())
         cols = slice(self.inputs["kind"].shape[1] - width, None)
         inputs = {f: a[rows, cols] for f, a in self.inputs.items()}  # (B, width)
-        if self.mode == "future" and rng is not None:
+        if self.mode != "next" and rng is not None:
             kind, entity = (self.lookahead[f][rows.numpy()] for f in ("kind", "entity"))
             real = self.inputs["kind"][rows].numpy() != PAD_KIND
             u = rng.random(size=real.shape)
-            targets = {
-                h: torch.from_numpy(future_of_kind(kind, entity, k, u, real)[:, cols])
-                for h, k in self.heads.items()
-            }
+            visit = next_visit(kind) if self.mode == "later_visit" else None
+            targets = {}
+            for h, k in self.heads.items():
+                first = None if visit is None else np.minimum(visit + (k != ROOM), kind.shape[1])
+                picked = future_of_kind(kind, entity, k, u, real, first)
+                targets[h] = torch.from_numpy(picked[:, cols])
         else:
             targets = {h: t[rows, cols] for h, t in self.targets.items()}
         return SequenceBatch(**inputs, targets=targets)
@@ -257,7 +273,7 @@ class WindowDataset:
         else:
             order = self.order(seed, epoch)
         for step in range(start_step, self.n_batches(batch_size)):
-            rng = np.random.default_rng([seed, epoch, step, 2]) if self.mode == "future" else None
+            rng = np.random.default_rng([seed, epoch, step, 2]) if self.mode != "next" else None
             yield self.batch(order[step * batch_size : (step + 1) * batch_size], rng)
 
 

@@ -115,6 +115,7 @@ class Trainer:
             self.optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
         )
         self.state = TrainState()
+        self._best_in_memory: dict[str, torch.Tensor] | None = None
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -155,7 +156,7 @@ class Trainer:
 
     def load_best(self) -> None:
         """Put the best validated weights (or the last ones when never validated) in the model."""
-        if getattr(self, "_best_in_memory", None) is not None:
+        if self._best_in_memory is not None:
             self.model.load_state_dict(self._best_in_memory)
         elif self.run_dir is not None and (self.run_dir / BEST).is_file():
             self.model.load_state_dict(load_checkpoint(self.run_dir / BEST, self.device)["model"])
@@ -244,55 +245,47 @@ class Trainer:
             s.bad_validations += 1
             s.stopped = 0 < self.config.patience <= s.bad_validations
 
+    def _train_epoch(self, logger: RunLogger, n_steps: int) -> tuple[int, float]:
+        """One (possibly resumed) epoch of steps: (sequences trained on, seconds)."""
+        c = self.config
+        t0 = self._t0 = time.perf_counter()
+        skipped = self.state.step
+        with tqdm(total=n_steps, initial=skipped, desc=f"epoch {self.state.epoch}",
+                  leave=False, disable=not c.progress) as bar:  # fmt: skip
+            self._run_epoch(logger, bar)
+        done = min(self.state.step * c.batch_size, len(self.dataset))
+        return done - min(skipped * c.batch_size, len(self.dataset)), time.perf_counter() - t0
+
     def fit(self, *, resume: bool = False) -> FitResult:
+        """Train until ``max_epochs``, early stopping or ``max_seconds``; keep the best weights."""
         c = self.config
         if not (resume and self._restore()):
             seed_everything(c.seed)
         logger = RunLogger(self.run_dir, purge_step=self.state.global_step or None)
         n_steps = self.dataset.n_batches(c.batch_size)
-        started, start_epoch, seen, train_s = time.perf_counter(), self.state.epoch, 0, 0.0
+        started, start_epoch, seen = time.perf_counter(), self.state.epoch, 0
         self._train_seconds, self._out_of_time = 0.0, False
         epochs = tqdm(range(self.state.epoch, c.max_epochs), desc="epochs", disable=not c.progress)
         for _ in epochs:
             if self.state.stopped or self._out_of_time:
                 break
-            t0 = self._t0 = time.perf_counter()
-            skipped = self.state.step
-            with tqdm(
-                total=n_steps,
-                initial=skipped,
-                desc=f"epoch {self.state.epoch}",
-                leave=False,
-                disable=not c.progress,
-            ) as bar:
-                self._run_epoch(logger, bar)
-            train_s += time.perf_counter() - t0
-            self._train_seconds = train_s
-            done = min(self.state.step * c.batch_size, len(self.dataset))
-            seen += done - min(skipped * c.batch_size, len(self.dataset))
+            n_seen, seconds = self._train_epoch(logger, n_steps)
+            seen, self._train_seconds = seen + n_seen, self._train_seconds + seconds
             if self.state.step < n_steps:  # out of time mid-epoch
                 self.save()
                 break
-            self._end_epoch(logger, time.perf_counter() - t0)
+            self._end_epoch(logger, seconds)
             self.save()
-            epochs.set_postfix(
-                {
-                    k: f"{v:.4f}"
-                    for k, v in self.state.history[-1].items()
-                    if k.startswith("val/") and c.monitor in k
-                }
-            )
+            last = self.state.history[-1]
+            epochs.set_postfix({k: f"{v:.4f}" for k, v in last.items() if k == f"val/{c.monitor}"})
         if self.validate is None:
             self._save_best()
         self.load_best()
         seconds = time.perf_counter() - started
         logger.close()
-        log.info(
-            "trained %d epochs from %d in %.1f s",
-            self.state.epoch - start_epoch,
-            start_epoch,
-            seconds,
-        )
+        log.info("trained %d epochs from %d in %.1f s", self.state.epoch - start_epoch,
+                 start_epoch, seconds)  # fmt: skip
+        train_s = self._train_seconds
         return FitResult(
             best_epoch=self.state.best_epoch,
             best_value=self.state.best_value,
