@@ -16,9 +16,9 @@ from recsys.data.vocab import Vocab
 from recsys.data.windows import (
     WindowDataset,
     future_of_kind,
-    next_visit,
     last_tokens,
     next_of_kind,
+    next_visit,
     scoring_batch,
     training_windows,
 )

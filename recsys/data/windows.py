@@ -129,7 +129,10 @@ def future_of_kind(
 
 
 def next_visit(kind: np.ndarray) -> np.ndarray:
-    """(U, L) position of the first room entry after each slot of (U, L + 1) windows (L + 1: none)."""
+    """(U, L) position of the first room entry after each slot of (U, L + 1) windows.
+
+    L + 1 marks slots after which no room is entered.
+    """
     n = kind.shape[1]
     slot = np.where(kind == ROOM, np.arange(n), n)
     return np.minimum.accumulate(slot[:, ::-1], axis=1)[:, ::-1][:, 1:]
