@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from recsys.data.interactions import Interactions, UserSequences
 from recsys.data.live import live_time_split
+from recsys.data.live_candidates import LiveCandidates
 from recsys.data.tokens import ACTION_CODE, PRODUCT, ROOM, TokenLog, world_context
 from recsys.data.vocab import Vocab
 from recsys.data.windows import (
@@ -429,3 +430,90 @@ def test_later_visit_targets_come_from_the_next_room_visit_on():
     assert low.tolist() == [[4, 4, 4, 0, 0]] and high.tolist() == [[5, 5, 5, 0, 0]]
     rooms = future_of_kind(kind, entity, r, np.zeros((1, 5)), first=visit)
     assert rooms.tolist() == [[8, 8, 8, 0, 0]]
+
+
+def test_sellers_count_only_shelves_up_to_the_horizon(tiny_world):
+    context = world_context(tiny_world)
+    late = int(context.shelf["start"].max())
+    early = int(np.sort(context.shelf["start"])[len(context.shelf["start"]) // 3])
+    every, some = context.sellers(late), context.sellers(early)
+    shown = np.unique(context.shelf["product"])
+    assert (every[shown] >= 2).all() and (every[np.setdiff1d(np.arange(2, 10), shown)] == 0).all()
+    assert (some > 0).sum() < (every > 0).sum()
+    one = int(shown[0])
+    rows = context.shelf["product"] == one
+    counts = np.bincount(context.shelf["streamer"][rows])
+    assert every[one] == int(np.argmax(counts))
+
+
+def test_seller_uses_the_streamer_table_and_side_features_reach_the_output():
+    config = SequentialConfig(n_products=6, n_streamers=4, dim=8, maxlen=4, side_in_output=True)
+    side = {"product": {"seller": np.array([0, 0, 3, 3, 2, 0]), "category": np.arange(6) % 2}}
+    model = SequentialModel(config, side_features=side)
+    assert "product_seller" not in model.tables.sizes  # shared with the streamer table
+    weight = model.head_weight("product")
+    tables = model.tables
+    expected = (
+        tables.weight("product")[2]
+        + tables.weight("streamer")[3]
+        + tables.weight("product_category")[0]
+    )
+    assert torch.allclose(weight[2], expected)
+    assert model(_batch([[0, 2, 3, 5]])).shape == (1, 4, 8)
+
+
+def test_live_candidates_mask_what_was_on_air_at_each_target():
+    intervals = (np.array([2, 3, 4]), np.array([0, 10, 0]), np.array([5, 20, 30]))
+    times = np.array([[3, 12, 0]])
+    live = LiveCandidates.build(intervals, times, np.array([[True, True, False]]), 6)
+    mask = live.mask(live.row[0, :2], np.array([2, 5]))
+    assert mask.tolist() == [
+        [False, False, True, False, True, False],  # t=3: items 2 and 4
+        [False, False, False, True, True, True],  # t=12: 3 and 4, and the target 5
+    ]
+
+
+def test_full_ce_over_allowed_items_equals_a_smaller_softmax():
+    h = torch.tensor([[1.0, 0.5]])
+    w = torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [2.0, 2.0]])
+    allowed = torch.tensor([[False, False, True, True, False]])
+    got = full_ce(h, w, torch.tensor([2]), allowed=allowed).item()
+    assert got == pytest.approx(-math.log(math.e / (math.e + math.exp(0.5))), rel=1e-6)
+
+
+def test_live_training_runs_on_a_world(tiny_world):
+    context = world_context(tiny_world)
+    split = live_time_split(tiny_world, target="product")
+    rec = SequentialRecommender(
+        model=SequentialConfig(maxlen=20, dim=16, repeat_bonus=True),
+        trainer=TrainerConfig(max_epochs=1, batch_size=64, progress=False),
+        context=context,
+        live_training=True,
+    )
+    rec.fit(split.train)
+    assert np.isfinite(rec.fit_result.history[-1]["train/loss"])
+    with pytest.raises(ValueError, match="targets='next'"):
+        WindowDataset(
+            training_windows(
+                TokenLog.from_sequences(_seqs([[2, 3]], 4)), maxlen=2, heads={"product": PRODUCT}
+            ),
+            targets="future",
+            live={"product": (np.array([2]),) * 3},
+        )
+
+
+def test_repeat_scale_is_calibrated_on_validation(tiny_world):
+    context = world_context(tiny_world)
+    split = live_time_split(tiny_world, target="room")
+    rec = SequentialRecommender(
+        model=SequentialConfig(maxlen=20, dim=16, repeat_bonus=True),
+        trainer=TrainerConfig(max_epochs=1, batch_size=64, progress=False),
+        head="streamer",
+        context=context,
+        repeat_scales=(0.0, 1.0, 4.0),
+        validation=Validation({"streamer": split}, protocol="live"),
+    )
+    rec.fit(split.train)
+    scale = rec.calibrated["streamer"]
+    assert scale in (0.0, 1.0, 4.0)
+    assert float(rec.model.repeat["streamer"].score_scale) == scale

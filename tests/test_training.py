@@ -88,10 +88,11 @@ def test_evaluate_config_composes(tmp_path):
     assert cfg.stage == "test" and cfg.protocol is None
 
 
-def test_train_one_epoch_on_the_tiny_world(tmp_path, world_cache):
+@pytest.mark.parametrize("model", MODEL_CONFIGS)
+def test_train_one_epoch_on_the_tiny_world(model, tmp_path, world_cache):
     run_dir = tmp_path / "run"
     started = time.perf_counter()
-    metrics = train(_compose("train", _tiny_overrides(run_dir, world_cache)))
+    metrics = train(_compose("train", _tiny_overrides(run_dir, world_cache) + [f"model={model}"]))
     assert time.perf_counter() - started < 60
     for head in ("product", "streamer"):
         for protocol in ("live", "full"):

@@ -30,7 +30,7 @@ DEFAULT_GRID: tuple[dict, ...] = ({},)
 _MODEL_KEYS = {f.name for f in fields(SequentialConfig)} - {"n_products", "n_streamers"}
 _LOSS_KEYS = {f.name for f in fields(LossConfig)} - {"name"}
 _TRAINER_KEYS = {f.name for f in fields(TrainerConfig)}
-_ADAPTER_KEYS = {"windows", "targets", "side_features"}
+_ADAPTER_KEYS = {"windows", "targets", "live_training", "repeat_scales", "side_features"}
 BENCHMARK_TRAINER = {"progress": False, "checkpoint": False}
 
 

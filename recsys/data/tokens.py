@@ -18,7 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from recsys.data.interactions import UserSequences
-from recsys.data.live import PRODUCT_EVENTS
+from recsys.data.live import (
+    PRODUCT_EVENTS,
+    availability_intervals,
+    product_features,
+    room_features,
+)
 from recsys.data.tables import LiveCommerceTables
 from recsys.data.vocab import Vocab
 
@@ -193,7 +198,8 @@ class TokenContext:
     """A world's full behaviour streams, beyond the interactions of one recommendation target.
 
     Models condition on every token up to the time their history reaches, so a next-product
-    model also sees which rooms the viewer entered, and the other way round.
+    model also sees which rooms the viewer entered, and the other way round. ``shelf`` lists
+    which streamer showed which product when, for the product's seller (``sellers``).
     """
 
     log: TokenLog
@@ -201,25 +207,50 @@ class TokenContext:
     n_streamers: int
     side_features: dict[str, dict[str, np.ndarray]]  # entity table -> feature -> (n,) codes
     vocabs: WorldVocabs
+    shelf: dict[str, np.ndarray]  # "product", "streamer", "start": one row per showcase slot
+    # head -> (entity, start, end) intervals when it was available (on a live shelf, on air)
+    availability: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+    def sellers(self, horizon: int) -> np.ndarray:
+        """(n_products,) the streamer that showed each product most often in sessions started at
+        or before ``horizon`` (ties: the lower index; 0 when none), so no later shelf leaks in."""
+        shown = self.shelf["start"] <= horizon
+        pairs = self.shelf["product"][shown] * self.n_streamers + self.shelf["streamer"][shown]
+        keys, counts = np.unique(pairs, return_counts=True)
+        product, streamer = keys // self.n_streamers, keys % self.n_streamers
+        order = np.lexsort((streamer, -counts, product))  # per product: most shown first
+        product, streamer = product[order], streamer[order]
+        first = np.ones(len(product), dtype=bool)
+        first[1:] = product[1:] != product[:-1]
+        out = np.zeros(self.n_products, dtype=np.int64)
+        out[product[first]] = streamer[first]
+        return out
 
 
-def world_context(
-    tables: LiveCommerceTables, side_features: tuple[str, ...] = ("category", "price_band")
-) -> TokenContext:
-    """The token streams, sizes and categorical side features of a live-commerce world."""
-    from recsys.data.live import product_features, room_features
-
+def world_context(tables: LiveCommerceTables) -> TokenContext:
+    """The token streams, sizes, categorical side features and shelves of a live-commerce world."""
     vocabs = world_vocabs(tables)
-    product = product_features(tables, vocabs.product).categorical
-    room = room_features(tables, vocabs.streamer).categorical
-    side = {
-        "product": {k: v for k, v in product.items() if k in side_features},
-        "streamer": {k: v for k, v in room.items() if k in side_features},
+    sessions = tables.live_sessions[["session_id", "streamer_id", "start_ts"]]
+    shown = tables.showcase[["session_id", "product_id"]].merge(
+        sessions.rename(columns={"start_ts": "session_start"}), on="session_id"
+    )
+    shelf = {
+        "product": vocabs.product.encode(shown["product_id"].to_numpy(np.int64)),
+        "streamer": vocabs.streamer.encode(shown["streamer_id"].to_numpy(np.int64)),
+        "start": shown["session_start"].to_numpy(np.int64),
     }
     return TokenContext(
         log=world_tokens(tables, vocabs),
         n_products=len(vocabs.product),
         n_streamers=len(vocabs.streamer),
-        side_features={k: v for k, v in side.items() if v},
+        side_features={
+            "product": product_features(tables, vocabs.product).categorical,
+            "streamer": room_features(tables, vocabs.streamer).categorical,
+        },
         vocabs=vocabs,
+        shelf=shelf,
+        availability={
+            "product": availability_intervals(tables, "product", vocabs.product),
+            "streamer": availability_intervals(tables, "room", vocabs.streamer),
+        },
     )

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from recsys.data.live_candidates import LiveCandidates
 from recsys.data.tokens import PAD_KIND, ROOM, TokenLog
 
 INPUT_FIELDS = ("kind", "entity", "action", "gap")
@@ -31,11 +32,14 @@ class SequenceBatch:
     action: torch.Tensor
     gap: torch.Tensor
     targets: dict[str, torch.Tensor] = field(default_factory=dict)
+    # Per head, (N, n_entities) bool: what was live at each real target (row-major slot order).
+    candidates: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> SequenceBatch:
         move = {f: getattr(self, f).to(device, non_blocking=non_blocking) for f in INPUT_FIELDS}
         targets = {h: t.to(device, non_blocking=non_blocking) for h, t in self.targets.items()}
-        return SequenceBatch(**move, targets=targets)
+        cands = {h: c.to(device, non_blocking=non_blocking) for h, c in self.candidates.items()}
+        return SequenceBatch(**move, targets=targets, candidates=cands)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -57,7 +61,7 @@ def window_tokens(
     idx = np.asarray(ends, dtype=np.int64)[:, None] - length + np.arange(length)  # (U, length)
     valid = idx >= start[:, None]
     if len(log) == 0:
-        names = (*INPUT_FIELDS, "target_kind") if with_target_kind else INPUT_FIELDS
+        names = (*INPUT_FIELDS, "target_kind", "ts") if with_target_kind else INPUT_FIELDS
         return {f: np.zeros(idx.shape, dtype=np.int64) for f in names}
     safe = np.where(valid, idx, 0)
     gaps = log.gap_buckets(n_gap_buckets)
@@ -65,6 +69,7 @@ def window_tokens(
     if with_target_kind:
         # Tokens that repeat a choice just made keep their kind as inputs but are no targets.
         columns["target_kind"] = np.where(log.first_in_visit(), log.kind, PAD_KIND)
+        columns["ts"] = log.ts
     return {f: np.where(valid, col[safe], 0) for f, col in columns.items()}
 
 
@@ -151,6 +156,7 @@ class Windows:
     targets: dict[str, np.ndarray]
     heads: dict[str, int] = field(default_factory=dict)  # head -> token kind
     lookahead: dict[str, np.ndarray] = field(default_factory=dict)
+    target_time: dict[str, np.ndarray] = field(default_factory=dict)  # (U, L) per head
 
     def __len__(self) -> int:
         return len(self.users)
@@ -180,16 +186,18 @@ def training_windows(
         back = np.arange(per_user.sum()) - np.repeat(first, per_user)  # 0 = the latest window
         users, ends = np.repeat(users, per_user), np.repeat(ends, per_user) - back * maxlen
     full = window_tokens(log, users, ends, maxlen + 1, n_gap_buckets, True)  # (U, L + 1) each
-    target_kind = full.pop("target_kind")
+    target_kind, ts = full.pop("target_kind"), full.pop("ts")
     real = full["kind"][:, :-1] != PAD_KIND
     targets = {h: next_of_kind(target_kind, full["entity"], k, real) for h, k in heads.items()}
+    times = {h: next_of_kind(target_kind, ts, k, real) for h, k in heads.items()}
     keep = np.zeros(len(users), dtype=bool)
     for t in targets.values():
         keep |= (t > 0).any(axis=1)
     inputs = {f: a[keep, :-1] for f, a in full.items()}
     lookahead = {"kind": target_kind[keep], "entity": full["entity"][keep]}
     targets = {h: t[keep] for h, t in targets.items()}
-    return Windows(users[keep], inputs, targets, dict(heads), lookahead)
+    times = {h: t[keep] for h, t in times.items()}
+    return Windows(users[keep], inputs, targets, dict(heads), lookahead, times)
 
 
 TARGETS = ("next", "future", "later_visit")
@@ -204,9 +212,26 @@ class WindowDataset:
     product chosen after it), as a history that ends is scored for the visits that follow.
     """
 
-    def __init__(self, windows: Windows, *, targets: str = "next") -> None:
+    def __init__(
+        self,
+        windows: Windows,
+        *,
+        targets: str = "next",
+        live: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+        n_entities: Mapping[str, int] | None = None,
+    ) -> None:
+        """``live`` (head -> availability intervals) restricts each target's softmax to what
+        was live at its time (next-token targets only; ``n_entities`` sizes the masks)."""
         if targets not in TARGETS:
             raise ValueError(f"targets must be one of {TARGETS}, got {targets!r}")
+        if live and targets != "next":
+            raise ValueError("live candidate sets need targets='next' (their times are known)")
+        self.live = {
+            h: LiveCandidates.build(
+                intervals, windows.target_time[h], windows.targets[h] > 0, n_entities[h]
+            )
+            for h, intervals in (live or {}).items()
+        }
         self.mode, self.heads, self.lookahead = targets, windows.heads, windows.lookahead
         self.users = windows.users
         self.inputs = {
@@ -262,7 +287,12 @@ class WindowDataset:
                 targets[h] = torch.from_numpy(picked[:, cols])
         else:
             targets = {h: t[rows, cols] for h, t in self.targets.items()}
-        return SequenceBatch(**inputs, targets=targets)
+        candidates = {}
+        for h, live in self.live.items():
+            real = (targets[h] > 0).numpy()
+            set_rows = live.row[rows.numpy()][:, cols][real]  # (N,) row-major, as the loss
+            candidates[h] = live.mask(set_rows, targets[h].numpy()[real])
+        return SequenceBatch(**inputs, targets=targets, candidates=candidates)
 
     def epoch(
         self, *, batch_size: int, seed: int, epoch: int, start_step: int = 0, bucket_pool: int = 0

@@ -59,28 +59,33 @@ class EntityTables(nn.Module):
         return self.collection.embeddings[name].weight
 
     def forward(self, ids: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Look up same-shaped id tensors by table name: (B, L) ids -> (B, L, dim) vectors."""
+        """Look up id tensors by table name: (B, L_t) ids -> (B, L_t, dim) vectors.
+
+        Every tensor must have the same first (batch) dimension; widths may differ per table.
+        """
         unknown = set(ids) - set(self.sizes)
         if unknown:
             raise KeyError(
                 f"no embedding tables {sorted(unknown)}; tables: {', '.join(self.sizes)}"
             )
         first = next(iter(ids.values()))
-        rows, width = first.shape[0], first.numel() // max(first.shape[0], 1)
+        rows, device = first.shape[0], first.device
         # Every key must be present in the jagged batch; absent tables get empty bags.
         values, lengths = [], []
         for name in self.sizes:
-            if name in ids:
-                values.append(ids[name].reshape(-1))  # (B * L,)
-                lengths.append(torch.full((rows,), width, dtype=torch.int64, device=first.device))
-            else:
-                lengths.append(torch.zeros(rows, dtype=torch.int64, device=first.device))
+            idx = ids.get(name)
+            if idx is not None and idx.shape[0] != rows:
+                raise ValueError(f"table {name!r}: batch of {idx.shape[0]} rows, expected {rows}")
+            width = idx.numel() // max(rows, 1) if idx is not None else 0
+            if idx is not None:
+                values.append(idx.reshape(-1))  # (B * L_t,)
+            lengths.append(torch.full((rows,), width, dtype=torch.int64, device=device))
         kjt = KeyedJaggedTensor(
             keys=list(self.sizes), values=torch.cat(values), lengths=torch.cat(lengths)
         )
         looked_up = self.collection(kjt)
         out = {}
         for name, idx in ids.items():
-            vectors = looked_up[name].values().view(*idx.shape, self.dim)  # (B, L, dim)
+            vectors = looked_up[name].values().view(*idx.shape, self.dim)  # (B, L_t, dim)
             out[name] = vectors * (idx > 0).unsqueeze(-1).to(vectors.dtype)
         return out

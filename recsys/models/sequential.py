@@ -7,7 +7,8 @@ action that touched it and the time since the previous token. Its input vector i
 
 where entity embeddings come from the shared named tables (``EntityTables``: "product",
 "streamer"), side features are per-entity codes (a product's category or price band) looked up
-in their own tables ("product_category", ...), and positions count back from the latest token
+in their own tables ("product_category", ...) or, for a product's seller, in the streamer table,
+and positions count back from the latest token
 (windows are left-padded, so the last slot is always the most recent token).
 
 ``n_blocks`` pre-norm transformer blocks follow, each attending only to earlier, non-padding
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -31,6 +32,9 @@ from torch import nn
 from recsys.data.tokens import ACTIONS, KIND_TABLES, PRODUCT, ROOM
 from recsys.data.windows import SequenceBatch
 from recsys.models.embeddings import EntityTables
+
+# Side features whose codes index an entity table rather than a table of their own.
+SHARED_SIDE_TABLES = {"seller": "streamer"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,9 @@ class SequentialConfig:
     # Learned bonus for entities already in the window: returning to a room or product is
     # the norm on live platforms, and a dot product with the state alone under-ranks repeats.
     repeat_bonus: bool = False
+    # Output embeddings = entity embedding + its side-feature embeddings, so that what is learnt
+    # about a brand, category or seller carries over to its rarely seen entities.
+    side_in_output: bool = False
     init_std: float = 0.02
 
     def __post_init__(self) -> None:
@@ -137,6 +144,9 @@ class RepeatBonus(nn.Module):
         for emb in (self.action_w, self.distance_w):
             nn.init.zeros_(emb.weight)
         nn.init.normal_(self.key.weight, 0.0, 0.02)
+        # Scoring multiplies the bonus by this scale, calibrated on validation after training
+        # (how strongly to favour repeats in a ranking differs from the next-choice odds).
+        self.register_buffer("score_scale", torch.ones(()))
 
     def forward(
         self, batch: SequenceBatch, hidden: torch.Tensor, query: torch.Tensor, kind: int, width: int
@@ -174,17 +184,24 @@ class SequentialModel(nn.Module):
         if config.n_products < 3:
             raise ValueError("SequentialConfig.n_products must be set from the data (>= 3)")
         self.config = config
+        # Side feature "<entity>_<feature>": per-entity codes looked up in their own table, except
+        # a product's seller, which is looked up in the shared streamer table.
         side = {
             f"{entity}_{name}": np.asarray(codes, dtype=np.int64)
             for entity, feats in (side_features or {}).items()
             for name, codes in feats.items()
         }
+        self.side_tables = {n: SHARED_SIDE_TABLES.get(n.split("_", 1)[1], n) for n in side}
         sizes = {"product": config.n_products}
         if config.n_streamers:
             sizes["streamer"] = config.n_streamers
-        sizes.update({name: int(codes.max(initial=0)) + 1 for name, codes in side.items()})
+        own = {n: c for n, c in side.items() if self.side_tables[n] == n}
+        sizes.update({name: int(codes.max(initial=0)) + 1 for name, codes in own.items()})
         self.tables = tables or EntityTables(sizes=sizes, dim=config.dim, init_std=config.init_std)
         self._check_tables(sizes)
+        for name, table in self.side_tables.items():
+            if table not in self.tables.sizes:
+                raise ValueError(f"side feature {name!r} needs the {table!r} table")
         self.side_names = tuple(side)
         for name, codes in side.items():
             self.register_buffer(f"codes_{name}", torch.from_numpy(codes), persistent=True)
@@ -216,18 +233,36 @@ class SequentialModel(nn.Module):
     def heads(self) -> tuple[str, ...]:
         return self.config.heads
 
+    def _lookup(self, requests: list[tuple[str, torch.Tensor]]) -> list[torch.Tensor]:
+        """One embedding-collection call for many (table, (B, L) ids) requests, in order.
+
+        Requests for the same table are joined along the slots and split again afterwards.
+        """
+        by_table: dict[str, list[int]] = {}
+        for i, (table, _) in enumerate(requests):
+            by_table.setdefault(table, []).append(i)
+        joined = {t: torch.cat([requests[i][1] for i in idx], dim=1) for t, idx in by_table.items()}
+        vectors = self.tables(joined)  # table -> (B, sum of L, dim)
+        out: list[torch.Tensor] = [None] * len(requests)
+        for table, idx in by_table.items():
+            parts = vectors[table].split([requests[i][1].shape[1] for i in idx], dim=1)
+            for i, part in zip(idx, parts, strict=True):
+                out[i] = part
+        return out
+
     def embed(self, batch: SequenceBatch) -> torch.Tensor:
         """(B, L) tokens -> (B, L, dim) input vectors (padding slots are zero)."""
         ids = {"product": torch.where(batch.kind == PRODUCT, batch.entity, 0)}
         if self.config.n_streamers:
             ids["streamer"] = torch.where(batch.kind == ROOM, batch.entity, 0)
+        requests = [(entity, ids[entity]) for entity in self.heads]
         for name in self.side_names:
-            entity = name.split("_", 1)[0]
-            ids[name] = getattr(self, f"codes_{name}")[ids[entity]]  # (B, L)
-        vectors = self.tables(ids)
-        x = sum(vectors[e] for e in self.heads) * math.sqrt(self.config.dim)
-        for name in self.side_names:
-            x = x + vectors[name]
+            codes = getattr(self, f"codes_{name}")[ids[name.split("_", 1)[0]]]  # (B, L)
+            requests.append((self.side_tables[name], codes))
+        vectors = self._lookup(requests)
+        x = sum(vectors[: len(self.heads)]) * math.sqrt(self.config.dim)
+        for v in vectors[len(self.heads) :]:
+            x = x + v
         if self.config.use_actions:
             x = x + self.action_emb(batch.action)
         if self.config.n_gap_buckets:
@@ -257,7 +292,13 @@ class SequentialModel(nn.Module):
         """(n_entities, dim) output embeddings of a head (tied with the input table)."""
         if head not in self.heads:
             raise KeyError(f"no head {head!r}; heads: {', '.join(self.heads)}")
-        return self.tables.weight(head)
+        weight = self.tables.weight(head)
+        if self.config.side_in_output:
+            for name in self.side_names:
+                if name.startswith(f"{head}_"):
+                    codes = getattr(self, f"codes_{name}")  # (n_entities,)
+                    weight = weight + self.tables.weight(self.side_tables[name])[codes]
+        return weight
 
     def logits(self, hidden: torch.Tensor, head: str) -> torch.Tensor:
         """(N, dim) hidden states -> (N, n_entities) scores of every entity of the head."""
@@ -280,4 +321,7 @@ class SequentialModel(nn.Module):
         query = torch.zeros(batch.kind.shape, dtype=torch.bool, device=last.device)
         query[:, -1] = True
         bonus = self.repeats(batch, hidden, query, head)
-        return bonus.add_to(scores) if bonus is not None else scores
+        if bonus is None:
+            return scores
+        scale = self.repeat[head].score_scale
+        return replace(bonus, values=bonus.values * scale).add_to(scores)

@@ -62,6 +62,8 @@ class SequentialRecommender(Recommender):
         side_features: Sequence[str] = ("category", "price_band"),
         windows: str = "last",
         targets: str = "next",
+        live_training: bool = False,
+        repeat_scales: Sequence[float] = (),
         validation: Validation | None = None,
         run_dir: str | Path | None = None,
         resume: bool = False,
@@ -78,11 +80,15 @@ class SequentialRecommender(Recommender):
         self.model_config = model or SequentialConfig()
         self.loss, self.trainer = loss or LossConfig(), trainer or TrainerConfig()
         self.head, self.context, self.side_features = head, context, tuple(side_features)
-        self.windows, self.targets = windows, targets
+        if live_training and context is None:
+            raise ValueError("live_training needs a world's TokenContext (its availability)")
+        self.windows, self.targets, self.live_training = windows, targets, live_training
+        self.repeat_scales = tuple(float(x) for x in repeat_scales)
         self.validation, self.run_dir, self.resume = validation, run_dir, resume
         self.extra_state = dict(extra_state or {})
         self.model: SequentialModel | None = None
         self.fit_result: FitResult | None = None
+        self.calibrated: dict[str, float] = {}
         self._cache: tuple[int, TokenLog] | None = None
 
     # -- building ----------------------------------------------------------------------------
@@ -96,9 +102,15 @@ class SequentialRecommender(Recommender):
             self._cache = (h, self.context.log.until(h))
         return self._cache[1]
 
-    def _side(self, item_features: ItemFeatures | None) -> dict[str, dict[str, np.ndarray]]:
+    def _side(
+        self, train: UserSequences, item_features: ItemFeatures | None
+    ) -> dict[str, dict[str, np.ndarray]]:
+        """The wanted side features: a world's (with each product's seller as of the training
+        horizon), or the items' categorical features."""
         if self.context is not None:
-            source = self.context.side_features
+            source = {e: dict(f) for e, f in self.context.side_features.items()}
+            if "seller" in self.side_features:
+                source.setdefault("product", {})["seller"] = self.context.sellers(horizon(train))
         else:
             source = {"product": item_features.categorical} if item_features else {}
         picked = {
@@ -116,7 +128,9 @@ class SequentialRecommender(Recommender):
             sizes = {"n_products": train.n_items, "n_streamers": 0}
         self.model_config = replace(self.model_config, **sizes)
         torch.manual_seed(self.trainer.seed)
-        self.model = SequentialModel(self.model_config, side_features=self._side(item_features))
+        self.model = SequentialModel(
+            self.model_config, side_features=self._side(train, item_features)
+        )
         return self.model
 
     # -- Recommender -------------------------------------------------------------------------
@@ -150,13 +164,44 @@ class SequentialRecommender(Recommender):
             config=self.trainer,
             model=model,
             task=task,
-            dataset=WindowDataset(windows, targets=self.targets),
+            dataset=WindowDataset(
+                windows,
+                targets=self.targets,
+                live=self.context.availability if self.live_training else None,
+                n_entities=model.tables.sizes,
+            ),
             validate=self.validate if self.validation is not None else None,
             run_dir=self.run_dir,
             extra_state=extra,
         )
         self.fit_result = trainer.fit(resume=self.resume)
+        if self.validation is not None and model.repeat is not None and self.repeat_scales:
+            self.calibrate_repeats()
+            trainer.save_best()
         return self
+
+    def calibrate_repeats(self) -> dict[str, float]:
+        """Per head, the repeat-bonus scale of ``repeat_scales`` that validates best."""
+        v, chosen = self.validation, {}
+        for head, split in v.splits.items():
+            best = None
+            for scale in self.repeat_scales:
+                self.model.repeat[head].score_scale.fill_(scale)
+                value = self._validate_head(head, split)["ndcg@10"]
+                if best is None or value > best[1]:
+                    best = (scale, value)
+            self.model.repeat[head].score_scale.fill_(best[0])
+            chosen[head] = best[0]
+        self.calibrated = chosen
+        return chosen
+
+    def _validate_head(self, head: str, split: Split) -> dict[str, float]:
+        v = self.validation
+        res = evaluate(
+            self.for_head(head), split, protocol=v.protocol, stage="valid",
+            ks=(10,), max_users=v.max_users, seed=v.seed,
+        )  # fmt: skip
+        return {k.removeprefix("sampled_"): float(x) for k, x in res.metrics.items()}
 
     def score(self, users: np.ndarray, history: UserSequences) -> np.ndarray:
         if self.model is None:
@@ -189,35 +234,21 @@ class SequentialRecommender(Recommender):
             side_features=self.side_features,
             windows=self.windows,
             targets=self.targets,
+            live_training=self.live_training,
+            repeat_scales=self.repeat_scales,
         )
         view.model = self.model
         return view
 
     def validate(self) -> dict[str, float]:
-        """Validation metrics per head (``<head>/ndcg@10``) and their mean (``ndcg@10``)."""
-        v = self.validation
+        """Validation metrics per head (``<head>/ndcg@10``) and their mean (``ndcg@10``); under
+        the sampled protocol these are the sampled metrics."""
         metrics: dict[str, float] = {}
-        for head, split in v.splits.items():
-            res = evaluate(
-                self.for_head(head),
-                split,
-                protocol=v.protocol,
-                stage="valid",
-                ks=(10,),
-                max_users=v.max_users,
-                seed=v.seed,
-            )
-            metrics.update(
-                {
-                    f"{head}/{k}": float(x)
-                    for k, x in res.metrics.items()
-                    if k.startswith(("hr@", "ndcg@", "sampled_"))
-                }
-            )
+        for head, split in self.validation.splits.items():
+            res = self._validate_head(head, split)
+            metrics.update({f"{head}/{k}": res[k] for k in ("hr@10", "ndcg@10", "mrr")})
         for name in ("hr@10", "ndcg@10"):
-            key = f"sampled_{name}" if v.protocol == "sampled" else name
-            values = [metrics[f"{h}/{key}"] for h in v.splits]
-            metrics[name] = float(np.mean(values))
+            metrics[name] = float(np.mean([metrics[f"{h}/{name}"] for h in self.validation.splits]))
         return metrics
 
     def hparams(self) -> dict:
@@ -228,6 +259,7 @@ class SequentialRecommender(Recommender):
             "loss": self.loss.name,
             "windows": self.windows,
             "targets": self.targets,
+            "live_training": self.live_training,
             "lr": self.trainer.lr,
             "batch_size": self.trainer.batch_size,
             "head": self.head,

@@ -66,10 +66,12 @@ class _FullSoftmaxCE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, target, keys, values):
+    def forward(ctx, hidden, weight, target, keys, values, allowed):
         logits = hidden @ weight.t()  # (N, n)
         if len(keys):
             logits.view(-1).index_add_(0, keys, values)
+        if allowed is not None:
+            logits.masked_fill_(~allowed, float("-inf"))
         logits[:, :N_RESERVED] = float("-inf")
         picked = logits.gather(1, target[:, None]).squeeze(1)  # (N,)
         top = logits.amax(dim=1, keepdim=True)  # (N, 1)
@@ -92,7 +94,7 @@ class _FullSoftmaxCE(torch.autograd.Function):
             rows = keys // n
             hit = (keys == rows * n + target[rows]).to(exps.dtype)
             grad_values = exps.view(-1)[keys] * row[rows, 0] - scale * hit
-        return grad_hidden, grad_weight, None, None, grad_values
+        return grad_hidden, grad_weight, None, None, grad_values, None
 
 
 def full_ce(
@@ -100,7 +102,9 @@ def full_ce(
     weight: torch.Tensor,
     target: torch.Tensor,
     bonus: RepeatScores | None = None,
+    allowed: torch.Tensor | None = None,
 ) -> torch.Tensor:
+    """Softmax cross-entropy over the catalogue, or over the ``allowed`` (N, n) items per row."""
     # Mixed precision stops here: a softmax over the whole catalogue needs float32 logits.
     with torch.autocast(device_type=hidden.device.type, enabled=False):
         if bonus is None:
@@ -108,7 +112,7 @@ def full_ce(
             values = torch.zeros(0, dtype=torch.float32, device=hidden.device)
         else:
             keys, values = bonus.keys, bonus.values.float()
-        return _FullSoftmaxCE.apply(hidden.float(), weight.float(), target, keys, values)
+        return _FullSoftmaxCE.apply(hidden.float(), weight.float(), target, keys, values, allowed)
 
 
 def _bonus(bonus: RepeatScores | None, rows: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -210,10 +214,13 @@ class SequentialTask(nn.Module):
             return torch.randint(N_RESERVED, n, (size,), generator=generator)
         return torch.multinomial(log_q.cpu().exp(), size, replacement=True, generator=generator)
 
-    def head_loss(self, hidden, weight, target, head: str, generator, bonus=None) -> torch.Tensor:
+    def head_loss(
+        self, hidden, weight, target, head: str, generator, bonus=None, allowed=None
+    ) -> torch.Tensor:
+        """The configured loss of one head; ``allowed`` (live sets) applies to ``full_ce``."""
         c = self.config
         if c.name == "full_ce":
-            return full_ce(hidden, weight, target, bonus)
+            return full_ce(hidden, weight, target, bonus, allowed)
         if c.name == "bce":
             negative = self.sample(head, len(target), generator).to(target.device)
             return bce_one_negative(hidden, weight, target, negative, bonus)
@@ -237,7 +244,8 @@ class SequentialTask(nn.Module):
                 continue
             h, t = hidden[real], target[real]  # (N, dim), (N,)
             bonus = model.repeats(batch, hidden, real, head)
-            loss = self.head_loss(h, model.head_weight(head), t, head, generator, bonus)
+            allowed = batch.candidates.get(head)
+            loss = self.head_loss(h, model.head_weight(head), t, head, generator, bonus, allowed)
             parts[head] = loss.detach()
             total = total + (self.config.room_weight if head == "streamer" else 1.0) * loss
         return total, parts

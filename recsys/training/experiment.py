@@ -54,6 +54,8 @@ def model_settings(model: Mapping) -> dict:
         "side_features": tuple(m.pop("side_features", ()) or ()),
         "windows": m.pop("windows", "last"),
         "targets": m.pop("targets", "next"),
+        "live_training": bool(m.pop("live_training", False)),
+        "repeat_scales": tuple(m.pop("repeat_scales", ()) or ()),
     }
     known = {f.name for f in fields(SequentialConfig)} - {"n_products", "n_streamers"}
     unknown = sorted(set(m) - known)

@@ -134,6 +134,10 @@ class Trainer:
         if self.run_dir is not None and self.config.checkpoint:
             save_checkpoint(self._checkpoint_state(), self.run_dir / CHECKPOINT)
 
+    def save_best(self) -> None:
+        """Record the model as it is now as the best one (e.g. after a post-hoc calibration)."""
+        self._save_best()
+
     def _save_best(self) -> None:
         state = {"model": self.model.state_dict(), "epoch": self.state.epoch, **self.extra_state}
         if self.run_dir is not None and self.config.checkpoint:
