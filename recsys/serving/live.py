@@ -1,0 +1,97 @@
+"""What is on air at a given moment: live rooms and the products on their shelves.
+
+A room is live while one of its sessions is on air (closed interval ``[start_ts, end_ts]``, as
+in ``recsys.data.availability``). A product is live while it is on the showcase list of a live
+session (the whole broadcast, as the live split's default ``shelf='session'``); ``on_show``
+says whether its own showcase slot is running right now.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from recsys.data.availability import gather_rows
+
+
+@dataclass(frozen=True)
+class LiveRooms:
+    streamer: np.ndarray  # (R,) int64
+    session: np.ndarray  # (R,) int64
+
+
+@dataclass(frozen=True)
+class LiveProducts:
+    product: np.ndarray  # (P,) int64; a product on several live shelves appears once per shelf
+    streamer: np.ndarray  # (P,) the room showing it
+    session: np.ndarray  # (P,)
+    on_show: np.ndarray  # (P,) bool: its showcase slot covers now
+
+
+def _require(frame: pd.DataFrame, table: str, columns: tuple[str, ...]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"table {table!r}: missing columns {missing}")
+
+
+class LiveCatalog:
+    """Live rooms and shelves at any time, from the live_sessions and showcase tables."""
+
+    def __init__(self, live_sessions: pd.DataFrame, showcase: pd.DataFrame) -> None:
+        _require(
+            live_sessions, "live_sessions", ("session_id", "streamer_id", "start_ts", "end_ts")
+        )
+        _require(showcase, "showcase", ("session_id", "product_id", "start_ts", "end_ts"))
+        s = live_sessions.sort_values("session_id", kind="stable")
+        self.session = s["session_id"].to_numpy(np.int64)
+        self.streamer = s["streamer_id"].to_numpy(np.int64)
+        self.start = s["start_ts"].to_numpy(np.int64)
+        self.end = s["end_ts"].to_numpy(np.int64)
+        pos = np.searchsorted(self.session, showcase["session_id"].to_numpy(np.int64))
+        pos = np.minimum(pos, max(len(self.session) - 1, 0))
+        known = (
+            self.session[pos] == showcase["session_id"].to_numpy(np.int64)
+            if len(self.session)
+            else np.zeros(len(showcase), dtype=bool)
+        )
+        if not known.all():
+            orphan = showcase["session_id"].iloc[int(np.flatnonzero(~known)[0])]
+            raise ValueError(
+                f"table 'showcase': session_id {orphan} is not in table 'live_sessions'"
+            )
+        order = np.argsort(pos, kind="stable")  # showcase rows grouped by session position
+        self.shelf_session_pos = pos[order]
+        self.shelf_product = showcase["product_id"].to_numpy(np.int64)[order]
+        self.shelf_start = showcase["start_ts"].to_numpy(np.int64)[order]
+        self.shelf_end = showcase["end_ts"].to_numpy(np.int64)[order]
+        self.shelf_indptr = np.searchsorted(
+            self.shelf_session_pos, np.arange(len(self.session) + 1)
+        )
+
+    def _live_positions(self, now: int) -> np.ndarray:
+        return np.flatnonzero((self.start <= now) & (now <= self.end))
+
+    def rooms(self, now: int) -> LiveRooms:
+        """One row per streamer on air (its earliest-starting live session)."""
+        live = self._live_positions(now)
+        live = live[np.lexsort((self.start[live], self.streamer[live]))]
+        first = np.ones(len(live), dtype=bool)
+        first[1:] = self.streamer[live][1:] != self.streamer[live][:-1]
+        live = live[first]
+        return LiveRooms(self.streamer[live], self.session[live])
+
+    def products(self, now: int) -> LiveProducts:
+        live = self._live_positions(now)
+        ptr, rows = gather_rows(self.shelf_indptr, np.arange(len(self.shelf_product)), live)
+        session_pos = np.repeat(live, np.diff(ptr))
+        return LiveProducts(
+            product=self.shelf_product[rows],
+            streamer=self.streamer[session_pos],
+            session=self.session[session_pos],
+            on_show=(self.shelf_start[rows] <= now) & (now <= self.shelf_end[rows]),
+        )
+
+    def live_streamers(self, now: int) -> set[int]:
+        return set(self.streamer[self._live_positions(now)].tolist())
