@@ -1,0 +1,123 @@
+"""Point-in-time look-ups over keyed, timed records, vectorised over many queries.
+
+Two questions come up whenever a feature must be computed "as of time t" from a log:
+
+* how many events (or how much of some value) did key k collect in a time window ending
+  before t (``KeyedTimeline.sum_between`` / ``sum_before``), and
+* which interval of key k covers t (``KeyedIntervals.covering``), e.g. the showcase slot of a
+  product in a room, or a coupon drop.
+
+Both sort the records once by ``(key, time)`` and answer each query with one ``searchsorted``
+over a combined int64 key: the key's rank among the distinct keys times a span larger than any
+time offset, plus the time offset. Keys are arbitrary int64 values (ids or pair codes from
+``pair_codes``); a query key that never occurs simply finds nothing. Negative keys mean "no
+key" (an id unknown to the caller's index): such records are ignored, such queries find
+nothing. Windows are half-open, ``[lo, hi)``, so "before t" never includes an event stamped
+exactly at t.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def pair_codes(a: np.ndarray, b: np.ndarray, n_b: int) -> np.ndarray:
+    """One int64 code per (a, b) pair of dense codes, ``b`` in [0, n_b); -1 where either is -1."""
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    return np.where((a >= 0) & (b >= 0), a * n_b + b, -1)
+
+
+class _KeyedOrder:
+    """Records sorted by (key, time) with combined search keys."""
+
+    def __init__(self, key: np.ndarray, ts: np.ndarray) -> None:
+        key, ts = np.asarray(key, dtype=np.int64), np.asarray(ts, dtype=np.int64)
+        if key.shape != ts.shape:
+            raise ValueError(f"keys and times differ in length: {len(key)} vs {len(ts)}")
+        order = np.lexsort((ts, key))
+        self.order = order[key[order] >= 0]
+        self.keys = np.unique(key[self.order])
+        kept = ts[self.order]
+        self.t0 = int(kept.min()) if len(kept) else 0
+        self.span = (int(kept.max()) - self.t0 + 2) if len(kept) else 2
+        if len(self.keys) * self.span >= 2**62:
+            raise ValueError("too many distinct keys for this time span to combine in int64")
+        self.combined = self._combine(np.searchsorted(self.keys, key[self.order]), ts[self.order])
+
+    def _combine(self, rank: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        offset = np.clip(np.asarray(ts, dtype=np.int64) - self.t0, 0, self.span - 1)
+        return rank * self.span + offset
+
+    def query_rank(self, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rank of each query key among the distinct keys, whether the key occurs at all)."""
+        key = np.asarray(key, dtype=np.int64)
+        rank = np.searchsorted(self.keys, key)
+        known = (rank < len(self.keys)) & (key >= 0)
+        known[known] = self.keys[rank[known]] == key[known]
+        return np.where(known, rank, 0), known
+
+    def position(self, key: np.ndarray, ts: np.ndarray, side: str) -> np.ndarray:
+        """Index into the sorted records of the first record of ``key`` at time >= ts ('left')
+        or > ts ('right'); unknown keys give a position whose window is empty."""
+        rank, known = self.query_rank(key)
+        pos = np.searchsorted(self.combined, self._combine(rank, ts), side=side)
+        return np.where(known, pos, 0)
+
+
+class KeyedTimeline:
+    """Timed records of int64 keys carrying values (default: 1 per record, i.e. counts)."""
+
+    def __init__(self, key: np.ndarray, ts: np.ndarray, values: np.ndarray | None = None) -> None:
+        self._index = _KeyedOrder(key, ts)
+        n = len(np.asarray(key))
+        values = np.ones(n) if values is None else np.asarray(values, dtype=np.float64)
+        if len(values) != n:
+            raise ValueError(f"values have {len(values)} rows for {n} records")
+        cum = np.cumsum(values[self._index.order], axis=0)
+        zero = np.zeros((1, *values.shape[1:]))
+        self._cum = np.concatenate([zero, cum])  # _cum[i] = sum of the first i sorted records
+
+    def __len__(self) -> int:
+        return len(self._index.order)
+
+    def sum_between(self, key: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Sum of the values of ``key``'s records with ``lo <= ts < hi`` (per query)."""
+        key = np.asarray(key, dtype=np.int64)
+        lo = np.broadcast_to(np.asarray(lo, dtype=np.int64), key.shape)
+        hi = np.broadcast_to(np.asarray(hi, dtype=np.int64), key.shape)
+        start = self._index.position(key, lo, "left")
+        stop = np.maximum(self._index.position(key, hi, "left"), start)
+        return self._cum[stop] - self._cum[start]
+
+    def sum_before(self, key: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """Sum of the values of ``key``'s records strictly before ``ts``."""
+        return self.sum_between(key, np.iinfo(np.int64).min // 4, ts)
+
+
+class KeyedIntervals:
+    """Non-overlapping ``[start, end]`` intervals per int64 key (closed, as live windows)."""
+
+    def __init__(self, key: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
+        start, end = np.asarray(start, dtype=np.int64), np.asarray(end, dtype=np.int64)
+        if np.any(end < start):
+            bad = int(np.flatnonzero(end < start)[0])
+            raise ValueError(f"interval {bad}: end {end[bad]} < start {start[bad]}")
+        self._index = _KeyedOrder(key, start)
+        self._key = np.asarray(key, dtype=np.int64)[self._index.order]
+        self._start, self._end = start[self._index.order], end[self._index.order]
+
+    def covering(self, key: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """Row (in the input order) of the interval of ``key`` covering ``ts``, else -1.
+
+        The latest interval starting at or before ``ts`` is the only one that can cover it.
+        """
+        key = np.asarray(key, dtype=np.int64)
+        ts = np.broadcast_to(np.asarray(ts, dtype=np.int64), key.shape)
+        pos = self._index.position(key, ts, "right") - 1
+        safe = np.maximum(pos, 0)
+        if len(self._key) == 0:
+            return np.full(len(key), -1, dtype=np.int64)
+        _, known = self._index.query_rank(key)
+        hit = known & (pos >= 0) & (self._key[safe] == key)
+        hit &= (self._start[safe] <= ts) & (ts <= self._end[safe])
+        return np.where(hit, self._index.order[safe], -1)
