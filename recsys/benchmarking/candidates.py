@@ -19,7 +19,9 @@ DEFAULT_MODELS = (
     "content_based",
 )
 # Trained with recsys.training; imported only when asked for (they pull in torch and torchrec).
-SEQUENTIAL_MODELS = ("sasrec",)
+# Benchmarks give them a synthetic world's token context.
+SEQUENTIAL_MODELS = ("sasrec", "two_tower")
+TWO_TOWER_MODELS = ("two_tower",)
 # Tuned models whose neighbourhood (x0.5 / x2 of each hyperparameter) is checked on test.
 NEIGHBOURHOOD_CHECKED = ("item_knn", "ease")
 
@@ -39,17 +41,33 @@ def build_candidates(
     grids: dict[str, list[dict]] | None = None,
     protocol: str = "full",
     context=None,
+    tables=None,
 ) -> list[Candidate]:
     """Candidates for ``names``, skipping those the data cannot support (and saying why).
 
     ``popularity_recent`` needs real timestamps (file order is not time across users);
     ``content_based`` needs item features. Sequential models (``sasrec``) early-stop on the
     split's validation targets under ``protocol`` and read a world's token ``context`` when
-    given (``recsys.benchmarking.sequential``).
+    given (``recsys.benchmarking.sequential``); ``two_tower`` also reads the world's
+    ``tables`` when given (``recsys.benchmarking.two_tower``).
     """
     grids = {**DEFAULT_GRIDS, **(grids or {})}
     out = []
     for name in names:
+        if name in TWO_TOWER_MODELS:
+            from recsys.benchmarking.two_tower import two_tower_candidate
+
+            out.append(
+                two_tower_candidate(
+                    name,
+                    split,
+                    protocol=protocol,
+                    context=context,
+                    tables=tables,
+                    grid=grids.get(name),
+                )
+            )
+            continue
         if name in SEQUENTIAL_MODELS:
             from recsys.benchmarking.sequential import sequential_candidate
 
@@ -86,4 +104,5 @@ def quick_grids() -> dict[str, list[dict]]:
         name: grid[len(grid) // 2 : len(grid) // 2 + 1] for name, grid in DEFAULT_GRIDS.items()
     }
     quick["sasrec"] = [{"max_epochs": 2}]
+    quick["two_tower"] = [{"max_epochs": 2}]
     return quick

@@ -7,17 +7,29 @@ model and the two-tower model share the product and streamer tables by passing t
 named like the table), which is what the sharded multi-device path expects later. On CPU an
 ``EmbeddingCollection`` needs one embedding dimension for all its tables, so ``dim`` is shared.
 
+``EntityBags`` is the pooled counterpart for models that sum bags of ids (the two-tower
+model's recent-products bag, a product's keywords): a torchrec ``EmbeddingBagCollection`` fed
+one ``KeyedJaggedTensor`` per call. Its tables carry the same names and shapes as
+``EntityTables``, so trained weights move between the two (``EntityBags.load_from``), or are
+tied to one parameter.
+
 Row 0 of every table is the padding index of ``recsys.data.vocab``; lookups zero it, so padding
 never contributes to a sum, whatever the row holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
-from torchrec import EmbeddingCollection, EmbeddingConfig, KeyedJaggedTensor
+from torchrec import (
+    EmbeddingBagCollection,
+    EmbeddingBagConfig,
+    EmbeddingCollection,
+    EmbeddingConfig,
+    KeyedJaggedTensor,
+)
 
 
 class EntityTables(nn.Module):
@@ -88,4 +100,113 @@ class EntityTables(nn.Module):
         for name, idx in ids.items():
             vectors = looked_up[name].values().view(*idx.shape, self.dim)  # (B, L_t, dim)
             out[name] = vectors * (idx > 0).unsqueeze(-1).to(vectors.dtype)
+        return out
+
+
+# One lookup of ``EntityBags``: (table, (R, L) ids with 0 = padding, optional (R, L) weights).
+BagRequest = tuple[str, torch.Tensor, torch.Tensor | None]
+
+
+class EntityBags(nn.Module):
+    """Pooled embedding tables by name: each request's bag of ids -> the weighted sum of rows.
+
+    Tables are of width ``dim``, initialised N(0, ``init_std``), row 0 the padding index: ids 0
+    are left out of the jagged batch, so padding never reaches a sum (nor its gradient).
+    """
+
+    def __init__(
+        self,
+        *,
+        sizes: Mapping[str, int],
+        dim: int,
+        init_std: float = 0.02,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        if not sizes:
+            raise ValueError("EntityBags: at least one table is needed")
+        bad = {name: n for name, n in sizes.items() if n < 1}
+        if bad:
+            raise ValueError(f"EntityBags: tables need at least one row, got {bad}")
+        self.dim, self.sizes = dim, dict(sizes)
+        configs = [
+            EmbeddingBagConfig(name=name, embedding_dim=dim, num_embeddings=n, feature_names=[name])
+            for name, n in self.sizes.items()
+        ]
+        self.collection = EmbeddingBagCollection(
+            tables=configs, is_weighted=True, device=torch.device(device or "cpu")
+        )
+        with torch.no_grad():
+            for name in self.sizes:
+                self.weight(name).normal_(0.0, init_std)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.sizes)
+
+    def weight(self, name: str) -> torch.Tensor:
+        """The (rows, dim) parameter of one table."""
+        if name not in self.sizes:
+            raise KeyError(f"no embedding table {name!r}; tables: {', '.join(self.sizes)}")
+        return self.collection.embedding_bags[name].weight
+
+    def load_from(
+        self, tables: EntityTables | EntityBags, names: Sequence[str], *, tie: bool = False
+    ) -> None:
+        """Copy (or with ``tie``, share) the named tables of another model's tables.
+
+        Shapes must agree: both sides index entities with the same vocabularies.
+        """
+        for name in names:
+            source = tables.weight(name)
+            target = self.weight(name)
+            if source.shape != target.shape:
+                raise ValueError(
+                    f"table {name!r}: source is {tuple(source.shape)}, "
+                    f"this model's is {tuple(target.shape)}; the vocabularies or dims differ"
+                )
+            if tie:
+                self.collection.embedding_bags[name].weight = source
+            else:
+                with torch.no_grad():
+                    target.copy_(source)
+
+    def forward(self, requests: Sequence[BagRequest]) -> list[torch.Tensor]:
+        """(R_i, dim) pooled vectors per request, in order, from one collection call.
+
+        A table's requests are stacked along the bag axis; every table's bags are padded with
+        empty ones to the longest stack, as a jagged batch has one stride for all its keys.
+        """
+        unknown = sorted({t for t, _, _ in requests} - set(self.sizes))
+        if unknown:
+            raise KeyError(f"no embedding tables {unknown}; tables: {', '.join(self.sizes)}")
+        device = requests[0][1].device
+        per_table: dict[str, list[int]] = {}
+        for i, (table, _, _) in enumerate(requests):
+            per_table.setdefault(table, []).append(i)
+        stride = max(sum(requests[i][1].shape[0] for i in idx) for idx in per_table.values())
+        values, weights, lengths = [], [], []
+        for table in self.sizes:
+            n_bags = 0
+            for i in per_table.get(table, ()):
+                _, ids, w = requests[i]
+                real = ids > 0  # (R, L)
+                values.append(ids[real])
+                weights.append(w[real].float() if w is not None else real[real].float())
+                lengths.append(real.sum(dim=1))
+                n_bags += ids.shape[0]
+            lengths.append(torch.zeros(stride - n_bags, dtype=torch.int64, device=device))
+        kjt = KeyedJaggedTensor(
+            keys=list(self.sizes),
+            values=torch.cat(values),
+            weights=torch.cat(weights),
+            lengths=torch.cat(lengths),
+        )
+        pooled = self.collection(kjt).to_dict()  # table -> (stride, dim)
+        out: list[torch.Tensor] = [None] * len(requests)
+        for table, idx in per_table.items():
+            sizes = [requests[i][1].shape[0] for i in idx]
+            parts = pooled[table][: sum(sizes)].split(sizes)
+            for i, part in zip(idx, parts, strict=True):
+                out[i] = part
         return out

@@ -1,0 +1,166 @@
+"""The two-tower training objective: in-batch softmax with logQ correction and mixed negatives.
+
+Each row of a batch (one head's examples) is a query whose positive is its own target; the
+candidates are every target of the batch (in-batch negatives) plus, optionally, ``n_mixed``
+entities drawn uniformly for the whole batch (mixed negative sampling, Yang et al. 2020), which
+reach the rarely chosen entities that in-batch sampling almost never shows.
+
+In-batch candidates are sampled in proportion to how often entities are targets, so popular
+entities are over-represented among the negatives, and the softmax learns to push them down.
+The logQ correction (Yi et al., RecSys 2019) subtracts from every logit, the positive's
+included, the log of the candidate's expected number of occurrences among a batch's candidates,
+
+    log(B * p_j + K / n_real)
+
+with ``p_j`` the entity's share of the training targets, B the batch size, K the mixed
+negatives and ``n_real`` the real entities (reserved rows excluded); constants shared by all
+columns cancel in the softmax. A candidate equal to a row's positive that is not the row's own
+column (an accidental hit: the same item bought by two users in the batch) is masked out.
+
+The temperature dividing the logits is the model's (learned there, so the optimiser sees it).
+
+``negatives="live"`` (live-commerce worlds) replaces the sampled candidates with everything that
+was on air at the target's time (the rooms live then, or the products on their shelves): the
+set the availability-aware evaluation ranks in, so no sampling correction is needed. It scores
+the whole catalogue per batch, which suits catalogues of thousands, not millions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recsys.data.two_tower import TwoTowerBatch
+from recsys.data.vocab import N_RESERVED
+
+NEGATIVES = ("in_batch", "live")
+
+
+@dataclass(frozen=True)
+class TwoTowerLossConfig:
+    negatives: str = "in_batch"  # in_batch (+ n_mixed uniform) | live (everything on air)
+    logq: bool = True  # in_batch: subtract log of each candidate's sampling probability
+    n_mixed: int = 0  # in_batch: uniform negatives shared by a batch (0: in-batch only)
+    room_weight: float = 1.0  # weight of the room head's loss next to the product head's
+
+    def __post_init__(self) -> None:
+        if self.negatives not in NEGATIVES:
+            raise ValueError(f"negatives must be one of {NEGATIVES}, got {self.negatives!r}")
+        if self.n_mixed < 0 or self.room_weight < 0:
+            raise ValueError(f"invalid TwoTowerLossConfig: {self}")
+
+
+def candidate_log_q(
+    freq: torch.Tensor, ids: torch.Tensor, batch_size: int, n_mixed: int, n_real: int
+) -> torch.Tensor:
+    """(C,) log expected occurrences of each candidate among a batch's candidates."""
+    expected = batch_size * freq[ids] + n_mixed / max(n_real, 1)
+    return torch.log(expected.clamp_min(1e-30))
+
+
+def in_batch_softmax(
+    logits: torch.Tensor,
+    positives: torch.Tensor,
+    candidates: torch.Tensor,
+    log_q: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean softmax cross-entropy of (B, C) logits whose column i (i < B) is row i's positive.
+
+    ``candidates`` (C,) are the entity ids of the columns; columns holding a row's positive
+    other than its own are masked; ``log_q`` (C,) is subtracted from every column when given.
+    """
+    b = len(positives)
+    logits = logits.float()
+    if log_q is not None:
+        logits = logits - log_q[None, :].float()
+    hit = candidates[None, :] == positives[:, None]  # (B, C)
+    own = torch.arange(b, device=logits.device)
+    hit[own, own] = False
+    logits = logits.masked_fill(hit, float("-inf"))
+    return F.cross_entropy(logits, own)
+
+
+class TwoTowerTask(nn.Module):
+    """The configured loss on a batch of one head (``counts``: per head, target frequencies)."""
+
+    def __init__(
+        self,
+        config: TwoTowerLossConfig,
+        *,
+        n_entities: Mapping[str, int],
+        counts: Mapping[str, np.ndarray],
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.n_entities = dict(n_entities)
+        for head, n in self.n_entities.items():
+            c = np.asarray(counts.get(head, np.zeros(n)), dtype=np.float64)
+            if len(c) != n:
+                raise ValueError(f"counts of head {head!r}: {len(c)} entries, expected {n}")
+            freq = c / max(c.sum(), 1.0)
+            self.register_buffer(f"freq_{head}", torch.from_numpy(freq.astype(np.float32)))
+
+    def negatives(self, head: str, generator: torch.Generator) -> torch.Tensor:
+        """``n_mixed`` entities drawn uniformly among the real ones."""
+        n = self.n_entities[head]
+        return torch.randint(N_RESERVED, n, (self.config.n_mixed,), generator=generator)
+
+    def forward(
+        self, model: nn.Module, batch: TwoTowerBatch, generator: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        c, head = self.config, batch.head
+        if batch.allowed is not None:
+            loss = live_softmax(model, batch)
+        else:
+            loss = self.in_batch_loss(model, batch, generator)
+        weight = c.room_weight if head == "streamer" else 1.0
+        return weight * loss, {head: loss.detach()}
+
+    def in_batch_loss(
+        self, model: nn.Module, batch: TwoTowerBatch, generator: torch.Generator
+    ) -> torch.Tensor:
+        c, head = self.config, batch.head
+        positives = batch.target
+        negatives = self.negatives(head, generator).to(positives.device)
+        ids = torch.cat([positives, negatives])
+        showing = None
+        if batch.showing is not None and head == "streamer":
+            # A mixed negative room is shown as it was at the time of a query of the batch.
+            rows = torch.arange(len(negatives), device=ids.device) % batch.size
+            showing = torch.cat([batch.showing, batch.showing[rows]])
+        logits = model.logits(batch, head, ids, showing)  # (B, B + K)
+        log_q = None
+        if c.logq:
+            freq = getattr(self, f"freq_{head}")
+            n_real = self.n_entities[head] - N_RESERVED
+            log_q = candidate_log_q(freq, ids, batch.size, len(negatives), n_real)
+        return in_batch_softmax(logits, positives, ids, log_q)
+
+
+def live_softmax(model: nn.Module, batch: TwoTowerBatch) -> torch.Tensor:
+    """Softmax cross-entropy over what was live at each target's time (``batch.allowed``).
+
+    Every live entity is a negative, so no sampling correction is needed. Rooms with a world
+    are embedded with the product each showed at the row's time (``allowed_showing``), so
+    only the (row, live room) pairs go through the tower.
+    """
+    head, allowed = batch.head, batch.allowed
+    n = allowed.shape[1]
+    ids = torch.arange(n, device=allowed.device)
+    q = model.query(batch, head).float() / model.temperature
+    bonus = model.pair_bonus(batch, head, ids)  # (B, n)
+    if batch.allowed_showing is None:
+        logits = q @ model.candidates(head, ids).float().t() + bonus
+    else:
+        rows, entity = allowed.nonzero(as_tuple=True)
+        c = model.candidates(head, entity, batch.allowed_showing[rows, entity]).float()
+        pair = (q[rows] * c).sum(-1) + bonus[rows, entity]
+        logits = torch.full(allowed.shape, float("-inf"), device=q.device)
+        logits = logits.index_put((rows, entity), pair)
+    logits = logits.masked_fill(~allowed, float("-inf"))
+    return F.cross_entropy(logits, batch.target)
