@@ -45,13 +45,17 @@ def world_cache(tmp_path_factory) -> Path:
     return cache
 
 
-def _tiny_overrides(run_dir: Path, cache: Path, epochs: int = 1) -> list[str]:
+def _tiny_overrides(
+    run_dir: Path, cache: Path, epochs: int = 1, model: str = "sasrec"
+) -> list[str]:
+    window = "model.bag_size=20" if model.startswith("two_tower") else "model.maxlen=20"
     return [
         "data=synthetic-tiny",
         f"data.cache_dir={cache}",
         f"run_dir={run_dir}",
+        f"model={model}",
         "model.dim=16",
-        "model.maxlen=20",
+        window,
         f"trainer.max_epochs={epochs}",
         "trainer.batch_size=32",
         "trainer.num_threads=1",
@@ -77,8 +81,8 @@ def test_every_shipped_train_config_instantiates(data, model, trainer, tmp_path)
         "train", [f"data={data}", f"model={model}", f"trainer={trainer}", f"run_dir={tmp_path}"]
     )
     settings = model_settings(cfg.model)
-    assert settings["model"].dim > 0 and settings["loss"].name
-    assert isinstance(settings["side_features"], tuple) and settings["windows"] in ("last", "all")
+    assert settings["name"] == cfg.model.name and settings["model"].dim > 0
+    assert isinstance(settings["side_features"], tuple)
     assert DataConfig(**cfg.data).name == data
     assert TrainerConfig(**cfg.trainer).device == "cpu"
 
@@ -92,7 +96,7 @@ def test_evaluate_config_composes(tmp_path):
 def test_train_one_epoch_on_the_tiny_world(model, tmp_path, world_cache):
     run_dir = tmp_path / "run"
     started = time.perf_counter()
-    metrics = train(_compose("train", _tiny_overrides(run_dir, world_cache) + [f"model={model}"]))
+    metrics = train(_compose("train", _tiny_overrides(run_dir, world_cache, model=model)))
     assert time.perf_counter() - started < 60
     for head in ("product", "streamer"):
         for protocol in ("live", "full"):
@@ -183,3 +187,14 @@ def test_training_runs_on_cuda(tmp_path, world_cache):
     assert np.isfinite(metrics["test/product/live/ndcg@10"])
     ckpt = load_checkpoint(tmp_path / "run" / BEST)
     assert all(v.device.type == "cpu" for v in ckpt["model"].values())  # loaded to CPU
+
+
+def test_model_settings_route_each_family_and_refuse_unknown_keys():
+    two = model_settings({"name": "two_tower", "dim": 8, "heads": ["product"], "loss": {}})
+    assert two["model"].dim == 8 and two["heads"] == ("product",) and two["loss"].logq
+    seq = model_settings({"name": "sasrec", "maxlen": 7, "windows": "all"})
+    assert seq["model"].maxlen == 7 and seq["windows"] == "all"
+    with pytest.raises(ValueError, match=r"unknown keys \['maxlen'\]"):
+        model_settings({"name": "two_tower", "maxlen": 7})
+    with pytest.raises(ValueError, match="model.name must be one of"):
+        model_settings({"name": "gru4rec"})

@@ -1,7 +1,6 @@
 """`recsys-evaluate`: evaluate a saved model under any protocol (recsys/conf/evaluate.yaml).
 
-The checkpoint carries the run's configuration and vocabularies, so the data is rebuilt exactly
-as in training (and checked against the saved vocabularies) and the model is rebuilt from it.
+The checkpoint carries the run's configuration and vocabularies (``recsys.training.restore``).
 """
 
 from __future__ import annotations
@@ -18,28 +17,17 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Metrics keyed ``<stage>/<head>/<protocol>/<metric>`` for the requested protocols."""
-    import torch
-
     from recsys.evaluation import evaluate
-    from recsys.training.checkpoint import load_checkpoint
-    from recsys.training.data import DataConfig, for_protocol, load_sequential_data
-    from recsys.training.experiment import build_recommender
+    from recsys.training.data import for_protocol
+    from recsys.training.restore import restore
 
-    ckpt = load_checkpoint(cfg.checkpoint)
-    saved = ckpt["config"]
-    data_section = dict(saved["data"])
-    for key in ("data_dir", "cache_dir"):
-        if cfg.get(key) is not None:
-            data_section[key] = cfg[key]
-    data_cfg = DataConfig(**data_section)
-    data = load_sequential_data(data_cfg)
-    data.check_vocabularies(ckpt["vocabularies"], f"checkpoint {cfg.checkpoint}")
-    trainer = {**saved["trainer"], "device": cfg.device}
-    rec = build_recommender({**saved, "trainer": trainer}, data, validate=False)
-    split = data.train_split
-    model = rec.build(split.train, item_features=split.item_features)
-    model.load_state_dict(ckpt["model"])
-    model.to(torch.device(cfg.device)).eval()
+    restored = restore(
+        cfg.checkpoint,
+        device=cfg.device,
+        data_dir=cfg.get("data_dir"),
+        cache_dir=cfg.get("cache_dir"),
+    )
+    rec, data, data_cfg = restored.recommender, restored.data, restored.data_config
     protocols = [cfg.protocol] if cfg.protocol else list(data_cfg.protocols)
     out: dict[str, float] = {}
     for head, head_split in data.splits.items():

@@ -18,6 +18,7 @@ from recsys.data.datasets import load_dataset
 from recsys.data.interactions import Split
 from recsys.data.live import live_time_split
 from recsys.data.splits import leave_one_out
+from recsys.data.tables import LiveCommerceTables
 from recsys.data.tokens import TokenContext, world_context
 from recsys.evaluation.protocols import PROTOCOLS
 
@@ -47,6 +48,7 @@ class SequentialData:
     name: str
     splits: dict[str, Split]  # head ("product", "streamer") -> split
     context: TokenContext | None  # a world's full token streams; None for public datasets
+    tables: LiveCommerceTables | None = None  # a world's tables (entity features, schedules)
 
     @property
     def train_split(self) -> Split:
@@ -94,5 +96,5 @@ def load_sequential_data(config: DataConfig) -> SequentialData:
     cuts = {"valid_ts": product.meta["valid_ts"], "test_ts": product.meta["test_ts"]}
     room = live_time_split(tables, target="room", name=f"{config.name}-room", **cuts)
     return SequentialData(
-        config.name, {"product": product, "streamer": room}, world_context(tables)
+        config.name, {"product": product, "streamer": room}, world_context(tables), tables
     )

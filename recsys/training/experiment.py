@@ -15,23 +15,21 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from recsys.baselines.base import Recommender
 from recsys.evaluation import evaluate
-from recsys.models.sequential import SequentialConfig
-from recsys.models.sequential_recommender import SequentialRecommender, Validation
-from recsys.tasks.sequential import LossConfig
 from recsys.training.checkpoint import CHECKPOINT, load_checkpoint
 from recsys.training.data import DataConfig, SequentialData, for_protocol, load_sequential_data
 from recsys.training.logger import RunLogger
-from recsys.training.trainer import TrainerConfig
+from recsys.training.models import MODELS, build_recommender, head_vectors, model_settings
+
+__all__ = ["MODELS", "build_recommender", "final_metrics", "model_settings", "train"]
 
 log = logging.getLogger(__name__)
 
-MODELS = ("sasrec",)
 # Trainer settings a resumed run may change (they do not alter what is computed).
 RESUMABLE_CHANGES = ("max_epochs", "patience", "progress", "num_threads", "log_every_steps")
 
@@ -42,61 +40,8 @@ def as_dict(cfg: DictConfig | Mapping) -> dict:
     return dict(cfg)
 
 
-def model_settings(model: Mapping) -> dict:
-    """``SequentialRecommender`` keyword arguments from a ``model`` config section: the typed
-    architecture (``model``), ``loss``, ``side_features``, ``windows`` and ``targets``."""
-    m = dict(model)
-    name = m.pop("name", "sasrec")
-    if name not in MODELS:
-        raise ValueError(f"model.name must be one of {MODELS}, got {name!r}")
-    out = {
-        "loss": LossConfig(**m.pop("loss", {})),
-        "side_features": tuple(m.pop("side_features", ()) or ()),
-        "windows": m.pop("windows", "last"),
-        "targets": m.pop("targets", "next"),
-        "live_training": bool(m.pop("live_training", False)),
-        "repeat_scales": tuple(m.pop("repeat_scales", ()) or ()),
-    }
-    known = {f.name for f in fields(SequentialConfig)} - {"n_products", "n_streamers"}
-    unknown = sorted(set(m) - known)
-    if unknown:
-        raise ValueError(f"model config: unknown keys {unknown}; known: {sorted(known)}")
-    return {"model": SequentialConfig(**m), **out}
-
-
-def build_recommender(
-    cfg: Mapping,
-    data: SequentialData,
-    *,
-    run_dir: str | Path | None = None,
-    resume: bool = False,
-    validate: bool = True,
-) -> SequentialRecommender:
-    """The model of ``cfg`` for ``data``, validated on every head under the data's protocol."""
-    settings = model_settings(cfg["model"])
-    trainer = TrainerConfig(**cfg["trainer"])
-    data_cfg = DataConfig(**cfg["data"])
-    validation = None
-    if validate:
-        validation = Validation(
-            splits={h: for_protocol(s, data_cfg.val_protocol) for h, s in data.splits.items()},
-            protocol=data_cfg.val_protocol,
-            max_users=trainer.val_max_users,
-            seed=trainer.seed,
-        )
-    return SequentialRecommender(
-        **settings,
-        trainer=trainer,
-        context=data.context,
-        validation=validation,
-        run_dir=run_dir,
-        resume=resume,
-        extra_state={"config": dict(cfg), "vocabularies": data.vocabularies()},
-    )
-
-
 def final_metrics(
-    rec: SequentialRecommender,
+    rec: Recommender,
     data: SequentialData,
     protocols: Sequence[str],
     ks: Sequence[int] = (10, 20, 100),
@@ -163,7 +108,7 @@ def train(cfg: DictConfig | Mapping) -> dict[str, float]:
 
 
 def _log_run(
-    c: Mapping, rec: SequentialRecommender, data: SequentialData, metrics: Mapping, run_dir: Path
+    c: Mapping, rec: Recommender, data: SequentialData, metrics: Mapping, run_dir: Path
 ) -> None:
     """Hyperparameters with the headline metrics, and a projector sample of each head's table."""
     logger = RunLogger(run_dir)
@@ -175,6 +120,6 @@ def _log_run(
     logger.hparams(hparams, headline)
     for head, split in data.splits.items():
         labels = ["<pad>", "<unknown>", *map(str, split.item_vocab.ids)]
-        weight = rec.model.head_weight(head)
+        weight = head_vectors(rec, head)
         logger.projector(weight, tag=head, labels=labels, seed=rec.trainer.seed)
     logger.close()
