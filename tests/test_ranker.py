@@ -35,22 +35,12 @@ from recsys.ranking.esmm_training import (
 from recsys.tasks.esmm import ESMMTask, esmm_loss
 from recsys.training.trainer import TrainerConfig
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from recsys.data.datasets import ensure_world
-    from recsys.data.tables import load_tables
-
-    folder = ensure_world("tiny", 0, tmp_path_factory.mktemp("worlds"))
-    return load_tables(folder), WorldTruth.from_folder(folder)
+def world(tiny_world, tiny_world_dir):
+    return tiny_world, WorldTruth.from_folder(tiny_world_dir)
 
 
 # ---------------------------------------------------------------- hand-built world

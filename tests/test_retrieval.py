@@ -312,14 +312,6 @@ def test_live_input_errors():
         LiveRetriever(index, schedule, cache_size=0)
 
 
-@pytest.fixture(scope="module")
-def tiny_world(tmp_path_factory):
-    from recsys.data.datasets import ensure_world
-    from recsys.data.tables import load_tables
-
-    return load_tables(ensure_world("tiny", 0, tmp_path_factory.mktemp("worlds")))
-
-
 @pytest.mark.parametrize("target", ["room", "product"])
 def test_world_schedule_serves_what_evaluation_counts_as_live(tiny_world, target):
     from recsys.data.live import live_time_split

@@ -38,22 +38,7 @@ from recsys.tasks.sequential import (
 )
 from recsys.training.trainer import TrainerConfig
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and far faster on busy machines)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_world(tmp_path_factory):
-    from recsys.data.datasets import ensure_world
-    from recsys.data.tables import load_tables
-
-    return load_tables(ensure_world("tiny", 0, tmp_path_factory.mktemp("worlds")))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _seqs(rows: list[list[int]], n_items: int) -> UserSequences:

@@ -34,14 +34,6 @@ N_PRODUCTS, N_STREAMERS = 20, 5
 
 
 @pytest.fixture(scope="module")
-def tiny_world(tmp_path_factory):
-    from recsys.data.datasets import ensure_world
-    from recsys.data.tables import load_tables
-
-    return load_tables(ensure_world("tiny", 0, tmp_path_factory.mktemp("worlds")))
-
-
-@pytest.fixture(scope="module")
 def lookup():
     """Products 0..19 in categories p % 3 at price 10 * (p + 1); streamers 0..4 in s % 3."""
     products = pd.DataFrame(

@@ -28,12 +28,7 @@ MODEL_CONFIGS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 TRAINER_CONFIGS = sorted(p.stem for p in (CONF / "trainer").glob("*.yaml"))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
