@@ -346,7 +346,8 @@ def main(argv: list[str] | None = None) -> dict:
     rows += dataset_rows("uniform", worst, uniform_vectors(args.queries, args.dim, rng), args)[0]
     report = {
         "command": shlex.join(["python", "benchmarks/retrieval.py", *argv]),
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        # Where the files went is not a setting of the measurement (and would leak a local path).
+        "settings": {k: v for k, v in vars(args).items() if k != "out_dir"},
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
