@@ -14,33 +14,25 @@ the history then only fixes that horizon. Without one, the history rows are the 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from recsys.baselines.base import Recommender
-from recsys.data.interactions import ItemFeatures, Split, UserSequences
+from recsys.data.interactions import ItemFeatures, UserSequences
 from recsys.data.tokens import KIND_TABLES, TokenContext, TokenLog
 from recsys.data.windows import TARGETS, WindowDataset, scoring_batch, training_windows
-from recsys.evaluation import evaluate
 from recsys.models.sequential import SequentialConfig, SequentialModel
 from recsys.tasks.sequential import LossConfig, SequentialTask
 from recsys.training.trainer import FitResult, Trainer, TrainerConfig
+from recsys.training.validation import Validation, calibrate_scales, validation_metrics
+
+__all__ = ["SequentialRecommender", "Validation", "horizon"]
 
 # Training windows: each user's latest tokens only ("last", SASRec), or every token as a target.
 WINDOWS = ("last", "all")
-
-
-@dataclass(frozen=True)
-class Validation:
-    """The split (per head) and protocol that early stopping validates on."""
-
-    splits: Mapping[str, Split]  # head -> split whose ``train`` is the fit's training data
-    protocol: str = "full"
-    max_users: int | None = 10_000
-    seed: int = 0
 
 
 def horizon(history: UserSequences) -> int:
@@ -182,26 +174,13 @@ class SequentialRecommender(Recommender):
 
     def calibrate_repeats(self) -> dict[str, float]:
         """Per head, the repeat-bonus scale of ``repeat_scales`` that validates best."""
-        v, chosen = self.validation, {}
-        for head, split in v.splits.items():
-            best = None
-            for scale in self.repeat_scales:
-                self.model.repeat[head].score_scale.fill_(scale)
-                value = self._validate_head(head, split)["ndcg@10"]
-                if best is None or value > best[1]:
-                    best = (scale, value)
-            self.model.repeat[head].score_scale.fill_(best[0])
-            chosen[head] = best[0]
-        self.calibrated = chosen
-        return chosen
-
-    def _validate_head(self, head: str, split: Split) -> dict[str, float]:
-        v = self.validation
-        res = evaluate(
-            self.for_head(head), split, protocol=v.protocol, stage="valid",
-            ks=(10,), max_users=v.max_users, seed=v.seed,
-        )  # fmt: skip
-        return {k.removeprefix("sampled_"): float(x) for k, x in res.metrics.items()}
+        self.calibrated = calibrate_scales(
+            lambda head: self.model.repeat[head].score_scale,
+            self.repeat_scales,
+            self.for_head,
+            self.validation,
+        )
+        return self.calibrated
 
     def score(self, users: np.ndarray, history: UserSequences) -> np.ndarray:
         if self.model is None:
@@ -243,13 +222,7 @@ class SequentialRecommender(Recommender):
     def validate(self) -> dict[str, float]:
         """Validation metrics per head (``<head>/ndcg@10``) and their mean (``ndcg@10``); under
         the sampled protocol these are the sampled metrics."""
-        metrics: dict[str, float] = {}
-        for head, split in self.validation.splits.items():
-            res = self._validate_head(head, split)
-            metrics.update({f"{head}/{k}": res[k] for k in ("hr@10", "ndcg@10", "mrr")})
-        for name in ("hr@10", "ndcg@10"):
-            metrics[name] = float(np.mean([metrics[f"{h}/{name}"] for h in self.validation.splits]))
-        return metrics
+        return validation_metrics(self.for_head, self.validation)
 
     def hparams(self) -> dict:
         model = {k: v for k, v in asdict(self.model_config).items() if not k.startswith("n_")}

@@ -29,7 +29,7 @@ import scipy.sparse as sp
 import torch
 
 from recsys.baselines.base import Recommender
-from recsys.data.interactions import ItemFeatures, Split, UserSequences
+from recsys.data.interactions import ItemFeatures, UserSequences
 from recsys.data.tokens import TokenContext, TokenLog
 from recsys.data.two_tower import (
     QueryBuilder,
@@ -40,12 +40,12 @@ from recsys.data.two_tower import (
     training_examples,
 )
 from recsys.data.world_features import WorldFeatures
-from recsys.evaluation import evaluate
 from recsys.models.embeddings import EntityBags, EntityTables
-from recsys.models.sequential_recommender import Validation, horizon
+from recsys.models.sequential_recommender import horizon
 from recsys.models.two_tower import TwoTowerConfig, TwoTowerModel
 from recsys.tasks.two_tower import TwoTowerLossConfig, TwoTowerTask
 from recsys.training.trainer import FitResult, Trainer, TrainerConfig
+from recsys.training.validation import Validation, calibrate_scales, validation_metrics
 
 __all__ = ["TwoTowerRecommender", "Validation"]
 PRODUCT_SIDES = ("category", "brand", "price_band", "imported", "seller")
@@ -252,18 +252,10 @@ class TwoTowerRecommender(Recommender):
     def calibrate_repeats(self) -> dict[str, float]:
         """Per validated head, the repeat-bonus scale of ``repeat_scales`` that validates best
         (NDCG@10); the scale is kept in the model."""
-        chosen = {}
-        for head, split in self.validation.splits.items():
-            best = None
-            for scale in self.repeat_scales:
-                self.model.bonus_scale(head).fill_(scale)
-                value = self._validate_head(head, split)["ndcg@10"]
-                if best is None or value > best[1]:
-                    best = (scale, value)
-            self.model.bonus_scale(head).fill_(best[0])
-            chosen[head] = best[0]
-        self.calibrated = chosen
-        return chosen
+        self.calibrated = calibrate_scales(
+            self.model.bonus_scale, self.repeat_scales, self.for_head, self.validation
+        )
+        return self.calibrated
 
     def _batch(self, users: np.ndarray, history: UserSequences) -> tuple[TwoTowerBatch, int]:
         """Query features of ``users`` as of the end of ``history``, and that horizon."""
@@ -378,27 +370,10 @@ class TwoTowerRecommender(Recommender):
         view.model, view._builders = self.model, self._builders
         return view
 
-    def _validate_head(self, head: str, split: Split) -> dict[str, float]:
-        v = self.validation
-        res = evaluate(
-            self.for_head(head),
-            split,
-            protocol=v.protocol,
-            stage="valid",
-            ks=(10,),
-            max_users=v.max_users,
-            seed=v.seed,
-        )
-        return {k.removeprefix("sampled_"): float(x) for k, x in res.metrics.items()}
-
     def validate(self) -> dict[str, float]:
-        """Validation metrics per head (``<head>/ndcg@10``) and their mean (``ndcg@10``)."""
-        metrics: dict[str, float] = {}
-        for head, split in self.validation.splits.items():
-            res = self._validate_head(head, split)
-            metrics.update({f"{head}/{k}": res[k] for k in ("hr@10", "ndcg@10", "mrr")})
-        for name in ("hr@10", "ndcg@10"):
-            metrics[name] = float(np.mean([metrics[f"{h}/{name}"] for h in self.validation.splits]))
+        """Validation metrics per head (``<head>/ndcg@10``), their mean (``ndcg@10``) and the
+        temperature."""
+        metrics = validation_metrics(self.for_head, self.validation)
         if self.model is not None:
             metrics["temperature"] = self.model.temperature.item()
         return metrics
