@@ -16,11 +16,12 @@ from dataclasses import fields
 from functools import partial
 
 from recsys.benchmarking.quality import Candidate
+from recsys.benchmarking.trained import head_validation, route, split_head
 from recsys.data.datasets import load_dataset
 from recsys.data.interactions import Split
 from recsys.data.tokens import TokenContext, world_context
 from recsys.models.sequential import SequentialConfig
-from recsys.models.sequential_recommender import SequentialRecommender, Validation
+from recsys.models.sequential_recommender import SequentialRecommender
 from recsys.tasks.sequential import LossConfig
 from recsys.training.trainer import TrainerConfig
 
@@ -35,23 +36,12 @@ BENCHMARK_TRAINER = {"progress": False, "checkpoint": False}
 
 
 def route_hparams(hparams: dict) -> tuple[dict, dict, dict, dict]:
-    """(model, loss, trainer, adapter) keyword arguments from one flat grid point."""
-    model, loss, trainer, adapter = {}, {}, {}, {}
-    for key, value in hparams.items():
-        if key == "loss":
-            loss["name"] = value
-        elif key in _ADAPTER_KEYS:
-            adapter[key] = value
-        elif key in _MODEL_KEYS:
-            model[key] = value
-        elif key in _LOSS_KEYS:
-            loss[key] = value
-        elif key in _TRAINER_KEYS:
-            trainer[key] = value
-        else:
-            known = sorted(_MODEL_KEYS | _LOSS_KEYS | _TRAINER_KEYS | _ADAPTER_KEYS | {"loss"})
-            raise KeyError(f"sasrec: unknown hyperparameter {key!r}; known: {known}")
-    return model, loss, trainer, adapter
+    """(model, loss, trainer, adapter) keyword arguments from one flat grid point; ``loss``
+    names the loss."""
+    flat = {("name" if k == "loss" else k): v for k, v in hparams.items()}
+    keys = {"adapter": _ADAPTER_KEYS, "model": _MODEL_KEYS, "loss": _LOSS_KEYS | {"name"},
+            "trainer": _TRAINER_KEYS}  # fmt: skip
+    return route("sasrec", flat, keys)
 
 
 def make_sequential(
@@ -60,13 +50,8 @@ def make_sequential(
     """A sequential recommender for ``split``, early-stopped on its validation targets."""
     model, loss, trainer, adapter = route_hparams(hparams)
     trainer_cfg = TrainerConfig(**{**BENCHMARK_TRAINER, **trainer})
-    head = "streamer" if context is not None and split.meta.get("target") == "room" else "product"
-    validation = Validation(
-        splits={head: split},
-        protocol=protocol,
-        max_users=trainer_cfg.val_max_users,
-        seed=trainer_cfg.seed,
-    )
+    head = split_head(split, world=context is not None)
+    validation = head_validation(split, head, protocol, trainer_cfg)
     return SequentialRecommender(
         model=SequentialConfig(**model),
         loss=LossConfig(**loss),

@@ -17,12 +17,13 @@ from dataclasses import fields
 from functools import partial
 
 from recsys.benchmarking.quality import Candidate
+from recsys.benchmarking.trained import head_validation, route, split_head
 from recsys.data.interactions import Split
 from recsys.data.tables import LiveCommerceTables
 from recsys.data.tokens import TokenContext
 from recsys.data.world_features import WorldFeatures
 from recsys.models.two_tower import TwoTowerConfig
-from recsys.models.two_tower_recommender import TwoTowerRecommender, Validation
+from recsys.models.two_tower_recommender import TwoTowerRecommender
 from recsys.tasks.two_tower import TwoTowerLossConfig
 from recsys.training.trainer import TrainerConfig
 
@@ -62,20 +63,9 @@ BENCHMARK_TRAINER = {"progress": False, "checkpoint": False, "batch_size": 512, 
 
 def route_hparams(hparams: dict) -> tuple[dict, dict, dict, dict]:
     """(model, loss, trainer, adapter) keyword arguments from one flat grid point."""
-    model, loss, trainer, adapter = {}, {}, {}, {}
-    for key, value in hparams.items():
-        if key in _ADAPTER_KEYS:
-            adapter[key] = tuple(value) if isinstance(value, list) else value
-        elif key in _MODEL_KEYS:
-            model[key] = value
-        elif key in _LOSS_KEYS:
-            loss[key] = value
-        elif key in _TRAINER_KEYS:
-            trainer[key] = value
-        else:
-            known = sorted(_MODEL_KEYS | _LOSS_KEYS | _TRAINER_KEYS | _ADAPTER_KEYS)
-            raise KeyError(f"two_tower: unknown hyperparameter {key!r}; known: {known}")
-    return model, loss, trainer, adapter
+    keys = {"adapter": _ADAPTER_KEYS, "model": _MODEL_KEYS, "loss": _LOSS_KEYS,
+            "trainer": _TRAINER_KEYS}  # fmt: skip
+    return route("two_tower", hparams, keys)
 
 
 def make_two_tower(
@@ -90,15 +80,10 @@ def make_two_tower(
     defaults = WORLD_DEFAULTS if context is not None else STREAM_DEFAULTS
     model, loss, trainer, adapter = route_hparams({**defaults, **hparams})
     trainer_cfg = TrainerConfig(**{**BENCHMARK_TRAINER, **trainer})
-    head = "streamer" if context is not None and split.meta.get("target") == "room" else "product"
+    head = split_head(split, world=context is not None)
     # Only the evaluated head is trained: the other would double the time for no gain here.
     adapter.setdefault("heads", (head,))
-    validation = Validation(
-        splits={head: split},
-        protocol=protocol,
-        max_users=trainer_cfg.val_max_users,
-        seed=trainer_cfg.seed,
-    )
+    validation = head_validation(split, head, protocol, trainer_cfg)
     return TwoTowerRecommender(
         model=TwoTowerConfig(**model),
         loss=TwoTowerLossConfig(**loss),

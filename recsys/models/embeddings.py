@@ -32,6 +32,14 @@ from torchrec import (
 )
 
 
+def _check_sizes(owner: str, sizes: Mapping[str, int]) -> None:
+    if not sizes:
+        raise ValueError(f"{owner}: at least one table is needed")
+    bad = {name: n for name, n in sizes.items() if n < 1}
+    if bad:
+        raise ValueError(f"{owner}: tables need at least one row, got {bad}")
+
+
 class EntityTables(nn.Module):
     """Embedding tables by name, all of width ``dim``, initialised N(0, ``init_std``)."""
 
@@ -44,11 +52,7 @@ class EntityTables(nn.Module):
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
-        if not sizes:
-            raise ValueError("EntityTables: at least one table is needed")
-        bad = {name: n for name, n in sizes.items() if n < 1}
-        if bad:
-            raise ValueError(f"EntityTables: tables need at least one row, got {bad}")
+        _check_sizes("EntityTables", sizes)
         self.dim = dim
         self.sizes = dict(sizes)
         configs = [
@@ -123,11 +127,7 @@ class EntityBags(nn.Module):
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
-        if not sizes:
-            raise ValueError("EntityBags: at least one table is needed")
-        bad = {name: n for name, n in sizes.items() if n < 1}
-        if bad:
-            raise ValueError(f"EntityBags: tables need at least one row, got {bad}")
+        _check_sizes("EntityBags", sizes)
         self.dim, self.sizes = dim, dict(sizes)
         configs = [
             EmbeddingBagConfig(name=name, embedding_dim=dim, num_embeddings=n, feature_names=[name])
