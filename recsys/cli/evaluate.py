@@ -19,14 +19,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     """Metrics keyed ``<stage>/<head>/<protocol>/<metric>`` for the requested protocols."""
     from recsys.evaluation import evaluate
     from recsys.training.data import for_protocol
-    from recsys.training.restore import restore
+    from recsys.training.restore import restore_from_config
 
-    restored = restore(
-        cfg.checkpoint,
-        device=cfg.device,
-        data_dir=cfg.get("data_dir"),
-        cache_dir=cfg.get("cache_dir"),
-    )
+    restored = restore_from_config(cfg)
     rec, data, data_cfg = restored.recommender, restored.data, restored.data_config
     protocols = [cfg.protocol] if cfg.protocol else list(data_cfg.protocols)
     out: dict[str, float] = {}

@@ -29,14 +29,9 @@ def build_indexes(cfg: DictConfig) -> dict[str, dict]:
     from recsys.models.sequential_recommender import horizon
     from recsys.retrieval import CandidateIndex, IndexConfig
     from recsys.training.models import head_vectors
-    from recsys.training.restore import restore
+    from recsys.training.restore import restore_from_config
 
-    restored = restore(
-        cfg.checkpoint,
-        device=cfg.device,
-        data_dir=cfg.get("data_dir"),
-        cache_dir=cfg.get("cache_dir"),
-    )
+    restored = restore_from_config(cfg)
     rec, data = restored.recommender, restored.data
     settings = IndexConfig(**dict(cfg.index))
     out = index_dir(restored.path, cfg.out_dir)

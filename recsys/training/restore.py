@@ -7,6 +7,7 @@ as in training (and checked against the saved vocabularies) and the model is reb
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,3 +62,14 @@ def restore(
     model.load_state_dict(ckpt["model"])
     model.to(torch.device(device)).eval()
     return Restored(rec, data, data_cfg, config, path)
+
+
+def restore_from_config(cfg: Mapping) -> Restored:
+    """``restore`` with the ``checkpoint``, ``device``, ``data_dir`` and ``cache_dir`` of a
+    command's config (``recsys-evaluate``, ``recsys-index``)."""
+    return restore(
+        cfg["checkpoint"],
+        device=cfg.get("device", "cpu"),
+        data_dir=cfg.get("data_dir"),
+        cache_dir=cfg.get("cache_dir"),
+    )
