@@ -369,6 +369,13 @@ def test_recommender_fits_and_scores_both_heads_of_a_world(tiny_world, world):
         c = view.candidate_embeddings(head, at=h)
         bonus = view.repeat_scores(users, split.test_history).toarray()
         assert np.allclose(scores, q @ c.T + bonus, atol=1e-4)
+        # A request at the horizon's next second sees the same history: the same scores.
+        ids = np.arange(n)
+        at_request = view.request_scores(users, np.full(len(users), h + 1), ids)
+        assert np.allclose(at_request[:, 2:], scores[:, 2:], atol=1e-4)
+        some = np.stack([ids[2:7], ids[7:12]] * 3)[: len(users)]  # (Q, 5) per-request candidates
+        picked = view.request_scores(users, np.full(len(users), h + 1), some)
+        assert np.allclose(picked, np.take_along_axis(scores, some, axis=1), atol=1e-4)
         res = evaluate(view, split, protocol="live", stage="test", ks=(10,))
         assert 0.0 < res.metrics["ndcg@10"] <= 1.0
 

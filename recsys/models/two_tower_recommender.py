@@ -70,6 +70,8 @@ class _Builders:
     # Item streams: the last scoring history (held, so it is recognised by identity) and its
     # builder.
     history: tuple[UserSequences, QueryBuilder] | None = None
+    # (model, head, candidate tower output for every entity): static candidates, computed once.
+    vectors: tuple[object, str, np.ndarray] | None = None
 
 
 class TwoTowerRecommender(Recommender):
@@ -347,6 +349,78 @@ class TwoTowerRecommender(Recommender):
         batch, _ = self._batch(users, history)
         dense = self._run(lambda d: self.model.dense_bonus(batch.to(d), self.head).cpu().numpy())
         return sp.csr_matrix(dense.astype(np.float32))
+
+    # -- requests at their own times (ranking and serving) --------------------------------------
+
+    def request_batch(self, users: np.ndarray, ts: np.ndarray) -> TwoTowerBatch:
+        """Query features of (user, time) requests (vocabulary codes), each from everything in
+        the world strictly before its own time."""
+        if self.context is None or self.model is None:
+            raise RuntimeError("two_tower: request scoring needs a trained model over a world")
+        users = np.asarray(users, dtype=np.int64)
+        ts = np.broadcast_to(np.asarray(ts, dtype=np.int64), users.shape)
+        builder = self._scoring_builder(int(ts.max()) if len(ts) else 0)
+        return TwoTowerBatch.from_features(self.head, builder.features(users, ts))
+
+    def request_queries(self, batch: TwoTowerBatch) -> np.ndarray:
+        """(Q, d) float32 query embeddings of a request batch, divided by the temperature: their
+        inner product with ``candidate_embeddings`` is the score without the repeat bonus."""
+
+        def run(device):
+            q = self.model.query(batch.to(device), self.head).float()
+            return (q / self.model.temperature.float()).cpu().numpy()
+
+        return self._run(run)
+
+    def request_bonus(self, batch: TwoTowerBatch, ids: np.ndarray) -> np.ndarray:
+        """(Q, C) float32 repeat bonus of each request for candidates ``ids`` (codes, (Q, C)
+        per request or (C,) shared), scaled as in ``score``."""
+        ids = np.asarray(ids, dtype=np.int64)
+        shared, rows = np.unique(ids, return_inverse=True)
+        rows = rows.reshape(ids.shape)
+
+        def run(device):
+            cand = torch.from_numpy(shared).to(device)
+            bonus = self.model.pair_bonus(batch.to(device), self.head, cand)  # (Q, U)
+            return (bonus * self.model.bonus_scale(self.head)).float().cpu().numpy()
+
+        bonus = self._run(run)
+        if ids.ndim == 1:
+            return bonus[:, rows]
+        return np.take_along_axis(bonus, rows, axis=1)
+
+    def request_scores(self, users: np.ndarray, ts: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """(Q, C) float32 scores, exactly as ``score`` ranks, of candidates ``ids`` ((Q, C) or
+        (C,) codes) for (user, time) requests; rooms are embedded with the product each
+        streamer showed last before the request."""
+        batch = self.request_batch(users, ts)
+        ids = np.asarray(ids, dtype=np.int64)
+        per_request = np.broadcast_to(ids, (len(batch.user), ids.shape[-1]))
+        q = self.request_queries(batch)  # (Q, d)
+        out = np.empty(per_request.shape, dtype=np.float32)
+        for i, t in enumerate(np.asarray(ts, dtype=np.int64).reshape(-1)):
+            if self.head == "streamer" and self.world is not None:
+                c = self._entity_vectors(per_request[i], t)
+            else:
+                c = self._product_vectors()[per_request[i]]
+            out[i] = c @ q[i]
+        return out + self.request_bonus(batch, per_request)
+
+    def _product_vectors(self) -> np.ndarray:
+        cached = self._builders.vectors
+        if cached is None or cached[0] is not self.model or cached[1] != self.head:
+            cached = (self.model, self.head, self.candidate_embeddings(self.head))
+            self._builders.vectors = cached
+        return cached[2]
+
+    def _entity_vectors(self, ids: np.ndarray, at: int) -> np.ndarray:
+        showing = self.world.showcase.showing(ids, np.full(len(ids), at))
+
+        def run(device):
+            t = lambda a: torch.from_numpy(np.array(a, dtype=np.int64)).to(device)  # noqa: E731
+            return self.model.candidates(self.head, t(ids), t(showing)).float().cpu().numpy()
+
+        return self._run(run)
 
     # -- views, validation -------------------------------------------------------------------
 
