@@ -190,6 +190,27 @@ def test_features_ignore_events_at_or_after_the_request_time(world):
     assert not np.array_equal(before.values, moved.transform(pairs).values)
 
 
+def test_session_block_from_a_live_store_equals_the_replayed_one(world):
+    from recsys.ranking import Candidates, ItemLookup, SessionStore, event_columns
+
+    tables, _ = world
+    ts = int(tables.live_sessions["start_ts"].quantile(0.5)) + 1800
+    user = int(tables.events.loc[tables.events["ts"] < ts, "user_id"].iloc[-1])
+    requests = pd.DataFrame({"request_id": [0], "user_id": [user], "ts": [ts]})
+    pairs = live_candidates(tables.live_sessions, tables.showcase, requests).merge(requests)
+    featurizer = CandidateFeaturizer(tables)
+    store = SessionStore(lookup=ItemLookup.from_tables(tables.products, tables.streamers))
+    store.replay(event_columns(tables.events.loc[tables.events["ts"] < ts]))
+    cands = Candidates.products(
+        pairs["product_id"].to_numpy(), pairs["streamer_id"].to_numpy(),
+        pairs["session_id"].to_numpy(),
+    )  # fmt: skip
+    online = featurizer.transform(pairs, session=store.features(user, cands, ts))
+    np.testing.assert_allclose(online.values, featurizer.transform(pairs).values, atol=1e-5)
+    with pytest.raises(ValueError, match="session features"):
+        featurizer.transform(pairs, session=np.zeros((1, 3)))
+
+
 # ---------------------------------------------------------------- ESMM
 
 

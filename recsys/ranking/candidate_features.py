@@ -207,9 +207,11 @@ class CandidateFeaturizer:
             value = np.stack([np.ones(len(claims)), claims["coupon_value"].to_numpy(np.float64)], 1)
             self.claims = KeyedTimeline(self._pairs(claims), claims["ts"], value)
 
-    def transform(self, pairs: pd.DataFrame) -> FeatureMatrix:
+    def transform(self, pairs: pd.DataFrame, session: np.ndarray | None = None) -> FeatureMatrix:
         """``FEATURE_NAMES`` features of each pair row (``PAIR_COLUMNS``, optionally
-        ``retrieval_score`` and ``sequential_score``), in row order."""
+        ``retrieval_score`` and ``sequential_score``), in row order. ``session``: the pairs'
+        session features computed elsewhere ((n, 17), e.g. by a live ``SessionStore`` from
+        events the tables do not hold), instead of replaying the tables' events."""
         missing = [name for name in PAIR_COLUMNS if name not in pairs.columns]
         if missing:
             raise ValueError(f"candidate pairs: missing columns {missing}")
@@ -217,7 +219,14 @@ class CandidateFeaturizer:
         out = np.zeros((len(pairs), len(FEATURE_NAMES)), dtype=np.float32)
         for name, values in self._upstream(pairs).items():
             out[:, FEATURE_NAMES.index(name)] = values
-        out[:, len(UPSTREAM) : len(UPSTREAM) + len(SESSION_FEATURES)] = self._session(pairs)
+        if session is None:
+            session = self._session(pairs)
+        elif session.shape != (len(pairs), len(SESSION_FEATURES)):
+            raise ValueError(
+                f"session features: expected {(len(pairs), len(SESSION_FEATURES))}, "
+                f"got {session.shape}"
+            )
+        out[:, len(UPSTREAM) : len(UPSTREAM) + len(SESSION_FEATURES)] = session
         for name, values in self._context(pairs).items():
             out[:, FEATURE_NAMES.index(name)] = values
         return FeatureMatrix(FEATURE_NAMES, out)
