@@ -29,3 +29,37 @@ def tiny_world(tiny_world_dir):
     from recsys.data.tables import load_tables
 
     return load_tables(tiny_world_dir)
+
+
+def compose_config(name: str, overrides: list[str]):
+    """A shipped Hydra config (``recsys/conf/<name>.yaml``) with overrides."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(version_base="1.3", config_module="recsys.conf"):
+        return compose(config_name=name, overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def trained_two_tower(tmp_path_factory):
+    """(best checkpoint, world cache folder) of a two-tower trained one epoch on the tiny world."""
+    from recsys.data.datasets import ensure_world
+    from recsys.training.checkpoint import BEST
+    from recsys.training.experiment import train
+
+    cache = tmp_path_factory.mktemp("worlds")
+    ensure_world("tiny", 0, cache)
+    run_dir = tmp_path_factory.mktemp("run")
+    overrides = [
+        "model=two_tower",
+        "data=synthetic-tiny",
+        f"data.cache_dir={cache}",
+        f"run_dir={run_dir}",
+        "model.dim=16",
+        "model.bag_size=20",
+        "trainer.max_epochs=1",
+        "trainer.batch_size=64",
+        "trainer.num_threads=1",
+        "trainer.progress=false",
+    ]
+    train(compose_config("train", overrides))
+    return run_dir / BEST, cache

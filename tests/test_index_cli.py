@@ -9,13 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_module
 
 from recsys.cli.index import build_indexes
 from recsys.retrieval import CandidateIndex
-from recsys.training.checkpoint import BEST
-from recsys.training.experiment import train
 from recsys.training.restore import restore
+from tests.conftest import compose_config
 
 USERS = np.arange(2, 40)
 K = 10
@@ -38,37 +36,14 @@ print(json.dumps(ids.tolist()))
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _compose(name: str, overrides: list[str]):
-    with initialize_config_module(version_base="1.3", config_module="recsys.conf"):
-        return compose(config_name=name, overrides=overrides)
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[Path, Path]:
-    from recsys.data.datasets import ensure_world
-
-    cache = tmp_path_factory.mktemp("worlds")
-    ensure_world("tiny", 0, cache)
-    run_dir = tmp_path_factory.mktemp("run")
-    overrides = [
-        "model=two_tower",
-        "data=synthetic-tiny",
-        f"data.cache_dir={cache}",
-        f"run_dir={run_dir}",
-        "model.dim=16",
-        "model.bag_size=20",
-        "trainer.max_epochs=1",
-        "trainer.batch_size=64",
-        "trainer.num_threads=1",
-        "trainer.progress=false",
-    ]
-    train(_compose("train", overrides))
-    return run_dir / BEST, cache
+def trained(trained_two_tower):
+    return trained_two_tower
 
 
 def test_index_round_trips_through_a_new_process(trained):
     ckpt, cache = trained
-    summary = build_indexes(_compose("index", [f"checkpoint={ckpt}", f"cache_dir={cache}"]))
+    summary = build_indexes(compose_config("index", [f"checkpoint={ckpt}", f"cache_dir={cache}"]))
     assert set(summary) == {"product", "streamer"}
     listing = json.loads((ckpt.parent / "index" / "indexes.json").read_text())
     assert listing["heads"]["product"]["count"] == summary["product"]["count"]
@@ -91,7 +66,7 @@ def test_index_round_trips_through_a_new_process(trained):
 
 def test_index_settings_come_from_config(trained, tmp_path):
     ckpt, cache = trained
-    cfg = _compose(
+    cfg = compose_config(
         "index",
         [
             f"checkpoint={ckpt}",

@@ -227,7 +227,7 @@ def test_serve_config_builds_a_working_app(world_dir, tiny_world):
     user = int(tiny_world.users["user_id"].iloc[1])
     body, rooms, _ = recommend(client, user)
     assert int(last["streamer_id"]) in {r["id"] for r in rooms}
-    with pytest.raises(ValueError, match="checkpoint='model.pt'.*not wired yet"):
+    with pytest.raises(FileNotFoundError, match="no checkpoint at model.pt"):
         build_app(bad)
 
 

@@ -1,7 +1,10 @@
 """`recsys-serve`: run the recommendation service over a live-commerce world (Hydra app).
 
-Until a trained pipeline is wired in, the service runs ``PopularityLiveService``: what is live
-at the clock's time, by recent popularity, boosted by each viewer's session.
+With ``checkpoint=`` (a two-tower run, indexed by ``recsys-index``; optionally
+``ranker_checkpoint=<ranker.pt>`` from ``recsys-rank``) it serves the trained pipeline
+(``recsys.serving.trained``) over the world that run trained on; without it, the
+``PopularityLiveService``: what is live at the clock's time, by recent popularity, boosted by
+each viewer's session.
 """
 
 from __future__ import annotations
@@ -52,26 +55,58 @@ def _clock(clock: DictConfig, tables):
 
 def build_app(cfg: DictConfig):
     """The FastAPI app the config describes (without starting a server)."""
-    from recsys.ranking.session import SessionConfig
-    from recsys.serving import PopularityLiveService, create_app
+    import torch
 
-    for name in ("checkpoint", "index"):
+    from recsys.ranking.session import SessionConfig
+    from recsys.serving import create_app
+
+    torch.set_num_threads(int(cfg.torch_threads))
+    session = SessionConfig(**OmegaConf.to_container(cfg.session, resolve=True))
+    service, clock, start = (_trained if cfg.checkpoint else _popularity)(cfg, session)
+    log.info("serving from %s; %s", start, service.health(start))
+    return create_app(service, clock=clock)
+
+
+def _popularity(cfg: DictConfig, session):
+    from recsys.serving import PopularityLiveService
+
+    for name in ("index", "ranker_checkpoint"):
         if cfg.get(name):
-            raise ValueError(
-                f"serve: {name}={cfg[name]!r}: loading a trained pipeline is not wired yet; "
-                f"leave {name} null to serve the popularity-live recommender"
-            )
+            raise ValueError(f"serve: {name}={cfg[name]!r} needs checkpoint=<a trained run>")
     tables = _tables(cfg.world)
     clock, start = _clock(cfg.clock, tables)
-    session = SessionConfig(**OmegaConf.to_container(cfg.session, resolve=True))
     service = PopularityLiveService.from_tables(
         tables,
         until=start,
         session_config=session,
         popularity_half_life_s=float(cfg.popularity_half_life_s),
     )
-    log.info("serving from %s; %s", start, service.health(start))
-    return create_app(service, clock=clock)
+    return service, clock, start
+
+
+def _trained(cfg: DictConfig, session):
+    """The trained pipeline of ``cfg.checkpoint``; its world replaces ``cfg.world``."""
+    from recsys.serving.loading import load_trained_service
+    from recsys.serving.trained import FlowConfig
+
+    picked = {}
+
+    def start_at(tables) -> int:
+        picked["clock"], picked["start"] = _clock(cfg.clock, tables)
+        return picked["start"]
+
+    service = load_trained_service(
+        cfg.checkpoint,
+        until=start_at,
+        index_dir=cfg.index,
+        ranker=cfg.ranker_checkpoint,
+        session_config=session,
+        flow=FlowConfig(n_candidates=int(cfg.n_candidates), strategy=cfg.strategy),
+        popularity_half_life_s=float(cfg.popularity_half_life_s),
+        device=cfg.device,
+        cache_dir=cfg.world.cache_dir,
+    )
+    return service, picked["clock"], picked["start"]
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="serve")

@@ -54,7 +54,10 @@ class Boosts:
     bought: float = -3.0
 
 
-def _reasons(kind: str, x: np.ndarray, category: str | None, on_show: bool, popular: bool):
+def session_reasons(
+    kind: str, x: np.ndarray, category: str | None, on_show: bool, popular: bool
+) -> tuple[str, ...]:
+    """Plain-language reasons a room or product ranks, from its session features."""
     out = []
     if x[F["in_room"]]:
         out.append("you are watching this room" if kind == "room" else "in the room you watch")
@@ -194,7 +197,7 @@ class PopularityLiveService(RecommenderService):
                 kind=kind,
                 id=int(ids[i]),
                 score=float(score[i]),
-                reasons=_reasons(
+                reasons=session_reasons(
                     kind, x[i], names[c] if c >= 0 else None, bool(on_show[i]), i in popular
                 ),
                 streamer=int(cands.streamer[i]),

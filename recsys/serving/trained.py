@@ -1,0 +1,202 @@
+"""``TrainedLiveService``: the full request flow of a trained pipeline behind the HTTP service.
+
+For a known viewer at ``now``::
+
+    products: two-tower query -> FAISS search among products on a live shelf (top
+              ``n_candidates`` by inner product, plus the live products in the viewer's recent
+              bags, which the repeat bonus may lift) -> exact two-tower score (inner product +
+              repeat bonus) as ``retrieval_score`` -> one row per live shelf showing each
+              product -> candidate features (session block from the live ``SessionStore``,
+              history features from the tables the service started with) -> ``Ranker`` (ESMM
+              or blend) -> top-k, a product offered once from its best shelf, with reason codes.
+    rooms:    every live room scored by the two-tower room head, its tower reading the product
+              each room presents right now (what a room is changes minute by minute, so its
+              vector is computed at request time), plus the session boosts of the fallback.
+
+A viewer the model has never seen gets the ``PopularityLiveService`` ranking, flagged
+``cold_start``. Events posted to the service update the session store (and the fallback's
+popularity); the two-tower's history bags and the ranker's history features (trust,
+price profile, recent room popularity) read the tables loaded at start.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from recsys.data.vocab import Vocab
+from recsys.models.two_tower_recommender import TwoTowerRecommender
+from recsys.ranking.candidate_features import CandidateFeaturizer
+from recsys.ranking.events import SessionEvent
+from recsys.ranking.features import FEATURE_INDEX as F
+from recsys.ranking.features import Candidates
+from recsys.ranking.ranker import Ranker
+from recsys.ranking.store import SessionStore
+from recsys.retrieval import LiveRetriever
+from recsys.serving.fallback import Boosts, PopularityLiveService, session_reasons
+from recsys.serving.live import LiveCatalog
+from recsys.serving.protocol import ITEM_KINDS, Recommendation, RecommendedItem, RecommenderService
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    n_candidates: int = 500  # products retrieved per request, then ranked
+    strategy: str = "auto"  # LiveRetriever strategy
+    room_boosts: Boosts = Boosts()
+
+    def __post_init__(self) -> None:
+        if self.n_candidates < 1:
+            raise ValueError(f"FlowConfig.n_candidates must be >= 1, got {self.n_candidates}")
+
+
+class TrainedLiveService(RecommenderService):
+    """Two-tower retrieval over a live-filtered index, candidate features and a ranker."""
+
+    def __init__(
+        self,
+        *,
+        two_tower: TwoTowerRecommender,
+        vocabs: dict[str, Vocab],
+        products: LiveRetriever,
+        catalog: LiveCatalog,
+        featurizer: CandidateFeaturizer,
+        ranker: Ranker,
+        fallback: PopularityLiveService,
+        config: FlowConfig | None = None,
+        facts: dict | None = None,
+    ) -> None:
+        self.products_tt = two_tower.for_head("product")
+        self.rooms_tt = two_tower.for_head("streamer")
+        self.vocabs, self.retriever, self.catalog = vocabs, products, catalog
+        self.featurizer, self.ranker, self.fallback = featurizer, ranker, fallback
+        self.sessions: SessionStore = fallback.sessions
+        self.config = config or FlowConfig()
+        self.facts = dict(facts or {})
+        self._search_lock = threading.Lock()  # LiveRetriever caches per-segment state
+
+    # -- RecommenderService ------------------------------------------------------------------
+
+    def recommend(
+        self, user: int, now: int, k: int, kinds: Sequence[str] = ITEM_KINDS
+    ) -> Recommendation:
+        unknown = [kind for kind in kinds if kind not in ITEM_KINDS]
+        if unknown or k < 1:
+            raise ValueError(f"recommend: kinds must be among {ITEM_KINDS} and k >= 1")
+        code = int(self.vocabs["user"].encode(np.array([user], dtype=np.int64))[0])
+        if code < 2:
+            return self.fallback.recommend(user, now, k, kinds)
+        items: list[RecommendedItem] = []
+        if "room" in kinds:
+            items += self._rank_rooms(user, code, now, k)
+        if "product" in kinds:
+            items += self._rank_products(user, code, now, k)
+        return Recommendation(user, now, False, items)
+
+    def ingest(self, events: Sequence[SessionEvent]) -> int:
+        return self.fallback.ingest(events)
+
+    def health(self, now: int) -> dict:
+        return {
+            **self.fallback.health(now),
+            "recommender": f"two-tower + {self.ranker.mode} ranker",
+            "index_size": len(self.retriever.index),
+            "n_candidates": self.config.n_candidates,
+            **self.facts,
+        }
+
+    # -- products ----------------------------------------------------------------------------
+
+    def retrieve(self, code: int, now: int) -> tuple[np.ndarray, np.ndarray]:
+        """(raw product ids, two-tower scores) of up to ``n_candidates`` live products, best
+        first."""
+        tt, product_vocab = self.products_tt, self.vocabs["product"]
+        batch = tt.request_batch(np.array([code]), np.array([now]))
+        q = tt.request_queries(batch)  # (1, d)
+        with self._search_lock:
+            _, found = self.retriever.search(q, now, self.config.n_candidates, self.config.strategy)
+            live = self.retriever.live_at(now)
+        found = found[0][found[0] >= 0]
+        bag = batch.product_entity[0].numpy()
+        bag = product_vocab.decode(bag[bag >= 2])
+        repeat = np.intersect1d(bag, live)  # live products the repeat bonus may lift
+        ids = np.union1d(found, repeat)
+        vectors = self.retriever.index.vectors(self.retriever.index.positions(ids))
+        codes = product_vocab.encode(ids)
+        score = vectors @ q[0] + tt.request_bonus(batch, codes)[0]
+        order = np.lexsort((ids, -score))[: self.config.n_candidates]
+        return ids[order], score[order].astype(np.float32)
+
+    def _rank_products(self, user: int, code: int, now: int, k: int) -> list[RecommendedItem]:
+        ids, score = self.retrieve(code, now)
+        shelf = self.catalog.products(now)
+        rows = np.flatnonzero(np.isin(shelf.product, ids))
+        if len(rows) == 0:
+            return []
+        retrieval = pd.Series(score, index=ids)
+        pairs = pd.DataFrame(
+            {
+                "request_id": 0,
+                "user_id": user,
+                "ts": now,
+                "product_id": shelf.product[rows],
+                "streamer_id": shelf.streamer[rows],
+                "session_id": shelf.session[rows],
+                "retrieval_score": retrieval.loc[shelf.product[rows]].to_numpy(np.float64),
+            }
+        )
+        cands = Candidates.products(shelf.product[rows], shelf.streamer[rows], shelf.session[rows])
+        session = self.sessions.features(user, cands, now)
+        features = self.featurizer.transform(pairs, session=session)
+        request = pd.DataFrame({"request_id": [0], "user_id": [user], "ts": [now]})
+        ranked = self.ranker.rank(request, pairs, features, k=min(len(pairs), 2 * k))
+        ranked = ranked.drop_duplicates("product_id", keep="first").head(k)
+        return [
+            RecommendedItem(
+                kind="product",
+                id=int(r.product_id),
+                score=float(r.score),
+                reasons=tuple(r.reasons),
+                streamer=int(r.streamer_id),
+                session=int(r.session_id),
+            )
+            for r in ranked.itertuples(index=False)
+        ]
+
+    # -- rooms -------------------------------------------------------------------------------
+
+    def _rank_rooms(self, user: int, code: int, now: int, k: int) -> list[RecommendedItem]:
+        rooms = self.catalog.rooms(now)
+        if len(rooms.streamer) == 0:
+            return []
+        codes = self.vocabs["streamer"].encode(rooms.streamer)
+        tt_score = self.rooms_tt.request_scores(np.array([code]), np.array([now]), codes)[0]
+        cands = Candidates.rooms(rooms.streamer, rooms.session)
+        x = self.sessions.features(user, cands, now)
+        b = self.config.room_boosts
+        score = (
+            tt_score
+            + b.category * x[:, F["category_share"]]
+            + b.affinity * np.log1p(x[:, F["room_affinity"]])
+            + b.followed * x[:, F["followed"]]
+            + b.in_room * x[:, F["in_room"]]
+        )
+        top = np.lexsort((rooms.streamer, -score))[:k]
+        names = self.fallback.lookup.categories
+        category = self.fallback.lookup.streamers(rooms.streamer[top])
+        return [
+            RecommendedItem(
+                kind="room",
+                id=int(rooms.streamer[i]),
+                score=float(score[i]),
+                reasons=session_reasons(
+                    "room", x[i], names[c] if c >= 0 else None, on_show=False, popular=False
+                ),
+                streamer=int(rooms.streamer[i]),
+                session=int(rooms.session[i]),
+            )
+            for i, c in zip(top.tolist(), category.tolist(), strict=True)
+        ]

@@ -1,0 +1,113 @@
+"""The trained pipeline behind the service: checkpoint + index + ranker, request by request."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from recsys.cli.index import build_indexes
+from recsys.cli.serve import build_app
+from recsys.serving import FixedClock, create_app
+from recsys.serving.loading import load_trained_service
+from recsys.serving.trained import FlowConfig
+from tests.conftest import compose_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def served(trained_two_tower):
+    ckpt, cache = trained_two_tower
+    build_indexes(compose_config("index", [f"checkpoint={ckpt}", f"cache_dir={cache}"]))
+    picked = {}
+
+    def middle_of_last_session(tables) -> int:
+        last = tables.live_sessions.loc[tables.live_sessions["start_ts"].idxmax()]
+        picked["now"], picked["tables"] = (int(last["start_ts"]) + int(last["end_ts"])) // 2, tables
+        return picked["now"]
+
+    service = load_trained_service(
+        ckpt, until=middle_of_last_session, cache_dir=str(cache), flow=FlowConfig(n_candidates=30)
+    )
+    return service, picked["now"], picked["tables"]
+
+
+def _active_user(tables, now: int) -> int:
+    ev = tables.events
+    return int(ev.loc[ev["ts"] < now, "user_id"].value_counts().index[0])
+
+
+def test_known_viewer_gets_live_products_ranked_with_reasons(served):
+    service, now, tables = served
+    user = _active_user(tables, now)
+    rec = service.recommend(user, now, k=8)
+    assert not rec.cold_start
+    live = service.catalog.products(now)
+    shelves = set(zip(live.product.tolist(), live.session.tolist(), strict=True))
+    products = [i for i in rec.items if i.kind == "product"]
+    rooms = [i for i in rec.items if i.kind == "room"]
+    assert 0 < len(products) <= 8 and 0 < len(rooms) <= 8
+    assert all((i.id, i.session) in shelves for i in products)
+    assert len({i.id for i in products}) == len(products)  # a product once, from its best shelf
+    assert set(i.id for i in rooms) <= set(service.catalog.rooms(now).streamer.tolist())
+    assert [i.score for i in products] == sorted((i.score for i in products), reverse=True)
+    assert all(isinstance(r, str) for i in rec.items for r in i.reasons)
+
+
+def test_retrieval_returns_the_exact_live_top_of_the_two_tower(served):
+    service, now, tables = served
+    user = _active_user(tables, now)
+    code = int(service.vocabs["user"].encode(np.array([user]))[0])
+    ids, scores = service.retrieve(code, now)
+    live = service.retriever.live_at(now)
+    assert set(ids.tolist()) <= set(live.tolist())
+    # A Flat index: the retrieved scores are the model's own scores of those products.
+    codes = service.vocabs["product"].encode(ids)
+    expected = service.products_tt.request_scores(np.array([code]), np.array([now]), codes)[0]
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-4)
+    everything = service.products_tt.request_scores(
+        np.array([code]), np.array([now]), service.vocabs["product"].encode(live)
+    )[0]
+    assert scores[0] == pytest.approx(everything.max(), abs=1e-4)
+
+
+def test_unknown_viewer_falls_back_to_the_cold_start_ranking(served):
+    service, now, _ = served
+    rec = service.recommend(987_654_321, now, k=5)
+    assert rec.cold_start and rec.items
+
+
+def test_ingested_events_move_the_session_features(served):
+    from recsys.ranking.events import SessionEvent
+
+    service, now, tables = served
+    user = _active_user(tables, now)
+    room = int(service.catalog.rooms(now).streamer[0])
+    session = int(service.catalog.rooms(now).session[0])
+    service.ingest([SessionEvent(ts=now - 5, user=user, event_type="enter", session=session,
+                                 streamer=room)])  # fmt: skip
+    rooms = [i for i in service.recommend(user, now, k=20, kinds=("room",)).items]
+    watched = next(i for i in rooms if i.id == room)
+    assert "you are watching this room" in watched.reasons
+
+
+def test_http_service_serves_the_trained_pipeline(served):
+    service, now, tables = served
+    client = TestClient(create_app(service, clock=FixedClock(now)))
+    health = client.get("/healthz").json()
+    assert health["recommender"].startswith("two-tower") and health["index_size"] > 0
+    body = client.get("/recommend", params={"user": _active_user(tables, now), "k": 5}).json()
+    assert body["items"] and not body["cold_start"]
+    assert client.get("/recommend", params={"user": "x"}).status_code == 422
+
+
+def test_serve_config_loads_a_checkpoint(trained_two_tower):
+    ckpt, cache = trained_two_tower
+    cfg = compose_config(
+        "serve", [f"checkpoint={ckpt}", f"world.cache_dir={cache}", "n_candidates=20"]
+    )
+    app = build_app(cfg)
+    assert TestClient(app).get("/healthz").json()["n_candidates"] == 20
+    with pytest.raises(ValueError, match="needs checkpoint"):
+        build_app(compose_config("serve", ["ranker_checkpoint=some/ranker.pt"]))
