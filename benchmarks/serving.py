@@ -1,0 +1,387 @@
+"""Latency and throughput of the recommendation service under an open-loop request stream.
+
+    python benchmarks/serving.py [--rps 100 | --rps-sweep 50,100,200] [--seconds 60]
+        [--warmup-seconds 5] [--k 20] [--kind all] [--events-share 0.1] [--max-in-flight 64]
+        [--seed 0] [--serve-arg world.preset=small ...] [--label NAME] [--out-dir DIR]
+
+Starts ``recsys-serve`` (with the ``--serve-arg`` Hydra overrides) on a free local port, waits
+for ``/healthz``, warms it up, then for each rate: times ``/healthz`` alone at that rate (the
+floor: client, HTTP stack and event loop, no recommender work) and then the request mix of
+``recsys.benchmarking.request_mix`` (``/recommend`` for world users, a few unknown ones, and
+``--events-share`` of ``/events`` batches), sent on a fixed schedule by
+``recsys.benchmarking.loadgen``. Latency counts from the time each request was due (client
+queueing included) and from the time it was written; both are reported. The server's CPU
+seconds and resident memory come from /proc. Target: p99 <= 20 ms for ``/recommend`` with
+k=20 at 100 requests/s and no errors.
+
+Writes ``<out-dir>/serving[_label].json`` and ``.md``; the server's log goes to a temporary
+folder (printed), never to the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from recsys.benchmarking.http_client import HttpRequest
+from recsys.benchmarking.loadgen import LoadConfig, run_open_loop
+from recsys.benchmarking.request_mix import KINDS, LiveWorld, MixConfig, RequestMix
+
+RESULTS = Path(__file__).resolve().parent / "results"
+HOST = "127.0.0.1"
+TARGET = {"rps": 100.0, "k": 20, "p99_ms": 20.0}
+SERVE_DEFAULTS = {"log_level": "warning"}  # per-request access logs would cost server CPU
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rps", type=float, default=100.0)
+    p.add_argument("--rps-sweep", help="comma-separated rates, run in one server lifetime")
+    p.add_argument("--seconds", type=float, default=60.0, help="measured seconds per rate")
+    p.add_argument("--warmup-seconds", type=float, default=5.0)
+    p.add_argument("--floor-seconds", type=float, default=10.0, help="/healthz run per rate")
+    p.add_argument("--k", type=int, default=20)
+    p.add_argument("--kind", choices=KINDS, default="all")
+    p.add_argument("--events-share", type=float, default=0.1)
+    p.add_argument("--unknown-share", type=float, default=0.03)
+    p.add_argument("--max-in-flight", type=int, default=64)
+    p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--timeout-s", type=float, default=2.0)
+    p.add_argument("--start-timeout-s", type=float, default=300.0, help="wait for /healthz")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--serve-arg", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--label", default="")
+    p.add_argument("--out-dir", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    args.rates = [float(r) for r in args.rps_sweep.split(",")] if args.rps_sweep else [args.rps]
+    return args
+
+
+def redact(arg: str) -> str:
+    """``KEY=/abs/path/name`` -> ``KEY=<local>/name``: results name no machine's paths."""
+    key, sep, value = arg.rpartition("=")
+    return f"{key}{sep}<local>/{Path(value).name}" if Path(value).is_absolute() else arg
+
+
+def recorded_command(argv: list[str]) -> str:
+    """The command line without ``--out-dir`` and with absolute paths redacted."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip or arg == "--out-dir" or arg.startswith("--out-dir="):
+            skip = arg == "--out-dir"
+            continue
+        kept.append(redact(arg))
+    return shlex.join(["python", "benchmarks/serving.py", *kept])
+
+
+def serve_config(overrides: list[str]):
+    """The service's config as ``recsys-serve`` will compose it (bad overrides fail here)."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("recsys.conf", version_base="1.3"):
+        return compose("serve", overrides=overrides)
+
+
+def world_root(world) -> Path:
+    """The served world's folder; a preset is generated here, before the server looks for it."""
+    from recsys.data.datasets import ensure_world
+
+    if world.data_dir:
+        return Path(world.data_dir)
+    return ensure_world(world.preset, int(world.seed), world.cache_dir)
+
+
+def live_world(root: Path, now: int) -> LiveWorld:
+    """The world's users and live rooms, read without its (large) events table."""
+    from recsys.data.schema import TABLES
+    from recsys.data.tables import read_table
+
+    names = ("users", "live_sessions", "showcase")
+    t = {n: read_table(root / f"{n}.parquet", TABLES[n]) for n in names}
+    return LiveWorld.at(t["users"], t["live_sessions"], t["showcase"], now)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def get_json(port: int, path: str, timeout: float = 5.0) -> dict:
+    with urllib.request.urlopen(f"http://{HOST}:{port}{path}", timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+class ServerProcess:
+    """``recsys-serve`` in a child process with its own session (a Ctrl-C reaches us, not it)."""
+
+    def __init__(self, overrides: list[str], log_dir: Path) -> None:
+        self.port, self.log_path = free_port(), log_dir / "serve.log"
+        given = {o.lstrip("+~").split("=", 1)[0] for o in overrides}
+        defaults = [f"{k}={v}" for k, v in SERVE_DEFAULTS.items() if k not in given]
+        self.args = [*overrides, *defaults, f"host={HOST}", f"port={self.port}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "recsys.cli.serve",
+            *self.args,
+            f"hydra.run.dir={log_dir / 'hydra'}",
+        ]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def wait_healthy(self, timeout_s: float) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"recsys-serve exited with {self.proc.returncode}:\n{self.tail()}"
+                )
+            try:
+                return get_json(self.port, "/healthz", timeout=2.0)
+            except OSError:
+                time.sleep(0.25)
+        raise TimeoutError(f"recsys-serve not healthy after {timeout_s} s:\n{self.tail()}")
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server process (all its threads), from /proc/<pid>/stat."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def memory_mib(self) -> dict:
+        """Current and peak resident memory, from /proc/<pid>/status."""
+        status = Path(f"/proc/{self.proc.pid}/status").read_text().splitlines()
+        kib = {
+            k: int(v.split()[0])
+            for k, _, v in (s.partition(":") for s in status)
+            if k in ("VmRSS", "VmHWM")
+        }
+        return {
+            "rss_mib": round(kib["VmRSS"] / 1024, 1),
+            "peak_rss_mib": round(kib["VmHWM"] / 1024, 1),
+        }
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def load_config(args: argparse.Namespace, rps: float) -> LoadConfig:
+    return LoadConfig(
+        rps=rps,
+        max_in_flight=args.max_in_flight,
+        connections=args.connections,
+        timeout_s=args.timeout_s,
+    )
+
+
+async def timed_run(server: ServerProcess, requests: list[HttpRequest], config: LoadConfig):
+    """One load run and what it cost the server."""
+    cpu, wall = server.cpu_seconds(), time.monotonic()
+    result = await run_open_loop(HOST, server.port, requests, config)
+    cpu, wall = server.cpu_seconds() - cpu, time.monotonic() - wall
+    answered = int(result.status.astype(bool).sum())  # requests the server responded to
+    cost = {
+        "server_cpu_s": round(cpu, 2),
+        "server_cpu_cores": round(cpu / wall, 3),
+        "server_cpu_ms_per_answer": round(cpu * 1e3 / max(answered, 1), 3),
+        "wall_s": round(wall, 2),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        **server.memory_mib(),
+    }
+    return result, cost
+
+
+async def measure_rate(server: ServerProcess, mix: RequestMix, args, rps: float, speed: float):
+    """The /healthz floor, then the request mix, at one rate."""
+    config = load_config(args, rps)
+    floor_n = max(1, round(rps * args.floor_seconds))
+    floor, _ = await timed_run(
+        server, [HttpRequest("GET", "/healthz", label="healthz")] * floor_n, config
+    )
+    now = get_json(server.port, "/healthz")["now"]
+    result, cost = await timed_run(
+        server, mix.requests(round(rps * args.seconds), rps, now, speed), config
+    )
+    return {
+        "rps": rps,
+        **result.summary(),
+        "by_endpoint": {label: result.summary(label) for label in ("recommend", "events")},
+        "floor_healthz": floor.summary(),
+        "first_errors": result.first_errors,
+        "connections_opened": result.connections_opened,
+        "client_cpu_s": result.client_cpu_s,
+        **cost,
+    }
+
+
+async def run_rates(
+    server: ServerProcess, mix: RequestMix, args, speed: float
+) -> tuple[dict, list]:
+    now = get_json(server.port, "/healthz")["now"]
+    warm_n = round(args.rates[0] * args.warmup_seconds)
+    warm, _ = await timed_run(
+        server, mix.requests(warm_n, args.rates[0], now, speed), load_config(args, args.rates[0])
+    )
+    warmup = {"requests": warm_n, "ok": warm.summary()["ok"], "errors": warm.summary()["errors"]}
+    rows = []
+    for rps in args.rates:
+        rows.append(await measure_rate(server, mix, args, rps, speed))
+        print(markdown_row(rows[-1]), flush=True)
+    return warmup, rows
+
+
+def machine() -> dict:
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def verdict(report: dict) -> str:
+    at = [r for r in report["rates"] if r["rps"] == TARGET["rps"]]
+    if report["settings"]["k"] != TARGET["k"] or not at:
+        return "Target (p99 <= 20 ms for k=20 at 100 rps, no errors) not measured by this run."
+    r = at[0]
+    p99 = r["by_endpoint"]["recommend"]["latency_ms"]["from_schedule"]["p99"]
+    errors = r["errors"]["total"]
+    met = p99 is not None and p99 <= TARGET["p99_ms"] and errors == 0
+    return (
+        f"Target p99 <= {TARGET['p99_ms']:g} ms for k=20 at 100 rps with no errors: "
+        f"{'MET' if met else 'NOT MET'} (/recommend p99 {p99} ms, {errors} errors)."
+    )
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def markdown_row(r: dict) -> str:
+    lat, rec = r["latency_ms"], r["by_endpoint"]["recommend"]["latency_ms"]["from_schedule"]
+    sched, sent = lat["from_schedule"], lat["from_send"]
+    floor, e = r["floor_healthz"]["latency_ms"]["from_schedule"], r["errors"]
+    cells = [
+        f"{r['rps']:g}", r["requests"], r["achieved_rps"],
+        f"{e['total']} ({e['status']}/{e['timeout']}/{e['connection']}/{e['dropped']})",
+        *(_ms(sched[q]) for q in ("p50", "p90", "p99", "max")),
+        f"{_ms(sent['p50'])} / {_ms(sent['p99'])}", _ms(rec["p99"]),
+        f"{_ms(floor['p50'])} / {_ms(floor['p99'])}",
+        r["server_cpu_cores"], r["server_cpu_ms_per_answer"], r["peak_rss_mib"],
+    ]  # fmt: skip
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def markdown(report: dict) -> str:
+    s, m = report["settings"], report["machine"]
+    head = (
+        "| rps | requests | achieved rps | errors (status/timeout/conn/dropped) | p50 | p90 | p99 "
+        "| max | from send p50 / p99 | /recommend p99 | /healthz floor p50 / p99 | server CPU "
+        "cores | server CPU ms/answer | server peak RSS MiB |"
+    )
+    return "\n".join(
+        [
+            f"# Serving latency\n\n`{report['command']}`\n",
+            f"Server: `recsys-serve {' '.join(report['serve_overrides'])}`; /healthz: "
+            f"`{json.dumps(report['health_start'])}`. k={s['k']}, kind={s['kind']}, events share "
+            f"{s['events_share']}, {s['seconds']:g} s per rate. Machine: {m['machine']}, "
+            f"{m['cpu_count']} CPUs, load {report['load_before']} -> {report['load_after']}.\n",
+            "Latencies in ms from each request's scheduled send time (open loop), all requests.\n",
+            head,
+            "|---:" * 2 + "|---:" * 12 + "|",
+            *(markdown_row(r) for r in report["rates"]),
+            f"\n{report['verdict']}\n",
+        ]
+    )
+
+
+def save(report: dict, out_dir: Path, label: str) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = "serving" + (f"_{label}" if label else "")
+    (out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / f"{stem}.md").write_text(markdown(report))
+
+
+def mix_config(args: argparse.Namespace) -> MixConfig:
+    return MixConfig(
+        k=args.k,
+        kind=args.kind,
+        events_share=args.events_share,
+        unknown_share=args.unknown_share,
+        seed=args.seed,
+    )
+
+
+def benchmark(args, argv: list[str], log_dir: Path) -> dict:
+    cfg = serve_config(args.serve_arg)
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    started = time.monotonic()
+    root = world_root(cfg.world)
+    server = ServerProcess(list(args.serve_arg), log_dir)
+    try:
+        health = server.wait_healthy(args.start_timeout_s)
+        startup_s = round(time.monotonic() - started, 1)
+        speed = 1.0 if cfg.clock.start == "wall" else float(cfg.clock.speed)
+        mix = RequestMix(live_world(root, int(health["now"])), mix_config(args))
+        warmup, rates = asyncio.run(run_rates(server, mix, args, speed))
+        health_end = get_json(server.port, "/healthz")
+    finally:
+        server.stop()
+    report = {
+        "command": recorded_command(argv),
+        "serve_overrides": [redact(a) for a in server.args if not a.startswith("port=")],
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out_dir", "serve_arg")},
+        "machine": machine(),
+        "load_before": load_before,
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "startup_s": startup_s,  # launch to healthy, generating a missing preset world included
+        "health_start": health,
+        "health_end": health_end,
+        "warmup": warmup,
+        "rates": rates,
+    }
+    report["verdict"] = verdict(report)
+    return report
+
+
+def main(argv: list[str] | None = None) -> dict:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    log_dir = Path(tempfile.mkdtemp(prefix="recsys-serving-"))
+    print(f"server log: {log_dir / 'serve.log'}", flush=True)
+    # SIGTERM unwinds like Ctrl-C, so the server is stopped either way.
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        report = benchmark(args, argv, log_dir)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    save(report, args.out_dir, args.label)
+    print(markdown(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()
