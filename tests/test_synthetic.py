@@ -253,7 +253,7 @@ def test_simulated_coupons_lift_sensitive_users_more(tmp_path):
 def test_config_presets_and_validation():
     tiny = SimConfig.from_preset("tiny", seed=7)
     assert tiny.seed == 7 and tiny.preset == "tiny" and PRESETS["tiny"].seed == 0
-    assert set(PRESETS) == {"tiny", "small", "medium", "large"}
+    assert set(PRESETS) == {"tiny", "small", "medium", "large", "catalog100k"}
     with pytest.raises(ValueError, match="unknown preset"):
         SimConfig.from_preset("huge")
     with pytest.raises(TypeError, match="no fields"):
