@@ -30,13 +30,10 @@ by the faster of the two (the target's reference), ``x flat`` by ``Flat``. Build
 training; MiB are the saved index files; "build peak" is the resident memory rise during the
 build.
 
-The live-now rows restrict search to a random 1%, 10% or 50% of the catalogue (one availability
-interval per entity, the query time inside the live ones) for ``Flat`` and each index family at
-its fastest setting with recall >= 0.95; recall is against the exact filtered top-``k``
-(``Flat`` with ``segment``); ``x unfiltered`` divides by the same index's unfiltered QPS timed
-just before; ``setup s`` is the first search in the segment (selector or sub-index
-construction). ``selector`` searches with the index's own settings, ``selector widened`` with
-``nprobe`` / ``ef_search`` scaled by ``share ** -0.5`` (``LiveRetriever``'s default).
+The live-now rows run ``Flat`` and each index family at its fastest setting with recall >= 0.95
+through every ``LiveRetriever`` strategy at 1%, 10% and 50% live (method: the docstring of
+``recsys.benchmarking.live_retrieval``); the summary says whether filtered search at 10% live
+keeps up with the same index unfiltered at equal recall.
 
 Writes ``retrieval.json`` and ``retrieval.md`` into ``--out-dir`` (default
 ``benchmarks/results``).
@@ -59,15 +56,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recsys.retrieval import CandidateIndex, IndexConfig, LiveRetriever, LiveSchedule, set_threads
+from recsys.benchmarking.live_retrieval import (
+    filtered_markdown,
+    filtered_rows,
+    filtered_summary,
+    recall,
+    timed,
+)
+from recsys.retrieval import CandidateIndex, IndexConfig, set_threads
 from recsys.retrieval._faiss import version as faiss_version
 from recsys.utils.resources import measure
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RECALL_TARGET, SPEEDUP_TARGET = 0.95, 10.0
-LIVE_FRACTIONS = (0.01, 0.1, 0.5)
-LIVE_T = 1_700_000_000  # the query time of the live-now runs
-WIDEN = 0.5  # LiveRetriever's default selector widening
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -125,25 +126,6 @@ def queries_near(
 
 def uniform_vectors(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
     return _unit(rng.standard_normal((n, dim), dtype=np.float32))
-
-
-def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    """Mean share of each row's true ids that were found (padding -1 never counts)."""
-    hits = [np.intersect1d(f[f >= 0], t[t >= 0]).size for f, t in zip(found, truth, strict=True)]
-    return float(np.sum(hits) / max(np.count_nonzero(truth >= 0), 1))
-
-
-def timed(fn) -> tuple[float, object]:
-    """Seconds of ``fn()`` (best of three when one call is under a second) and its result."""
-    began = time.perf_counter()
-    result = fn()
-    seconds = time.perf_counter() - began
-    if seconds < 1.0:
-        for _ in range(2):
-            began = time.perf_counter()
-            fn()
-            seconds = min(seconds, time.perf_counter() - began)
-    return seconds, result
 
 
 def torch_topk(vectors: np.ndarray, queries: np.ndarray, k: int, chunk: int = 128) -> np.ndarray:
@@ -230,68 +212,6 @@ def exact_rows(vectors, ids, queries, k) -> tuple[list[dict], object, np.ndarray
     return rows, flat, truth
 
 
-def live_schedule(n: int, fraction: float, t: int, rng: np.random.Generator) -> LiveSchedule:
-    """One interval per entity; a random ``fraction`` of them covers ``t``."""
-    live = rng.random(n) < fraction
-    length = rng.integers(600, 4 * 3600, size=n)
-    offset = rng.integers(0, length)
-    start = np.where(live, t - offset, t + 1 + rng.integers(0, 86_400, size=n))
-    start = np.where(~live & (rng.random(n) < 0.5), t - length - 1 - offset, start)
-    return LiveSchedule(np.arange(n, dtype=np.int64), start, start + length)
-
-
-def filtered_rows(
-    indexes: dict[str, tuple[object, dict]], queries: np.ndarray, k: int, seed: int
-) -> list[dict]:
-    """Both live strategies at each live share, per index at its chosen setting.
-
-    ``indexes``: label -> (index, search settings), the exact ``Flat`` first: its ``segment``
-    run is the exact filtered reference for the others.
-    """
-    rows, t, n = [], LIVE_T, len(next(iter(indexes.values()))[0])
-    for fraction in LIVE_FRACTIONS:
-        schedule = live_schedule(n, fraction, t, np.random.default_rng(seed))
-        live_s, live = timed(lambda s=schedule: s.live_at(t))
-        truth = None
-        for label, (index, params) in indexes.items():
-            index = index.with_params(**params)
-            base_qps = _unfiltered_now(index, queries, k, exact=label == "Flat")
-            for strategy, widen in _strategies(index):
-                name = strategy + (" widened" if widen else "")
-                row = {"index": label, "params": params, "live": fraction, "strategy": name}
-                row |= {"live_count": len(live), "live_at_ms": round(live_s * 1000, 2)}
-                row |= _filtered_run(index, schedule, queries, k, strategy, widen)
-                truth = row["found"] if truth is None else truth
-                row["recall"] = round(recall(row.pop("found"), truth), 4)
-                row |= {"x_unfiltered": round(row["qps"] / base_qps, 2)}
-                row["unfiltered_qps"] = round(base_qps, 1)
-                print(f"  live {fraction:.0%} {label} {name}: qps {row['qps']:,.0f} "
-                      f"recall {row['recall']:.4f}", flush=True)  # fmt: skip
-                rows.append(row)
-    return rows
-
-
-def _unfiltered_now(index, queries: np.ndarray, k: int, exact: bool) -> float:
-    """The index's unfiltered QPS measured now (exact Flat on a quarter of the queries)."""
-    part = queries[: max(len(queries) // 4, 10)] if exact else queries
-    return len(part) / timed(lambda: index.search(part, k))[0]
-
-
-def _strategies(index) -> list[tuple[str, float]]:
-    """(strategy, widen): the selector also plain (widen 0) where the index has a breadth."""
-    runs = [("segment", 0.0), ("selector", 0.0)]
-    return runs + ([("selector", WIDEN)] if index.widened(2.0) is not index else [])
-
-
-def _filtered_run(index, schedule, queries, k, strategy, widen) -> dict:
-    retriever = LiveRetriever(index, schedule, widen=widen)
-    began = time.perf_counter()
-    retriever.search(queries[:10], LIVE_T, k, strategy=strategy)  # builds the segment's state
-    setup = time.perf_counter() - began
-    seconds, (_, found) = timed(lambda: retriever.search(queries, LIVE_T, k, strategy=strategy))
-    return {"setup_s": round(setup, 3), "qps": round(len(queries) / seconds, 1), "found": found}
-
-
 def ann_rows(vectors, ids, queries, k, truth, flat, seed, dataset) -> list[dict]:
     rows = []
     for factory, settings in families(len(vectors)):
@@ -304,14 +224,15 @@ def ann_rows(vectors, ids, queries, k, truth, flat, seed, dataset) -> list[dict]
     return rows
 
 
-def operating_points(rows: list[dict]) -> dict[str, tuple[object, dict]]:
-    """Per index family, its fastest setting with recall >= target (else its best recall)."""
+def operating_points(rows: list[dict]) -> dict[str, tuple[object, dict, float]]:
+    """Per index family: its fastest setting with recall >= target (else its best recall),
+    as (index, settings, recall)."""
     points = {}
     for factory in dict.fromkeys(r["index"] for r in rows if "_index" in r):
         own = [r for r in rows if r["index"] == factory]
         good = [r for r in own if r["recall"] >= RECALL_TARGET]
         pick = max(good, key=lambda r: r["qps"]) if good else max(own, key=lambda r: r["recall"])
-        points[factory] = (pick["_index"], pick["params"])
+        points[factory] = (pick["_index"], pick["params"], pick["recall"])
     return points
 
 
@@ -321,7 +242,7 @@ def dataset_rows(name, vectors, queries, args) -> tuple[list[dict], list[dict]]:
     rows += ann_rows(vectors, ids, queries, args.k, truth, flat, args.seed, name)
     filtered = []
     if name == "clustered":
-        points = {"Flat": (flat, {}), **operating_points(rows)}
+        points = {"Flat": (flat, {}, 1.0), **operating_points(rows)}
         filtered = filtered_rows(points, queries, args.k, args.seed)
     for row in rows:
         row.pop("_index", None)
@@ -345,7 +266,7 @@ def main(argv: list[str] | None = None) -> dict:
     worst = uniform_vectors(max(args.n // 5, 1000), args.dim, rng)
     rows += dataset_rows("uniform", worst, uniform_vectors(args.queries, args.dim, rng), args)[0]
     report = {
-        "command": shlex.join(["python", "benchmarks/retrieval.py", *argv]),
+        "command": shlex.join(["python", "benchmarks/retrieval.py", *_recorded(argv)]),
         # Where the files went is not a setting of the measurement (and would leak a local path).
         "settings": {k: v for k, v in vars(args).items() if k != "out_dir"},
         "machine": {
@@ -370,6 +291,16 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
+def _recorded(argv: list[str]) -> list[str]:
+    """``argv`` without ``--out-dir``: where the files went is no setting (and a local path)."""
+    kept, skip = [], False
+    for arg in argv:
+        if not skip and arg != "--out-dir" and not arg.startswith("--out-dir="):
+            kept.append(arg)
+        skip = arg == "--out-dir"
+    return kept
+
+
 def _params(p: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in p.items()) or "-"
 
@@ -388,22 +319,7 @@ def markdown(report: dict) -> str:
             f"| {r['qps']:,.0f} | {r['x_exact']} | {r['x_flat']} | {r['recall']:.4f} "
             f"| {'yes' if r['meets_target'] else ''} |"
         )
-    lines += [
-        "",
-        f"Live-now filtering (clustered): recall@{k} against the exact filtered top-{k}; "
-        "x unfiltered = QPS / the same index's unfiltered QPS.",
-        "",
-        "| live | live count | live_at ms | index | params | strategy | setup s | QPS "
-        f"| x unfiltered | recall@{k} |",
-        "|---:|---:|---:|---|---|---|---:|---:|---:|---:|",
-    ]
-    for r in report["filtered"]:
-        lines.append(
-            f"| {r['live']:.0%} | {r['live_count']:,} | {r['live_at_ms']} | {r['index']} "
-            f"| {_params(r['params'])} | {r['strategy']} | {r['setup_s']} | {r['qps']:,.0f} "
-            f"| {r['x_unfiltered']} | {r['recall']:.4f} |"
-        )
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *filtered_markdown(report["filtered"], k)])
 
 
 def summary(report: dict) -> str:
@@ -416,16 +332,7 @@ def summary(report: dict) -> str:
         if r["meets_target"]
     ]
     lines = ["Meets the target: " + ("; ".join(meets) if meets else "none") + "."]
-    for share in LIVE_FRACTIONS:
-        runs = [r for r in report["filtered"] if r["live"] == share]
-        good = [r for r in runs if r["recall"] >= RECALL_TARGET]
-        if good:
-            best = max(good, key=lambda r: r["qps"])
-            lines.append(
-                f"{share:.0%} live: fastest with recall@{k} >= {RECALL_TARGET}: {best['index']} "
-                f"{best['strategy']} ({best['qps']:,.0f} QPS, {best['x_unfiltered']}x the same "
-                f"index unfiltered, recall {best['recall']:.3f})."
-            )
+    lines += filtered_summary(report["filtered"], k, RECALL_TARGET)
     return "\n\n".join(lines)
 
 

@@ -1,4 +1,4 @@
-"""Candidate retrieval: exact and approximate search under raw ids, persistence, live filtering."""
+"""Candidate retrieval: exact and approximate search under raw ids, persistence, the benchmark."""
 
 from __future__ import annotations
 
@@ -10,15 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from recsys.retrieval import (
-    STRATEGIES,
     CandidateIndex,
     IndexConfig,
-    LiveRetriever,
-    LiveSchedule,
     set_threads,
 )
 
@@ -191,80 +186,6 @@ def test_bad_input_gets_clear_errors():
         index.search(gaussian(2), 3, allowed=[3, 99])
 
 
-LIVE_IDS = np.arange(60, dtype=np.int64) * 5 + 3
-LIVE_X = gaussian(60, seed=5)
-
-
-@pytest.fixture(scope="module")
-def live_indexes() -> dict[str, CandidateIndex]:
-    return {
-        "Flat": CandidateIndex.build(LIVE_X, LIVE_IDS),
-        "HNSW8,Flat": CandidateIndex.build(LIVE_X, LIVE_IDS, factory="HNSW8,Flat", ef_search=8),
-        "IVF4,Flat": CandidateIndex.build(LIVE_X, LIVE_IDS, factory="IVF4,Flat", nprobe=1),
-    }
-
-
-def brute_live(entity, start, end, t) -> np.ndarray:
-    return np.unique(entity[(start <= t) & (t <= end)])
-
-
-schedules = st.lists(
-    st.tuples(st.integers(0, 59), st.integers(0, 100), st.integers(0, 30)), max_size=80
-)
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    intervals=schedules,
-    times=st.lists(st.integers(-5, 135), min_size=1, max_size=5),
-    seed=st.integers(0, 2**16),
-    k=st.integers(1, 12),
-)
-def test_live_search_returns_only_live_entities_and_exact_top_k_on_flat(
-    live_indexes, intervals, times, seed, k
-):
-    rows = np.array(intervals, dtype=np.int64).reshape(-1, 3)
-    entity, start, end = LIVE_IDS[rows[:, 0]], rows[:, 1], rows[:, 1] + rows[:, 2]
-    schedule = LiveSchedule(entity, start, end)
-    ts = np.array(times)
-    queries = gaussian(len(ts), seed=seed)
-    for t in np.unique(ts):
-        np.testing.assert_array_equal(schedule.live_at(t), brute_live(entity, start, end, t))
-    for name, index in live_indexes.items():
-        retriever = LiveRetriever(index, schedule, cache_size=2)
-        for strategy in STRATEGIES:
-            scores, ids = retriever.search(queries, ts, k, strategy=strategy)
-            for b, t in enumerate(ts):
-                live = brute_live(entity, start, end, t)
-                assert np.isin(ids[b][ids[b] >= 0], live).all(), (name, strategy, t)
-                if name == "Flat" or strategy == "segment":
-                    want = exact_top(LIVE_X, LIVE_IDS, queries[b : b + 1], k, live)
-                    assert_same_top((scores[b : b + 1], ids[b : b + 1]), want)
-
-
-def test_one_time_for_the_whole_batch_and_empty_moments():
-    schedule = LiveSchedule(LIVE_IDS[[1, 2, 3]], np.array([0, 10, 10]), np.array([5, 20, 10]))
-    retriever = LiveRetriever(CandidateIndex.build(LIVE_X, LIVE_IDS), schedule)
-    np.testing.assert_array_equal(retriever.live_at(10), LIVE_IDS[[2, 3]])
-    np.testing.assert_array_equal(retriever.live_at(11), LIVE_IDS[[2]])
-    for strategy in STRATEGIES:
-        _, ids = retriever.search(gaussian(3), 10, 4, strategy=strategy)
-        assert set(ids[:, :2].ravel()) == set(LIVE_IDS[[2, 3]]) and (ids[:, 2:] == -1).all()
-        scores, ids = retriever.search(gaussian(3), 7, 4, strategy=strategy)
-        assert (ids == -1).all() and np.isneginf(scores).all()
-
-
-def test_auto_scans_small_live_sets_exactly_and_filters_large_ones():
-    schedule = LiveSchedule(LIVE_IDS, np.zeros(60, dtype=np.int64), np.full(60, 9))
-    index = CandidateIndex.build(LIVE_X, LIVE_IDS)
-    for segment_max, built in ((60, "sub"), (59, "selector")):
-        retriever = LiveRetriever(index, schedule, segment_max=segment_max)
-        retriever.search(gaussian(2), 5, 3)
-        (state,) = retriever._cache.values()
-        assert getattr(state, built) is not None
-        assert (state.sub is None) != (state.selector is None)
-
-
 def test_widened_search_settings():
     x = clustered(2000, 20)
     ivf = CandidateIndex.build(x, np.arange(2000), factory="IVF16,Flat", nprobe=2)
@@ -273,61 +194,6 @@ def test_widened_search_settings():
     assert hnsw.widened(2.5).config.ef_search == 40  # FAISS's own efSearch is 16
     flat = CandidateIndex.build(x, np.arange(2000))
     assert flat.widened(4) is flat
-
-
-def test_selector_widened_to_every_list_is_exact(live_indexes):
-    share = LIVE_IDS[::6]  # 10 of 60 live: widening by 6 ** 2 probes all 4 lists
-    schedule = LiveSchedule(share, np.zeros(len(share), dtype=np.int64), np.full(len(share), 9))
-    q = gaussian(5, seed=4)
-    want = exact_top(LIVE_X, LIVE_IDS, q, 4, share)
-    narrow = LiveRetriever(live_indexes["IVF4,Flat"], schedule, segment_max=0, widen=0)
-    wide = LiveRetriever(live_indexes["IVF4,Flat"], schedule, segment_max=0, widen=2)
-    assert_same_top(wide.search(q, 3, 4), want)
-    assert recall(narrow.search(q, 3, 4)[1], want[1]) < 1
-
-
-def test_segment_states_are_cached_least_recently_used_first():
-    schedule = LiveSchedule(LIVE_IDS[:3], np.array([0, 10, 20]), np.array([5, 15, 25]))
-    retriever = LiveRetriever(CandidateIndex.build(LIVE_X, LIVE_IDS), schedule, cache_size=2)
-    for t in (0, 10, 0, 20):
-        retriever.search(gaussian(1), t, 2)
-    assert list(retriever._cache) == [schedule.segment([0])[0], schedule.segment([20])[0]]
-
-
-def test_live_input_errors():
-    index = CandidateIndex.build(LIVE_X, LIVE_IDS)
-    with pytest.raises(ValueError, match="availability interval 1: end 3 < start 9"):
-        LiveSchedule(np.array([3, 8]), np.array([0, 9]), np.array([5, 3]))
-    with pytest.raises(ValueError, match="differ in length"):
-        LiveSchedule(np.array([3, 8]), np.array([0]), np.array([5]))
-    schedule = LiveSchedule(np.array([3, 4]), np.array([0, 0]), np.array([5, 5]))
-    with pytest.raises(ValueError, match="availability entities row 1: id 4 is not in the index"):
-        LiveRetriever(index, schedule)
-    retriever = LiveRetriever(index, LiveSchedule(np.array([3]), np.array([0]), np.array([5])))
-    with pytest.raises(ValueError, match="strategy must be one of"):
-        retriever.search(gaussian(1), 1, 3, strategy="post-filter")
-    with pytest.raises(ValueError, match="k must be a positive integer"):
-        retriever.search(gaussian(1), 1, 0)
-    with pytest.raises(ValueError, match="cache_size >= 1"):
-        LiveRetriever(index, schedule, cache_size=0)
-
-
-@pytest.mark.parametrize("target", ["room", "product"])
-def test_world_schedule_serves_what_evaluation_counts_as_live(tiny_world, target):
-    from recsys.data.live import live_time_split
-
-    split = live_time_split(tiny_world, target=target)
-    schedule = LiveSchedule.from_tables(tiny_world, target, split.item_vocab)
-    ids = np.arange(2, split.n_items, dtype=np.int64)  # vocabulary indices, pad and OOV excluded
-    index = CandidateIndex.build(gaussian(len(ids), seed=7), ids)
-    test = split.test
-    ts = test.ts[:40]
-    _, found = LiveRetriever(index, schedule).search(gaussian(len(ts), seed=8), ts, 20)
-    for b, t in enumerate(ts):
-        live = test.cand_items[test.cand_indptr[b] : test.cand_indptr[b + 1]]
-        np.testing.assert_array_equal(schedule.live_at(t), live)
-        assert np.isin(found[b][found[b] >= 0], live).all()
-        assert np.count_nonzero(found[b] >= 0) == min(20, len(live))
 
 
 def test_benchmark_quick_run_writes_results(tmp_path):
@@ -339,5 +205,9 @@ def test_benchmark_quick_run_writes_results(tmp_path):
                           "1", "--out-dir", str(tmp_path)])  # fmt: skip
     saved = json.loads((tmp_path / "retrieval.json").read_text())
     assert saved["unfiltered"][0]["index"] == "Flat (exact)" and saved["filtered"]
-    assert all(r["recall"] == 1.0 for r in report["filtered"] if r["strategy"] == "segment")
-    assert "| data | n | index |" in (tmp_path / "retrieval.md").read_text()
+    assert all(r["recall"] == 1.0 for r in report["filtered"] if r["strategy"] == "exact")
+    text = (tmp_path / "retrieval.md").read_text()
+    assert "| data | n | index |" in text and 'Target "filtered at 10% live' in text
+    assert "--out-dir" not in saved["command"] and str(tmp_path) not in text
+    ivf = {r["strategy"] for r in saved["filtered"] if r["index"].startswith("IVF")}
+    assert {"segment", "segment widened", "exact", "selector widened"} <= ivf

@@ -99,6 +99,78 @@ def add(index: faiss.Index, vectors: np.ndarray) -> None:
     index.add(vectors)
 
 
+def can_subset(index: faiss.Index) -> bool:
+    """Whether ``subset`` can rebuild ``index`` over some of its vectors without training:
+    ``IVF*,Flat`` or ``IVF*,PQ*``, bare or under a flat refine stage (no pre-transform)."""
+    refine, pre, core = _layers(index)
+    if refine is not None and not isinstance(
+        faiss.downcast_index(refine.refine_index), faiss.IndexFlat
+    ):
+        return False
+    return pre is None and type(core) in (faiss.IndexIVFFlat, faiss.IndexIVFPQ)
+
+
+def subset(index: faiss.Index, positions: np.ndarray) -> faiss.Index:
+    """A new index of ``index``'s kind holding only the vectors at ``positions`` (stored under
+    positions ``0..m-1`` in that order), with ``nprobe`` and the refine ``k_factor`` copied.
+
+    Nothing is trained: the coarse quantizer and PQ codebooks are copies of the trained ones,
+    and each vector goes to the inverted list it has in ``index`` (read from the direct map), so
+    under equal search settings the subset scans exactly the chosen members of the lists that
+    ``index`` would probe. Requires ``can_subset(index)``.
+    """
+    if not can_subset(index):
+        raise ValueError(f"{type(index).__name__}: no IVF stage a subset index can reuse")
+    refine, ivf = _layers(index)[0], _ivf(index)
+    positions = np.ascontiguousarray(positions, dtype=np.int64)
+    core = _empty_ivf(ivf)
+    outer = core if refine is None else _refine_flat(core, refine.k_factor)
+    vectors = np.ascontiguousarray(reconstruct(index, positions))
+    lists = _list_numbers(ivf, positions)
+    if lists is None:
+        core.add(vectors)  # the copied quantizer assigns each vector the list it has in ``index``
+    else:
+        core.add_core(len(vectors), faiss.swig_ptr(vectors), None, faiss.swig_ptr(lists))
+    if refine is not None:
+        outer.refine_index.add(vectors)
+        outer.ntotal = core.ntotal
+    return outer
+
+
+def _empty_ivf(ivf: faiss.IndexIVF) -> faiss.IndexIVF:
+    """An empty, trained IVF index with copies of ``ivf``'s quantizer and codebooks."""
+    quantizer = faiss.clone_index(ivf.quantizer)
+    if isinstance(ivf, faiss.IndexIVFPQ):
+        pq = ivf.pq
+        out = faiss.IndexIVFPQ(quantizer, ivf.d, ivf.nlist, pq.M, pq.nbits, ivf.metric_type)
+        out.pq, out.by_residual = pq, ivf.by_residual  # assigning copies the codebooks
+        out.use_precomputed_table = ivf.use_precomputed_table
+        out.precompute_table()  # what training would have left (nothing for inner product)
+    else:
+        out = faiss.IndexIVFFlat(quantizer, ivf.d, ivf.nlist, ivf.metric_type)
+    out.own_fields = True
+    quantizer.this.disown()
+    out.is_trained, out.nprobe = True, ivf.nprobe
+    out.make_direct_map()
+    return out
+
+
+def _refine_flat(base: faiss.IndexIVF, k_factor: float) -> faiss.IndexRefineFlat:
+    out = faiss.IndexRefineFlat(base)
+    out.own_fields = True
+    base.this.disown()
+    out.k_factor = k_factor
+    return out
+
+
+def _list_numbers(ivf: faiss.IndexIVF, positions: np.ndarray) -> np.ndarray | None:
+    """The inverted list holding each position, where ``ivf`` keeps an array direct map."""
+    if ivf.direct_map.type != faiss.DirectMap.Array:
+        return None
+    entries = faiss.rev_swig_ptr(ivf.direct_map.array.data(), ivf.ntotal)
+    return np.ascontiguousarray(entries[positions] >> 32)  # an entry is list << 32 | offset
+
+
 @dataclass
 class Selector:
     """A FAISS ID selector over positions, with the buffer it points into kept alive."""

@@ -6,6 +6,8 @@ marks padding). ``search`` returns those ids, never FAISS positions. The factory
 the structure (``Flat`` exact; ``HNSW32,Flat``; ``IVF4096,Flat``; ``IVF1024,PQ16,RFlat`` with
 an exact re-rank of ``k_factor * k`` compressed candidates); the search settings of
 ``IndexConfig`` apply per call, so ``with_params`` gives a differently tuned view of one index.
+``subset`` rebuilds an IVF index over some of its vectors without training, reusing the coarse
+quantizer and PQ codebooks (live-now sub-indexes, ``recsys.retrieval.live``).
 
 ``save(dir)`` writes the FAISS index, the ids and ``index.json`` (config, dimension, count, FAISS
 version and a BLAKE2b hash of both files) next to a model checkpoint; ``load`` refuses files
@@ -164,6 +166,31 @@ class CandidateIndex:
             base = self.config.ef_search or own["ef_search"]
             wider["ef_search"] = max(base, round(base * factor))
         return self.with_params(**wider) if wider else self
+
+    @property
+    def stages(self) -> dict[str, bool]:
+        """Which tunable stages the index has: ``{"ivf", "hnsw", "refine"}`` -> present."""
+        return _faiss.components(self._index)
+
+    @property
+    def can_subset(self) -> bool:
+        """Whether ``subset`` applies: ``IVF*,Flat`` or ``IVF*,PQ*``, with or without ``RFlat``."""
+        return _faiss.can_subset(self._index)
+
+    def subset(self, positions: np.ndarray) -> CandidateIndex:
+        """The vectors at ``positions`` (unique) in an index of this one's kind, searched with
+        the same settings; it reuses the trained coarse quantizer and PQ codebooks, so building
+        it trains nothing and costs about one pass over the chosen vectors."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if not self.can_subset:
+            raise ValueError(f"factory {self.config.factory!r} has no IVF stage to reuse")
+        if len(positions) and (positions.min() < 0 or positions.max() >= len(self)):
+            raise ValueError(f"subset positions must lie in [0, {len(self)})")
+        if len(np.unique(positions)) != len(positions):
+            raise ValueError("subset positions repeat a position")
+        return CandidateIndex(
+            _faiss.subset(self._index, positions), self._ids[positions], self.config
+        )
 
     def positions(self, ids: np.ndarray, what: str = "ids") -> np.ndarray:
         """Positions of ``ids``; an id that is not indexed is an error naming it."""
