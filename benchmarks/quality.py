@@ -31,7 +31,7 @@ from recsys.benchmarking.candidates import (
 )
 from recsys.benchmarking.quality import QualitySettings, markdown_table, run_quality
 from recsys.benchmarking.references import references_for
-from recsys.benchmarking.splits import make_split, new_item_targets
+from recsys.benchmarking.splits import fold_unsampled_validation, make_split, new_item_targets
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -44,6 +44,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
     p.add_argument("--metric", default="ndcg@10", help="tuning and comparison metric")
     p.add_argument("--max-valid-users", type=int, default=10_000, help="tuning subsample")
+    p.add_argument(
+        "--fold-valid",
+        action="store_true",
+        help="leave-one-out data: validate on --max-valid-users users only and train every "
+        "model on the other users' validation events too (Klenitskiy & Vasilev's protocol)",
+    )
     p.add_argument("--quick", action="store_true", help="one grid point per model (smoke run)")
     p.add_argument(
         "--grid",
@@ -88,6 +94,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     if args.protocol != "live" and split.valid.has_candidates:
         split = new_item_targets(split)
+    if args.fold_valid:
+        split = fold_unsampled_validation(split, args.max_valid_users, args.seed)
     grids = {**(quick_grids() if args.quick else {}), **parse_grids(args.grid)}
     context = None
     if any(m in SEQUENTIAL_MODELS for m in args.models) and args.dataset.startswith("synthetic-"):

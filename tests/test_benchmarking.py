@@ -70,3 +70,26 @@ def test_run_quality_tunes_refines_and_compares():
     assert len(knn_res.neighbourhood) == 2  # k halved / doubled (shrink 0 is not scaled)
     table = markdown_table(results, ["hr@10", "ndcg@10"])
     assert table.count("\n") == 3 and "best" in table
+
+
+def test_folding_validation_trains_on_unsampled_users_and_keeps_the_sample():
+    from recsys.benchmarking.splits import fold_unsampled_validation
+    from recsys.evaluation.protocols import _select
+
+    split = _split()
+    n = len(np.unique(split.valid.user))
+    folded = fold_unsampled_validation(split, n_users=5, seed=3)
+    kept = set(folded.valid.user.tolist())
+    assert len(kept) == 5
+    # The kept users are exactly those evaluate(max_users=5, seed=3) would pick.
+    assert kept == set(split.valid.user[_select(split.valid, 5, 3)].tolist())
+    lengths, before = folded.train.lengths, split.train.lengths
+    for u in np.unique(split.valid.user):
+        grew = lengths[u] - before[u]
+        assert grew == (0 if u in kept else 1)
+        if u not in kept:  # the validation event is appended last
+            last = folded.train.items[folded.train.indptr[u + 1] - 1]
+            assert last == split.valid.item[split.valid.user == u][0]
+    np.testing.assert_array_equal(folded.test_history.items, split.test_history.items)
+    assert folded.meta["folded_validation"] == n - 5
+    assert fold_unsampled_validation(split, n_users=n, seed=3) is split

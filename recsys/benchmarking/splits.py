@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
+
 from recsys.data.datasets import load_dataset
 from recsys.data.interactions import Split
 from recsys.data.live import live_time_split
@@ -53,5 +55,27 @@ def new_item_targets(split: Split) -> Split:
         split,
         valid=split.valid.subset(valid_new),
         test=split.test.subset(test_new),
+        meta=meta,
+    )
+
+
+def fold_unsampled_validation(split: Split, n_users: int, seed: int) -> Split:
+    """Validation on a seeded sample of ``n_users`` users; every other user's validation
+    events join training (the protocol of Klenitskiy & Vasilev, RecSys 2023: leave-one-out
+    with validation on 10,000 users). The sample is the one ``evaluate(max_users=n_users,
+    seed=seed)`` draws, and test histories are unchanged (train plus all validation events)."""
+    if split.valid.has_candidates:
+        raise ValueError(f"{split.name}: folding validation needs a leave-one-out split")
+    users = np.unique(split.valid.user)
+    if n_users >= len(users):
+        return split
+    chosen = np.random.default_rng(seed).choice(users, size=n_users, replace=False)
+    keep = np.isin(split.valid.user, chosen)
+    fold = split.valid.subset(~keep)
+    meta = {**split.meta, "validation_users": int(n_users), "folded_validation": int((~keep).sum())}
+    return dataclasses.replace(
+        split,
+        train=split.train.append(fold.user, fold.item, fold.ts),
+        valid=split.valid.subset(keep),
         meta=meta,
     )
