@@ -85,16 +85,21 @@ def test_pipeline_runs_on_tiny_world(tmp_path):
             "world.preset=tiny",
             f"world.cache_dir={tmp_path / 'cache'}",
             "quick=true",
-            "models=[popularity,item_knn,ease,content_based]",
+            "models=[popularity,item_knn,ease]",
+            "two_tower=['model=two_tower','model.dim=16','model.bag_size=20',"
+            "'trainer.max_epochs=1','trainer.num_threads=1','trainer.progress=false']",
+            "rank=['requests.test=null','requests.eval=60']",
         ],
     )
     results = pipeline.run(cfg)
-    assert (tmp_path / "run" / "results.json").is_file()
+    run = tmp_path / "run"
+    assert (run / "results.json").is_file() and (run / "rank" / "ranker.pt").is_file()
+    assert (run / "two_tower" / "index" / "product").is_dir()
     for target in ("product", "room"):
-        for protocol in ("live", "full"):
-            for model in ("popularity", "item_knn", "ease", "content_based"):
-                test = results[f"{target}/{protocol}/{model}"]["test"]
-                assert 0.0 <= test["ndcg@10"] <= 1.0
-    # Ranking among what is live can only be easier than ranking the whole catalogue.
-    live = results["room/live/popularity"]["test"]["hr@10"]
-    assert live > 0.0
+        for model in ("popularity", "item_knn", "ease", "two_tower"):
+            test = results["retrieval"][f"{target}/{model}"]["test"]
+            assert 0.0 <= test["ndcg@10"] <= 1.0
+    lists = results["ranking"]["lists"]
+    assert {"two-tower (static)", "learned (pCTCVR)", "blend"} <= set(lists)
+    text = pipeline.table(results)
+    assert "two_tower" in text and "learned (pCTCVR)" in text

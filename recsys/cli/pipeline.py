@@ -1,4 +1,20 @@
-"""`recsys-pipeline`: the main job on the embedded synthetic world, one table at the end."""
+"""`recsys-pipeline`: the main job on the embedded synthetic world, one table at the end.
+
+    simulate (cached) -> recsys-train (two-tower, both heads) -> recsys-index -> recsys-rank
+    (ESMM on impression logs, with the two-tower score as a feature) -> evaluate
+
+Evaluation, all on the same world and the training run's own live time split:
+
+* next product and next live room, each target ranked among what was live at its time: every
+  baseline tuned on validation and the trained two-tower, with a paired test against the best;
+* top-10 lists of held-out requests over every live product, scored by the world's true
+  response model: the two-tower's own ordering, the rankers that re-rank it with session
+  signals, recent popularity and the best possible (truth), with 95 % intervals.
+
+Each stage writes where its own command would (``<out_dir>/two_tower``, its ``index/``,
+``<out_dir>/rank``), so ``recsys-serve checkpoint=<out_dir>/two_tower
+ranker_checkpoint=<out_dir>/rank/ranker.pt`` serves what the table measured.
+"""
 
 from __future__ import annotations
 
@@ -9,52 +25,164 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from recsys.benchmarking.candidates import build_candidates, quick_grids
-from recsys.benchmarking.quality import QualitySettings, run_quality
-from recsys.benchmarking.splits import make_split, new_item_targets
+from recsys.baselines.base import Recommender
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("hr@10", "ndcg@10", "ndcg@100", "mrr")
+HEADS = {"product": "product", "room": "streamer"}
+RETRIEVAL_COLUMNS = (("product", "ndcg@10"), ("product", "hr@100"), ("room", "ndcg@10"))
+RANKING_COLUMNS = ("ctr", "cvr", "ctcvr", "ndcg@10")
 
 
-def run(cfg: DictConfig) -> dict:
-    """Evaluate every configured model per target and protocol; return the metrics."""
+def compose_job(name: str, overrides: list[str]) -> DictConfig:
+    """Another shipped command's configuration, inside or outside a running Hydra app."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name=name, overrides=overrides)
+    with initialize_config_module(version_base="1.3", config_module="recsys.conf"):
+        return compose(config_name=name, overrides=overrides)
+
+
+class Pretrained(Recommender):
+    """An already trained model as a benchmark candidate: ``fit`` keeps it as it is."""
+
+    def __init__(self, model: Recommender, name: str) -> None:
+        self.model, self.name = model, name
+
+    def fit(self, train, item_features=None) -> Pretrained:
+        return self
+
+    def score(self, users, history):
+        return self.model.score(users, history)
+
+    def hparams(self) -> dict:
+        return {}
+
+
+def train_two_tower(cfg: DictConfig, out: Path) -> Path:
+    from recsys.training.checkpoint import BEST
+    from recsys.training.experiment import train
+
     world = cfg.world
-    dataset = f"synthetic-{world.preset}"
+    run_dir = out / "two_tower"
+    overrides = [
+        f"data=synthetic-{world.preset}",
+        f"data.world_seed={world.seed}",
+        f"data.cache_dir={world.cache_dir}" if world.cache_dir else "data.cache_dir=null",
+        f"run_dir={run_dir}",
+        *cfg.two_tower,
+    ]
+    train(compose_job("train", overrides))
+    return run_dir / BEST
+
+
+def build_index(cfg: DictConfig, checkpoint: Path) -> dict:
+    from recsys.cli.index import build_indexes
+
+    cache = cfg.world.cache_dir
+    overrides = [f"checkpoint={checkpoint}", f"cache_dir={cache}" if cache else "cache_dir=null"]
+    return build_indexes(compose_job("index", [*overrides, *cfg.index]))
+
+
+def train_ranker(cfg: DictConfig, checkpoint: Path, out: Path) -> dict:
+    from recsys.cli.rank import run as rank
+
+    cache = cfg.world.cache_dir
+    overrides = [
+        f"checkpoint={checkpoint}",
+        f"cache_dir={cache}" if cache else "cache_dir=null",
+        f"run_dir={out / 'rank'}",
+        *cfg.rank,
+    ]
+    return rank(compose_job("rank", overrides))
+
+
+def evaluate_retrieval(cfg: DictConfig, checkpoint: Path) -> dict[str, dict]:
+    """Baselines tuned on validation and the trained two-tower, per target, live protocol."""
+    from recsys.benchmarking.candidates import build_candidates, quick_grids
+    from recsys.benchmarking.quality import Candidate, QualitySettings, run_quality
+    from recsys.training.restore import restore
+
+    restored = restore(checkpoint, cache_dir=cfg.world.cache_dir)
+    settings = QualitySettings(
+        protocol="live", metric=cfg.metric, max_valid_users=cfg.max_valid_users
+    )
     results: dict[str, dict] = {}
-    for target in cfg.targets:
-        live_split, _ = make_split(
-            dataset, target=target, seed=int(world.seed), cache_dir=world.cache_dir
+    for target, head in HEADS.items():
+        split = restored.data.splits[head]
+        trained = Pretrained(restored.recommender.for_head(head), "two_tower")
+        candidates = build_candidates(
+            split, list(cfg.models), grids=quick_grids() if cfg.quick else None
         )
-        for protocol in cfg.protocols:
-            split = live_split if protocol == "live" else new_item_targets(live_split)
-            candidates = build_candidates(
-                split, list(cfg.models), grids=quick_grids() if cfg.quick else None
-            )
-            settings = QualitySettings(
-                protocol=protocol, metric=cfg.metric, max_valid_users=cfg.max_valid_users
-            )
-            for res in run_quality(split, candidates, settings):
-                results[f"{target}/{protocol}/{res.name}"] = res.to_json()
-    out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(table(results))
-    log.info("results written to %s", out_dir / "results.json")
+        candidates.append(Candidate("two_tower", lambda model=trained: model, ({},)))
+        for res in run_quality(split, candidates, settings):
+            results[f"{target}/{res.name}"] = res.to_json()
     return results
 
 
-def table(results: dict[str, dict]) -> str:
-    head = ["target", "protocol", "model", *COLUMNS, "vs best p", "hparams"]
+def run(cfg: DictConfig) -> dict:
+    """Every stage in order; returns (and writes) every measurement behind the table."""
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = train_two_tower(cfg, out)
+    indexes = build_index(cfg, checkpoint)
+    ranking = train_ranker(cfg, checkpoint, out)
+    retrieval = evaluate_retrieval(cfg, checkpoint)
+    results = {
+        "world": OmegaConf.to_container(cfg.world, resolve=True),
+        "checkpoint": str(checkpoint),
+        "indexes": indexes,
+        "retrieval": retrieval,
+        "ranking": ranking["lists"],
+        "ranker": ranking["ranker"],
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(table(results))
+    log.info("results written to %s", out / "results.json")
+    return results
+
+
+def _cell(value: float | None, scale: float = 1.0, digits: int = 4) -> str:
+    return "-" if value is None else f"{value * scale:.{digits}f}"
+
+
+def _retrieval_cells(retrieval: dict, name: str) -> list[str]:
+    cells = []
+    for target, metric in RETRIEVAL_COLUMNS:
+        res = retrieval.get(f"{target}/{name}")
+        cells.append(_cell(res["test"].get(metric) if res else None))
+    res = retrieval.get(f"product/{name}")
+    sig = res["vs_best"] if res else None
+    cells.append("-" if res is None else ("best" if not sig else f"{sig['p_value']:.2g}"))
+    return cells
+
+
+def _ranking_cells(lists: dict, name: str | None) -> list[str]:
+    row = lists.get(name) if name else None
+    scales = {"ctr": (100, 2), "cvr": (100, 2), "ctcvr": (100, 3), "ndcg@10": (1, 4)}
+    return [_cell(row[m]["value"] if row else None, *scales[m]) for m in RANKING_COLUMNS]
+
+
+def table(results: dict) -> str:
+    """One markdown table: next-item quality (live protocol) and simulated top-10 lists."""
+    from recsys.ranking.experiment import TWO_TOWER
+
+    head = ["model", "product NDCG@10", "product HR@100", "room NDCG@10", "p vs best",
+            "CTR %", "CVR %", "CTCVR %", "NDCG@10 vs truth"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for key, res in results.items():
-        cells = key.split("/")
-        cells += [f"{res['test'].get(c, float('nan')):.4f}" for c in COLUMNS]
-        sig = res["vs_best"]
-        cells.append("best" if not sig else f"{sig['p_value']:.2g}")
-        cells.append(", ".join(f"{k}={v}" for k, v in res["hparams"].items()) or "-")
-        lines.append("| " + " | ".join(cells) + " |")
+    retrieval, lists = results["retrieval"], results["ranking"]["lists"]
+    names = dict.fromkeys(key.split("/", 1)[1] for key in retrieval)
+    for name in names:
+        ordering = TWO_TOWER if name == "two_tower" else None
+        cells = _retrieval_cells(retrieval, name) + _ranking_cells(lists, ordering)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for ordering in lists:
+        if ordering == TWO_TOWER:
+            continue
+        cells = ["-"] * 4 + _ranking_cells(lists, ordering)
+        lines.append(f"| {ordering} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
