@@ -59,7 +59,9 @@ def test_retrieval_returns_the_exact_live_top_of_the_two_tower(served):
     service, now, tables = served
     user = _active_user(tables, now)
     code = int(service.vocabs["user"].encode(np.array([user]))[0])
-    ids, scores = service.retrieve(code, now)
+    ids, scores = service.retrieve(
+        service.products_tt.request_batch(np.array([code]), np.array([now])), now
+    )
     live = service.retriever.live_at(now)
     assert set(ids.tolist()) <= set(live.tolist())
     # A Flat index: the retrieved scores are the model's own scores of those products.

@@ -283,8 +283,16 @@ class TwoTowerModel(nn.Module):
             out.append((table, self.codes(side, ids) if side else ids, weights))
         return out
 
-    def query(self, batch: TwoTowerBatch, head: str) -> torch.Tensor:
-        """(B, out_dim) L2-normalised query embeddings for ``head``."""
+    def query(
+        self, batch: TwoTowerBatch, head: str, pooled: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, out_dim) L2-normalised query embeddings for ``head``; ``pooled``: the batch's
+        ``query_input``, when already computed for another head."""
+        x = self.query_input(batch) if pooled is None else pooled
+        return F.normalize(self.query_mlp[head](x), dim=-1)
+
+    def query_input(self, batch: TwoTowerBatch) -> torch.Tensor:
+        """(B, F) pooled query features, the input of every head's query MLP."""
         one = lambda x: (x[:, None], None)  # noqa: E731 - (B,) ids as one-id bags
         bags = {
             "user": one(batch.user),
@@ -306,7 +314,7 @@ class TwoTowerModel(nn.Module):
         if self.config.profile:
             x = (batch.profile - self.profile_mean) / self.profile_std
             blocks.append(self.profile_proj(x))
-        return F.normalize(self.query_mlp[head](torch.cat(blocks, dim=1)), dim=-1)
+        return torch.cat(blocks, dim=1)
 
     def candidates(
         self, head: str, ids: torch.Tensor, showing: torch.Tensor | None = None

@@ -300,10 +300,12 @@ class TwoTowerRecommender(Recommender):
     def _run(self, fn):
         device = next(self.model.parameters()).device
         was_training = self.model.training
-        self.model.eval()
+        if was_training:  # switching modes walks every submodule: skip it when serving
+            self.model.eval()
         with torch.no_grad():
             out = fn(device)
-        self.model.train(was_training)
+        if was_training:
+            self.model.train()
         return out
 
     def score(self, users: np.ndarray, history: UserSequences) -> np.ndarray:
@@ -365,10 +367,16 @@ class TwoTowerRecommender(Recommender):
     def request_queries(self, batch: TwoTowerBatch) -> np.ndarray:
         """(Q, d) float32 query embeddings of a request batch, divided by the temperature: their
         inner product with ``candidate_embeddings`` is the score without the repeat bonus."""
+        return self.head_queries(batch, (self.head,))[self.head]
+
+    def head_queries(self, batch: TwoTowerBatch, heads: Sequence[str]) -> dict[str, np.ndarray]:
+        """``request_queries`` of several heads, pooling the query features once."""
 
         def run(device):
-            q = self.model.query(batch.to(device), self.head).float()
-            return (q / self.model.temperature.float()).cpu().numpy()
+            b = batch.to(device)
+            pooled = self.model.query_input(b)
+            t = self.model.temperature.float()
+            return {h: (self.model.query(b, h, pooled).float() / t).cpu().numpy() for h in heads}
 
         return self._run(run)
 
@@ -400,7 +408,7 @@ class TwoTowerRecommender(Recommender):
         out = np.empty(per_request.shape, dtype=np.float32)
         for i, t in enumerate(np.asarray(ts, dtype=np.int64).reshape(-1)):
             if self.head == "streamer" and self.world is not None:
-                c = self._entity_vectors(per_request[i], t)
+                c = self.entity_vectors(per_request[i], t)
             else:
                 c = self._product_vectors()[per_request[i]]
             out[i] = c @ q[i]
@@ -413,7 +421,11 @@ class TwoTowerRecommender(Recommender):
             self._builders.vectors = cached
         return cached[2]
 
-    def _entity_vectors(self, ids: np.ndarray, at: int) -> np.ndarray:
+    def entity_vectors(self, ids: np.ndarray, at: int) -> np.ndarray:
+        """(C, d) float32 candidate embeddings of ``ids`` (codes) at time ``at``: a room reads
+        the product its streamer shows at ``at`` (world head "streamer")."""
+        if self.head != "streamer" or self.world is None:
+            return self._product_vectors()[np.asarray(ids, dtype=np.int64)]
         showing = self.world.showcase.showing(ids, np.full(len(ids), at))
 
         def run(device):

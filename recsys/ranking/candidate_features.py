@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from recsys.data.availability import in_sorted
 from recsys.data.tables import LiveCommerceTables
 from recsys.data.timeline import KeyedIntervals, KeyedTimeline, pair_codes
 from recsys.ranking.events import EVENT_CODE
@@ -106,7 +107,10 @@ class FeatureMatrix:
 
 
 def _ids(frame: pd.DataFrame, name: str) -> np.ndarray:
-    return frame[name].astype("Int64").fillna(-1).to_numpy(np.int64)
+    column = frame[name]
+    if column.dtype == np.int64:  # no missing ids: skip the nullable round trip
+        return column.to_numpy()
+    return column.astype("Int64").fillna(-1).to_numpy(np.int64)
 
 
 def _of_type(events: pd.DataFrame, *types: str) -> pd.DataFrame:
@@ -254,7 +258,7 @@ class CandidateFeaturizer:
         s = self.sessions.get_indexer(_ids(pairs, "session_id"))
         live = self.session_live[np.maximum(s, 0)]
         on_air = (s >= 0) & (live[:, 0] <= ts) & (ts <= live[:, 1])
-        live_now = on_air & np.isin(pair, self.shelf) & (pair >= 0)
+        live_now = on_air & in_sorted(pair, self.shelf) & (pair >= 0)
         on_show = self.slots.covering(pair, ts) >= 0
         trust = self.trust.sum_before(self._user_streamer(pairs), ts)  # (n, 2)
         trusted = trust[:, 0] >= c.trust_threshold

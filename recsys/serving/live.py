@@ -69,6 +69,7 @@ class LiveCatalog:
         self.shelf_indptr = np.searchsorted(
             self.shelf_session_pos, np.arange(len(self.session) + 1)
         )
+        self._last_products: tuple[int, LiveProducts] | None = None
 
     def _live_positions(self, now: int) -> np.ndarray:
         return np.flatnonzero((self.start <= now) & (now <= self.end))
@@ -83,6 +84,14 @@ class LiveCatalog:
         return LiveRooms(self.streamer[live], self.session[live])
 
     def products(self, now: int) -> LiveProducts:
+        cached = self._last_products  # one read: safe against a concurrent replacement
+        if cached is not None and cached[0] == now:
+            return cached[1]
+        out = self._products(now)
+        self._last_products = (now, out)  # requests in the same second share the shelf
+        return out
+
+    def _products(self, now: int) -> LiveProducts:
         live = self._live_positions(now)
         ptr, rows = gather_rows(self.shelf_indptr, np.arange(len(self.shelf_product)), live)
         session_pos = np.repeat(live, np.diff(ptr))

@@ -10,8 +10,9 @@ For a known viewer at ``now``::
               history features from the tables the service started with) -> ``Ranker`` (ESMM
               or blend) -> top-k, a product offered once from its best shelf, with reason codes.
     rooms:    every live room scored by the two-tower room head, its tower reading the product
-              each room presents right now (what a room is changes minute by minute, so its
-              vector is computed at request time), plus the session boosts of the fallback.
+              each room presents (what a room is changes minute by minute, so room vectors
+              are recomputed once per minute of the clock), plus the session boosts of the
+              fallback.
 
 A viewer the model has never seen gets the ``PopularityLiveService`` ranking, flagged
 ``cold_start``. Events posted to the service update the session store (and the fallback's
@@ -21,6 +22,7 @@ price profile, recent room popularity) read the tables loaded at start.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from recsys.data.availability import in_sorted
+from recsys.data.two_tower import TwoTowerBatch
 from recsys.data.vocab import Vocab
 from recsys.models.two_tower_recommender import TwoTowerRecommender
 from recsys.ranking.candidate_features import CandidateFeaturizer
@@ -40,6 +44,8 @@ from recsys.retrieval import LiveRetriever
 from recsys.serving.fallback import Boosts, PopularityLiveService, session_reasons
 from recsys.serving.live import LiveCatalog
 from recsys.serving.protocol import ITEM_KINDS, Recommendation, RecommendedItem, RecommenderService
+
+HEAD = {"room": "streamer", "product": "product"}
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,8 @@ class TrainedLiveService(RecommenderService):
         self.config = config or FlowConfig()
         self.facts = dict(facts or {})
         self._search_lock = threading.Lock()  # LiveRetriever caches per-segment state
+        self._rooms_lock = threading.Lock()
+        self._room_cache: tuple[int, np.ndarray] | None = None
 
     # -- RecommenderService ------------------------------------------------------------------
 
@@ -89,11 +97,16 @@ class TrainedLiveService(RecommenderService):
         code = int(self.vocabs["user"].encode(np.array([user], dtype=np.int64))[0])
         if code < 2:
             return self.fallback.recommend(user, now, k, kinds)
+        # One set of query features (bags, context), pooled once, serves both heads' towers.
+        batch = self.products_tt.request_batch(np.array([code]), np.array([now]))
+        heads = [HEAD[kind] for kind in ITEM_KINDS if kind in kinds]
+        queries = {h: q[0] for h, q in self.products_tt.head_queries(batch, heads).items()}
         items: list[RecommendedItem] = []
         if "room" in kinds:
-            items += self._rank_rooms(user, code, now, k)
+            room_batch = dataclasses.replace(batch, head="streamer")
+            items += self._rank_rooms(user, room_batch, queries["streamer"], now, k)
         if "product" in kinds:
-            items += self._rank_products(user, code, now, k)
+            items += self._rank_products(user, batch, queries["product"], now, k)
         return Recommendation(user, now, False, items)
 
     def ingest(self, events: Sequence[SessionEvent]) -> int:
@@ -110,12 +123,13 @@ class TrainedLiveService(RecommenderService):
 
     # -- products ----------------------------------------------------------------------------
 
-    def retrieve(self, code: int, now: int) -> tuple[np.ndarray, np.ndarray]:
-        """(raw product ids, two-tower scores) of up to ``n_candidates`` live products, best
-        first."""
+    def retrieve(
+        self, batch: TwoTowerBatch, now: int, q: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(raw product ids, two-tower scores) of up to ``n_candidates`` live products for one
+        request's query features (and its product query ``q`` (d,), when computed), best first."""
         tt, product_vocab = self.products_tt, self.vocabs["product"]
-        batch = tt.request_batch(np.array([code]), np.array([now]))
-        q = tt.request_queries(batch)  # (1, d)
+        q = tt.request_queries(batch) if q is None else q[None, :]  # (1, d)
         with self._search_lock:
             _, found = self.retriever.search(q, now, self.config.n_candidates, self.config.strategy)
             live = self.retriever.live_at(now)
@@ -130,10 +144,10 @@ class TrainedLiveService(RecommenderService):
         order = np.lexsort((ids, -score))[: self.config.n_candidates]
         return ids[order], score[order].astype(np.float32)
 
-    def _rank_products(self, user: int, code: int, now: int, k: int) -> list[RecommendedItem]:
-        ids, score = self.retrieve(code, now)
+    def _rank_products(self, user: int, batch, q, now: int, k: int) -> list[RecommendedItem]:
+        ids, score = self.retrieve(batch, now, q)
         shelf = self.catalog.products(now)
-        rows = np.flatnonzero(np.isin(shelf.product, ids))
+        rows = np.flatnonzero(in_sorted(shelf.product, np.sort(ids)))
         if len(rows) == 0:
             return []
         retrieval = pd.Series(score, index=ids)
@@ -168,12 +182,25 @@ class TrainedLiveService(RecommenderService):
 
     # -- rooms -------------------------------------------------------------------------------
 
-    def _rank_rooms(self, user: int, code: int, now: int, k: int) -> list[RecommendedItem]:
+    def room_vectors(self, now: int) -> np.ndarray:
+        """(n_streamers, d) room tower output, each room reading what it shows at the start of
+        ``now``'s minute; recomputed once per minute."""
+        minute = now // 60
+        with self._rooms_lock:
+            cached = self._room_cache
+            if cached is None or cached[0] != minute:
+                ids = np.arange(self.rooms_tt.model.n_entities("streamer"))
+                cached = (minute, self.rooms_tt.entity_vectors(ids, minute * 60))
+                self._room_cache = cached
+        return cached[1]
+
+    def _rank_rooms(self, user: int, batch, q, now: int, k: int) -> list[RecommendedItem]:
         rooms = self.catalog.rooms(now)
         if len(rooms.streamer) == 0:
             return []
         codes = self.vocabs["streamer"].encode(rooms.streamer)
-        tt_score = self.rooms_tt.request_scores(np.array([code]), np.array([now]), codes)[0]
+        bonus = self.rooms_tt.request_bonus(batch, codes)[0]
+        tt_score = self.room_vectors(now)[codes] @ q + bonus
         cands = Candidates.rooms(rooms.streamer, rooms.session)
         x = self.sessions.features(user, cands, now)
         b = self.config.room_boosts
