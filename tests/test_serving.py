@@ -99,6 +99,24 @@ def test_unknown_user_gets_a_cold_start_ranking(client):
     assert body["cold_start"] is True and rooms and len(products) == 3
 
 
+def test_viewers_without_a_session_share_one_ranking_until_events_arrive(tiny_world, busy_now):
+    from recsys.ranking.events import SessionEvent
+
+    service = PopularityLiveService.from_tables(tiny_world, until=busy_now)
+    first = service.recommend(UNKNOWN_USER, busy_now, 5, ("product",))
+    again = service.recommend(UNKNOWN_USER + 1, busy_now, 5, ("product",))
+    assert [i.id for i in first.items] == [i.id for i in again.items]
+    last = first.items[-1]
+    clicks = [
+        SessionEvent(ts=busy_now - 1, user=10**9 + j, event_type="click", session=last.session,
+                     streamer=last.streamer, product=last.id)
+        for j in range(50)
+    ]  # fmt: skip
+    service.ingest(clicks)
+    after = service.recommend(UNKNOWN_USER, busy_now, 5, ("product",))
+    assert after.items[0].id == last.id  # the new popularity reached the shared ranking
+
+
 def test_session_events_move_recommendations(client, tiny_world, busy_now):
     _, rooms, products = recommend(client, UNKNOWN_USER, k=100)
     picked = rooms[len(rooms) // 2]  # a middling live room

@@ -95,6 +95,8 @@ class PopularityLiveService(RecommenderService):
         self.popularity = popularity
         self.known_users = frozenset(int(u) for u in known_users)
         self.boosts = boosts or Boosts()
+        self._version = 0  # ingested batches so far: the anonymous ranking's cache key
+        self._anonymous: tuple[tuple, list[RecommendedItem]] | None = None
 
     @classmethod
     def from_tables(
@@ -128,17 +130,31 @@ class PopularityLiveService(RecommenderService):
         unknown = [kind for kind in kinds if kind not in ITEM_KINDS]
         if unknown or k < 1:
             raise ValueError(f"recommend: kinds must be among {ITEM_KINDS} and k >= 1")
+        cold = user not in self.known_users
+        if self.sessions.peek(user, now) is None:
+            # Without a session the ranking is the same for every viewer: rank once per
+            # (second, k, kinds) until the next ingested event changes popularity.
+            key = (now, k, tuple(kinds), self._version)
+            cached = self._anonymous
+            if cached is None or cached[0] != key:
+                cached = (key, self._rank(user, now, k, kinds))
+                self._anonymous = cached
+            return Recommendation(user, now, cold, list(cached[1]))
+        return Recommendation(user, now, cold, self._rank(user, now, k, kinds))
+
+    def _rank(self, user: int, now: int, k: int, kinds: Sequence[str]) -> list[RecommendedItem]:
         items: list[RecommendedItem] = []
         if "room" in kinds:
             items += self._rank_rooms(user, now, k)
         if "product" in kinds:
             items += self._rank_products(user, now, k)
-        return Recommendation(user, now, user not in self.known_users, items)
+        return items
 
     def ingest(self, events: Sequence[SessionEvent]) -> int:
         for event in events:
             self.sessions.update(event)
             self.popularity.add(event)
+        self._version += 1
         return len(events)
 
     def health(self, now: int) -> dict:
