@@ -403,6 +403,43 @@ def test_repeated_actions_within_a_visit_are_not_targets():
     assert w.targets["streamer"].tolist() == [[8, 8, 8, 8, 0, 0]]
 
 
+def test_lagged_targets_are_the_first_fresh_choice_at_least_the_lag_later():
+    r, p = ROOM, PRODUCT
+    log = TokenLog.from_events(
+        user=np.array([0, 0, 1, 1, 1, 1, 1, 1, 1]),
+        kind=np.array([p, p, r, p, p, p, r, p, p]),
+        entity=np.array([6, 9, 7, 2, 2, 3, 8, 4, 5]),
+        action=np.array([3, 3, 2, 3, 4, 3, 2, 3, 3]),
+        ts=np.array([0, 100, 0, 10, 20, 100, 1000, 1010, 5000]),
+        n_users=2,
+    )
+    heads = {"product": p, "streamer": r}
+    # User 0 has nothing 500 s after any token (user 1's later tokens must not count): no window.
+    # User 1: enter 7, click 2, cart 2 (no target), click 3 | enter 8, click 4 | click 5.
+    w = training_windows(log, maxlen=6, heads=heads, target_lag_s=500)
+    assert w.users.tolist() == [1]
+    assert w.targets["product"].tolist() == [[4, 4, 4, 4, 5, 5]]
+    assert w.targets["streamer"].tolist() == [[8, 8, 8, 8, 0, 0]]
+    assert w.target_time["product"].tolist() == [[1010] * 4 + [5000] * 2]
+    # Targets come from the whole stream: the earlier window's lagged product lies past its end.
+    w = training_windows(log, maxlen=3, heads=heads, target_lag_s=500, every_target=True)
+    assert w.targets["product"].tolist() == [[4, 5, 5], [4, 4, 4]]
+    assert w.targets["streamer"].tolist() == [[8, 0, 0], [8, 8, 8]]
+    with pytest.raises(ValueError, match="target_lag_s"):
+        SequentialRecommender(targets="future", target_lag_s=60)
+    with pytest.raises(ValueError, match="random_target_lag"):
+        SequentialRecommender(random_target_lag=True)
+    # Lags drawn once per token in [1, 500] s: the same seed, the same targets, each between the
+    # next one (lag 1 s) and the one 500 s on.
+    near = training_windows(log, maxlen=6, heads=heads, target_lag_s=1)
+    a, b = (
+        training_windows(log, maxlen=6, heads=heads, target_lag_s=500, lag_seed=0) for _ in range(2)
+    )
+    assert np.array_equal(a.targets["product"], b.targets["product"])
+    t = a.target_time["product"][-1]  # user 1
+    assert (near.target_time["product"][-1] <= t).all() and (t <= [1010] * 4 + [5000] * 2).all()
+
+
 def test_later_visit_targets_come_from_the_next_room_visit_on():
     r, p = ROOM, PRODUCT
     kind = np.array([[r, p, p, r, p, p]])

@@ -4,8 +4,8 @@ A grid point is a flat dict of hyperparameters; each key is routed to the config
 the architecture (``SequentialConfig``: ``dim``, ``dropout``, ``maxlen`` ...), the loss
 (``loss`` = the loss name, ``n_negatives``, ``gbce_t`` ...), the trainer (``lr``,
 ``max_epochs``, ``patience``, ``device`` ...) or the recommender (``windows``,
-``targets``, ``side_features``). Early stopping validates on the benchmark split's
-validation targets under the benchmark's protocol. On a synthetic world the model reads the
+``targets``, ``target_lag_s``, ``side_features``). Early stopping validates on the benchmark
+split's validation targets under the benchmark's protocol. On a synthetic world the model reads the
 world's full token streams (room entries and product actions) and predicts the split's target
 kind with the matching head.
 """
@@ -31,7 +31,10 @@ DEFAULT_GRID: tuple[dict, ...] = ({},)
 _MODEL_KEYS = {f.name for f in fields(SequentialConfig)} - {"n_products", "n_streamers"}
 _LOSS_KEYS = {f.name for f in fields(LossConfig)} - {"name"}
 _TRAINER_KEYS = {f.name for f in fields(TrainerConfig)}
-_ADAPTER_KEYS = {"windows", "targets", "live_training", "repeat_scales", "side_features"}
+_ADAPTER_KEYS = {
+    "windows", "targets", "live_training", "target_lag_s", "random_target_lag",
+    "repeat_scales", "side_features",
+}  # fmt: skip
 BENCHMARK_TRAINER = {"progress": False, "checkpoint": False}
 
 

@@ -6,7 +6,9 @@ are the input, and each head's target at a slot is the next token of that head's
 (for item-only streams simply the next item), or with ``targets="future"`` a random later one.
 Only fresh choices are targets (``TokenLog.first_in_visit``): the cart and purchase that follow a
 click of the same product in the same room visit are inputs, not extra targets, as evaluation
-counts them once. Every construction is vectorised over users.
+counts them once. With a target lag, a slot's target is instead the first fresh token of the
+head's kind at least that many seconds later (``lagged_next``). Every construction is vectorised
+over users.
 """
 
 from __future__ import annotations
@@ -133,6 +135,36 @@ def future_of_kind(
     return np.where(found, entity[rows[flat], cols[flat]], 0)
 
 
+def lagged_next(
+    log: TokenLog, target_kind: np.ndarray, head_kind: int, lag_s: int | np.ndarray
+) -> np.ndarray:
+    """(N,) log position of the first token with ``target_kind == head_kind`` in the same user's
+    row at least ``lag_s`` (> 0; one for all or (N,) per token) seconds after each token; -1
+    where there is none.
+
+    A live evaluation scores a history as of one moment against the choices of the days after
+    it, not against the next click of the same session: a lag trains for that gap.
+    """
+    lag_s = np.asarray(lag_s, dtype=np.int64)
+    if lag_s.size and lag_s.min() <= 0:
+        raise ValueError(f"lags must be > 0 seconds, got {int(lag_s.min())}")
+    out = np.full(len(log), -1, dtype=np.int64)
+    match = np.flatnonzero(target_kind == head_kind)
+    if len(match) == 0:
+        return out
+    user = np.repeat(np.arange(log.n_users, dtype=np.int64), log.lengths)
+    # One sorted key per token: rows are time-ordered, so (user, time) order is log order.
+    t = log.ts - log.ts.min()
+    span = int(t.max()) + int(lag_s.max(initial=0)) + 1
+    key = user * span + t
+    at = np.searchsorted(key[match], key + lag_s, side="left")  # (N,)
+    found = at < len(match)
+    pos = match[np.minimum(at, len(match) - 1)]
+    found &= user[pos] == user
+    out[found] = pos[found]
+    return out
+
+
 def next_visit(kind: np.ndarray) -> np.ndarray:
     """(U, L) position of the first room entry after each slot of (U, L + 1) windows.
 
@@ -169,13 +201,19 @@ def training_windows(
     heads: Mapping[str, int],
     n_gap_buckets: int = 0,
     every_target: bool = False,
+    target_lag_s: int = 0,
+    lag_seed: int | None = None,
 ) -> Windows:
     """Windows of ``maxlen + 1`` tokens for users with at least one target.
 
     By default one window per user, its latest tokens (SASRec's choice). ``every_target``
     cuts each stream from the end into consecutive windows whose targets do not overlap, so
     every token after a user's first is a target once. ``heads`` maps a head name (its entity
-    table) to the token kind it predicts.
+    table) to the token kind it predicts. ``target_lag_s`` > 0 targets each slot at the first
+    fresh token of the head's kind at least that long after it (``lagged_next``, looked up in
+    the whole stream, so it may lie beyond the window) instead of the next one; with a
+    ``lag_seed``, each token's lag is drawn once, uniformly in [1, ``target_lag_s``] seconds, so
+    that targets from the same session through the following days all occur.
     """
     lengths = log.lengths
     users = np.flatnonzero(lengths >= 2)
@@ -188,8 +226,14 @@ def training_windows(
     full = window_tokens(log, users, ends, maxlen + 1, n_gap_buckets, True)  # (U, L + 1) each
     target_kind, ts = full.pop("target_kind"), full.pop("ts")
     real = full["kind"][:, :-1] != PAD_KIND
-    targets = {h: next_of_kind(target_kind, full["entity"], k, real) for h, k in heads.items()}
-    times = {h: next_of_kind(target_kind, ts, k, real) for h, k in heads.items()}
+    if target_lag_s > 0:
+        lags: int | np.ndarray = target_lag_s
+        if lag_seed is not None:
+            lags = np.random.default_rng([lag_seed, 3]).integers(1, target_lag_s + 1, len(log))
+        targets, times = _lagged_targets(log, users, ends, maxlen, heads, lags, real)
+    else:
+        targets = {h: next_of_kind(target_kind, full["entity"], k, real) for h, k in heads.items()}
+        times = {h: next_of_kind(target_kind, ts, k, real) for h, k in heads.items()}
     keep = np.zeros(len(users), dtype=bool)
     for t in targets.values():
         keep |= (t > 0).any(axis=1)
@@ -198,6 +242,28 @@ def training_windows(
     targets = {h: t[keep] for h, t in targets.items()}
     times = {h: t[keep] for h, t in times.items()}
     return Windows(users[keep], inputs, targets, dict(heads), lookahead, times)
+
+
+def _lagged_targets(
+    log: TokenLog,
+    users: np.ndarray,
+    ends: np.ndarray,
+    maxlen: int,
+    heads: Mapping[str, int],
+    lag_s: int | np.ndarray,
+    real: np.ndarray,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per head, the (U, L) entity and time of each input slot's lagged target (0: none)."""
+    slots = np.asarray(ends)[:, None] - maxlen - 1 + np.arange(maxlen)  # (U, L) log positions
+    target_kind = np.where(log.first_in_visit(), log.kind, PAD_KIND)
+    targets, times = {}, {}
+    for h, k in heads.items():
+        nxt = lagged_next(log, target_kind, k, lag_s)
+        pos = np.where(real, nxt[np.where(real, slots, 0)], -1)  # (U, L)
+        safe = np.maximum(pos, 0)
+        targets[h] = np.where(pos >= 0, log.entity[safe], 0)
+        times[h] = np.where(pos >= 0, log.ts[safe], 0)
+    return targets, times
 
 
 TARGETS = ("next", "future", "later_visit")

@@ -55,6 +55,8 @@ class SequentialRecommender(Recommender):
         windows: str = "last",
         targets: str = "next",
         live_training: bool = False,
+        target_lag_s: float = 0.0,
+        random_target_lag: bool = False,
         repeat_scales: Sequence[float] = (),
         validation: Validation | None = None,
         run_dir: str | Path | None = None,
@@ -74,7 +76,19 @@ class SequentialRecommender(Recommender):
         self.head, self.context, self.side_features = head, context, tuple(side_features)
         if live_training and context is None:
             raise ValueError("live_training needs a world's TokenContext (its availability)")
+        if target_lag_s < 0 or (target_lag_s > 0 and targets != "next"):
+            raise ValueError(
+                f"target_lag_s must be >= 0, and > 0 only with targets='next'; got "
+                f"{target_lag_s} with targets={targets!r}"
+            )
+        if random_target_lag and target_lag_s <= 0:
+            raise ValueError("random_target_lag draws lags up to target_lag_s: set it > 0")
         self.windows, self.targets, self.live_training = windows, targets, live_training
+        # Train each slot on the first choice at least this long after it: a scored history
+        # ends some time before the choices it is scored on (0: the next choice).
+        self.target_lag_s = float(target_lag_s)
+        # Each token's lag drawn once in [1 s, target_lag_s] (seeded by the trainer's seed).
+        self.random_target_lag = random_target_lag
         self.repeat_scales = tuple(float(x) for x in repeat_scales)
         self.validation, self.run_dir, self.resume = validation, run_dir, resume
         self.extra_state = dict(extra_state or {})
@@ -138,6 +152,8 @@ class SequentialRecommender(Recommender):
             heads=self.model_config.head_kinds,
             n_gap_buckets=self.model_config.n_gap_buckets,
             every_target=self.windows == "all",
+            target_lag_s=int(self.target_lag_s),
+            lag_seed=self.trainer.seed if self.random_target_lag else None,
         )
         if len(windows) == 0:
             raise ValueError("sasrec: no user has two or more training tokens")
@@ -214,6 +230,8 @@ class SequentialRecommender(Recommender):
             windows=self.windows,
             targets=self.targets,
             live_training=self.live_training,
+            target_lag_s=self.target_lag_s,
+            random_target_lag=self.random_target_lag,
             repeat_scales=self.repeat_scales,
         )
         view.model = self.model
@@ -233,6 +251,8 @@ class SequentialRecommender(Recommender):
             "windows": self.windows,
             "targets": self.targets,
             "live_training": self.live_training,
+            "target_lag_s": self.target_lag_s,
+            "random_target_lag": self.random_target_lag,
             "lr": self.trainer.lr,
             "batch_size": self.trainer.batch_size,
             "head": self.head,

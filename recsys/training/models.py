@@ -50,6 +50,8 @@ def _families() -> dict[str, Family]:
                 "windows": str,
                 "targets": str,
                 "live_training": bool,
+                "target_lag_s": float,
+                "random_target_lag": bool,
                 "repeat_scales": _names,
             },
             ("n_products", "n_streamers"),
