@@ -85,6 +85,7 @@ class TrainedLiveService(RecommenderService):
         self._search_lock = threading.Lock()  # LiveRetriever caches per-segment state
         self._rooms_lock = threading.Lock()
         self._room_cache: tuple[int, np.ndarray] | None = None
+        self._live: tuple[int, np.ndarray] | None = None
 
     # -- RecommenderService ------------------------------------------------------------------
 
@@ -132,7 +133,9 @@ class TrainedLiveService(RecommenderService):
         q = tt.request_queries(batch) if q is None else q[None, :]  # (1, d)
         with self._search_lock:
             _, found = self.retriever.search(q, now, self.config.n_candidates, self.config.strategy)
-            live = self.retriever.live_at(now)
+            if self._live is None or self._live[0] != now:  # requests in one second share it
+                self._live = (now, self.retriever.live_at(now))
+            live = self._live[1]
         found = found[0][found[0] >= 0]
         bag = batch.product_entity[0].numpy()
         bag = product_vocab.decode(bag[bag >= 2])
@@ -150,34 +153,39 @@ class TrainedLiveService(RecommenderService):
         rows = np.flatnonzero(in_sorted(shelf.product, np.sort(ids)))
         if len(rows) == 0:
             return []
-        retrieval = pd.Series(score, index=ids)
+        product = shelf.product[rows]
+        by_id = np.argsort(ids)
+        retrieval = score[by_id][np.searchsorted(ids[by_id], product)]
         pairs = pd.DataFrame(
             {
-                "request_id": 0,
-                "user_id": user,
-                "ts": now,
-                "product_id": shelf.product[rows],
+                "user_id": np.full(len(rows), user, dtype=np.int64),
+                "ts": np.full(len(rows), now, dtype=np.int64),
+                "product_id": product,
                 "streamer_id": shelf.streamer[rows],
                 "session_id": shelf.session[rows],
-                "retrieval_score": retrieval.loc[shelf.product[rows]].to_numpy(np.float64),
+                "retrieval_score": retrieval.astype(np.float64),
             }
         )
-        cands = Candidates.products(shelf.product[rows], shelf.streamer[rows], shelf.session[rows])
+        cands = Candidates.products(product, shelf.streamer[rows], shelf.session[rows])
         session = self.sessions.features(user, cands, now)
         features = self.featurizer.transform(pairs, session=session)
-        request = pd.DataFrame({"request_id": [0], "user_id": [user], "ts": [now]})
-        ranked = self.ranker.rank(request, pairs, features, k=min(len(pairs), 2 * k))
-        ranked = ranked.drop_duplicates("product_id", keep="first").head(k)
+        # One request: the ranker's order (score, then lower product id), each product once,
+        # from its best shelf.
+        scores = self.ranker.score(features)["score"]
+        ranked = np.lexsort((product, -scores))
+        _, first = np.unique(product[ranked], return_index=True)
+        top = ranked[np.sort(first)][:k]
+        reasons = self.ranker.reasons.codes(features.take(top))
         return [
             RecommendedItem(
                 kind="product",
-                id=int(r.product_id),
-                score=float(r.score),
-                reasons=tuple(r.reasons),
-                streamer=int(r.streamer_id),
-                session=int(r.session_id),
+                id=int(product[i]),
+                score=float(scores[i]),
+                reasons=reasons[j],
+                streamer=int(shelf.streamer[rows][i]),
+                session=int(shelf.session[rows][i]),
             )
-            for r in ranked.itertuples(index=False)
+            for j, i in enumerate(top.tolist())
         ]
 
     # -- rooms -------------------------------------------------------------------------------
