@@ -113,3 +113,33 @@ def test_serve_config_loads_a_checkpoint(trained_two_tower):
     assert TestClient(app).get("/healthz").json()["n_candidates"] == 20
     with pytest.raises(ValueError, match="needs checkpoint"):
         build_app(compose_config("serve", ["ranker_checkpoint=some/ranker.pt"]))
+
+
+def test_viewers_outside_a_session_are_ranked_by_the_outside_session_ranker(served):
+    from recsys.ranking import BlendWeights, Ranker
+    from recsys.ranking.events import SessionEvent
+    from recsys.serving.trained import TrainedLiveService
+
+    service, now, tables = served
+    by_price = Ranker.blended(BlendWeights((("log_price", 1.0),)))
+    by_retrieval = Ranker.blended(BlendWeights((("retrieval_score", 1.0),)))
+    parts = dict(two_tower=service.products_tt, vocabs=service.vocabs, products=service.retriever,
+                 catalog=service.catalog, featurizer=service.featurizer,
+                 fallback=service.fallback, config=service.config)  # fmt: skip
+    split = TrainedLiveService(ranker=by_price, outside_session=by_retrieval, **parts)
+    user = int(tables.users["user_id"].iloc[-1])
+    assert service.sessions.peek(user, now) is None
+    outside = split.recommend(user, now, 5, ("product",)).items
+    code = int(service.vocabs["user"].encode(np.array([user]))[0])
+    ids, _ = service.retrieve(
+        service.products_tt.request_batch(np.array([code]), np.array([now])), now
+    )
+    assert [i.id for i in outside] == ids[:5].tolist()  # the two-tower's own order
+    rooms = service.catalog.rooms(now)
+    room, session = int(rooms.streamer[0]), int(rooms.session[0])
+    enter = SessionEvent(ts=now - 30, user=user, event_type="enter", session=session, streamer=room)
+    split.ingest([enter])
+    inside = split.recommend(user, now, 5, ("product",)).items
+    assert [i.score for i in inside] == sorted((i.score for i in inside), reverse=True)
+    prices = np.log(tables.products.set_index("product_id").loc[[i.id for i in inside], "price"])
+    np.testing.assert_allclose([i.score for i in inside], prices.to_numpy(), rtol=1e-5)

@@ -99,13 +99,15 @@ def load_trained_service(
         popularity_half_life_s=popularity_half_life_s,
     )
     drops = coupon_drops(world_folder(restored.data_config))
+    main_ranker = load_ranker(ranker)
     return TrainedLiveService(
         two_tower=restored.recommender,
         vocabs=vocabs,
         products=LiveRetriever(index, schedule),
         catalog=LiveCatalog(tables.live_sessions, tables.showcase),
         featurizer=CandidateFeaturizer(tables, coupon_drops=drops),
-        ranker=load_ranker(ranker),
+        ranker=main_ranker,
+        outside_session=Ranker.blended() if main_ranker.mode == "learned" else None,
         fallback=fallback,
         config=flow,
         facts={"checkpoint": restored.path.name, "data": restored.data_config.name},

@@ -15,9 +15,12 @@ For a known viewer at ``now``::
               fallback.
 
 A viewer the model has never seen gets the ``PopularityLiveService`` ranking, flagged
-``cold_start``. Events posted to the service update the session store (and the fallback's
-popularity); the two-tower's history bags and the ranker's history features (trust,
-price profile, recent room popularity) read the tables loaded at start.
+``cold_start``. The learned ranker is trained on impressions shown to viewers who just
+entered a room; a known viewer outside any live session (a home-feed request) is outside that
+domain (e.g. minutes since the last event far beyond anything it saw), so those requests are
+ranked by the transparent blend instead. Events posted to the service update the session
+store (and the fallback's popularity); the two-tower's history bags and the ranker's history
+features (trust, price profile, recent room popularity) read the tables loaded at start.
 """
 
 from __future__ import annotations
@@ -72,13 +75,17 @@ class TrainedLiveService(RecommenderService):
         featurizer: CandidateFeaturizer,
         ranker: Ranker,
         fallback: PopularityLiveService,
+        outside_session: Ranker | None = None,
         config: FlowConfig | None = None,
         facts: dict | None = None,
     ) -> None:
+        """``outside_session``: the ranker of viewers with no live session, when ``ranker``
+        was only trained on viewers in a room (the learned ranker's impression logs are)."""
         self.products_tt = two_tower.for_head("product")
         self.rooms_tt = two_tower.for_head("streamer")
         self.vocabs, self.retriever, self.catalog = vocabs, products, catalog
         self.featurizer, self.ranker, self.fallback = featurizer, ranker, fallback
+        self.outside_session = outside_session or ranker
         self.sessions: SessionStore = fallback.sessions
         self.config = config or FlowConfig()
         self.facts = dict(facts or {})
@@ -117,6 +124,7 @@ class TrainedLiveService(RecommenderService):
         return {
             **self.fallback.health(now),
             "recommender": f"two-tower + {self.ranker.mode} ranker",
+            "outside_session": f"{self.outside_session.mode} ranker",
             "index_size": len(self.retriever.index),
             "n_candidates": self.config.n_candidates,
             **self.facts,
@@ -171,11 +179,13 @@ class TrainedLiveService(RecommenderService):
         features = self.featurizer.transform(pairs, session=session)
         # One request: the ranker's order (score, then lower product id), each product once,
         # from its best shelf.
-        scores = self.ranker.score(features)["score"]
+        in_session = self.sessions.peek(user, now) is not None
+        ranker = self.ranker if in_session else self.outside_session
+        scores = ranker.score(features)["score"]
         ranked = np.lexsort((product, -scores))
         _, first = np.unique(product[ranked], return_index=True)
         top = ranked[np.sort(first)][:k]
-        reasons = self.ranker.reasons.codes(features.take(top))
+        reasons = ranker.reasons.codes(features.take(top))
         return [
             RecommendedItem(
                 kind="product",
