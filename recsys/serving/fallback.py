@@ -34,6 +34,7 @@ from recsys.serving.protocol import (
     Recommendation,
     RecommendedItem,
     RecommenderService,
+    check_request,
 )
 
 INTEREST_SHARE = 0.25  # category share of recent attention worth naming as a reason
@@ -127,9 +128,7 @@ class PopularityLiveService(RecommenderService):
     def recommend(
         self, user: int, now: int, k: int, kinds: Sequence[str] = ITEM_KINDS
     ) -> Recommendation:
-        unknown = [kind for kind in kinds if kind not in ITEM_KINDS]
-        if unknown or k < 1:
-            raise ValueError(f"recommend: kinds must be among {ITEM_KINDS} and k >= 1")
+        check_request(k, kinds)
         cold = user not in self.known_users
         if self.sessions.peek(user, now) is None:
             # Without a session the ranking is the same for every viewer: rank once per

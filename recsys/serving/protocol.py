@@ -42,6 +42,13 @@ class Recommendation:
     items: list[RecommendedItem] = field(default_factory=list)
 
 
+def check_request(k: int, kinds: Sequence[str]) -> None:
+    """The arguments every ``RecommenderService.recommend`` accepts."""
+    unknown = [kind for kind in kinds if kind not in ITEM_KINDS]
+    if unknown or k < 1:
+        raise ValueError(f"recommend: kinds must be among {ITEM_KINDS} and k >= 1")
+
+
 class RecommenderService(ABC):
     """A recommender behind the HTTP service; implementations must be thread-safe."""
 

@@ -46,7 +46,13 @@ from recsys.ranking.store import SessionStore
 from recsys.retrieval import LiveRetriever
 from recsys.serving.fallback import Boosts, PopularityLiveService, session_reasons
 from recsys.serving.live import LiveCatalog
-from recsys.serving.protocol import ITEM_KINDS, Recommendation, RecommendedItem, RecommenderService
+from recsys.serving.protocol import (
+    ITEM_KINDS,
+    Recommendation,
+    RecommendedItem,
+    RecommenderService,
+    check_request,
+)
 
 HEAD = {"room": "streamer", "product": "product"}
 
@@ -99,9 +105,7 @@ class TrainedLiveService(RecommenderService):
     def recommend(
         self, user: int, now: int, k: int, kinds: Sequence[str] = ITEM_KINDS
     ) -> Recommendation:
-        unknown = [kind for kind in kinds if kind not in ITEM_KINDS]
-        if unknown or k < 1:
-            raise ValueError(f"recommend: kinds must be among {ITEM_KINDS} and k >= 1")
+        check_request(k, kinds)
         code = int(self.vocabs["user"].encode(np.array([user], dtype=np.int64))[0])
         if code < 2:
             return self.fallback.recommend(user, now, k, kinds)
