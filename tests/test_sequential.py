@@ -326,6 +326,34 @@ def test_every_loss_trains_the_model(name, repeat_bonus):
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
 
 
+def test_lagged_targets_add_a_weighted_second_loss():
+    model = _model(dropout=0.0)
+    batch = _batch([[0, 2, 5, 7, 9, 11], [0, 0, 3, 4, 5, 6]])
+    nxt = torch.tensor([[0, 5, 7, 9, 11, 13], [0, 0, 4, 5, 6, 7]])
+    lag = torch.tensor([[0, 9, 9, 13, 0, 0], [0, 0, 6, 6, 7, 0]])
+    batch.targets, batch.lagged = {"product": nxt}, {"product": lag}
+
+    def loss(weight, targets=None):
+        task = SequentialTask(LossConfig(lag_loss_weight=weight), n_entities=model.tables.sizes)
+        if targets is not None:
+            batch_only = _batch(batch.entity.tolist())
+            batch_only.targets = {"product": targets}
+            return task(model, batch_only, torch.Generator())
+        return task(model, batch, torch.Generator())
+
+    plain, _ = loss(0.0, nxt)
+    lagged, _ = loss(0.0, lag)
+    off, parts = loss(0.0)
+    assert off.item() == plain.item() and set(parts) == {"product"}
+    both, parts = loss(0.5)
+    assert both.item() == pytest.approx(plain.item() + 0.5 * lagged.item(), rel=1e-6)
+    assert parts["product@lag"].item() == pytest.approx(lagged.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="lag_loss_weight"):
+        SequentialRecommender(loss=LossConfig(lag_loss_weight=1.0))
+    with pytest.raises(ValueError, match="invalid LossConfig"):
+        LossConfig(lag_loss_weight=-1.0)
+
+
 def test_loss_config_rejects_unknown_names():
     with pytest.raises(ValueError, match="loss must be"):
         LossConfig(name="softmax")
@@ -425,6 +453,13 @@ def test_lagged_targets_are_the_first_fresh_choice_at_least_the_lag_later():
     w = training_windows(log, maxlen=3, heads=heads, target_lag_s=500, every_target=True)
     assert w.targets["product"].tolist() == [[4, 5, 5], [4, 4, 4]]
     assert w.targets["streamer"].tolist() == [[8, 0, 0], [8, 8, 8]]
+    # keep_next: the next targets stay, the lagged ones come as second targets.
+    both = training_windows(log, maxlen=6, heads=heads, target_lag_s=500, keep_next=True)
+    plain = training_windows(log, maxlen=6, heads=heads)
+    assert both.users.tolist() == [0, 1]  # user 0 has next targets, no lagged ones
+    assert np.array_equal(both.targets["product"], plain.targets["product"])
+    assert both.lagged["product"].tolist() == [[0] * 6, [4, 4, 4, 4, 5, 5]]
+    assert both.lagged_time["product"][1].tolist() == [1010] * 4 + [5000] * 2
     with pytest.raises(ValueError, match="target_lag_s"):
         SequentialRecommender(targets="future", target_lag_s=60)
     with pytest.raises(ValueError, match="random_target_lag"):
@@ -503,14 +538,17 @@ def test_full_ce_over_allowed_items_equals_a_smaller_softmax():
     assert got == pytest.approx(-math.log(math.e / (math.e + math.exp(0.5))), rel=1e-6)
 
 
-def test_live_training_runs_on_a_world(tiny_world):
+@pytest.mark.parametrize(("lag_loss_weight", "target_lag_s"), [(0.0, 0.0), (1.0, 3600.0)])
+def test_live_training_runs_on_a_world(tiny_world, lag_loss_weight, target_lag_s):
     context = world_context(tiny_world)
     split = live_time_split(tiny_world, target="product")
     rec = SequentialRecommender(
         model=SequentialConfig(maxlen=20, dim=16, repeat_bonus=True),
+        loss=LossConfig(lag_loss_weight=lag_loss_weight),
         trainer=TrainerConfig(max_epochs=1, batch_size=64, progress=False),
         context=context,
         live_training=True,
+        target_lag_s=target_lag_s,
     )
     rec.fit(split.train)
     assert np.isfinite(rec.fit_result.history[-1]["train/loss"])

@@ -2,8 +2,8 @@
 
 A grid point is a flat dict of hyperparameters; each key is routed to the config that has it:
 the architecture (``SequentialConfig``: ``dim``, ``dropout``, ``maxlen`` ...), the loss
-(``loss`` = the loss name, ``n_negatives``, ``gbce_t`` ...), the trainer (``lr``,
-``max_epochs``, ``patience``, ``device`` ...) or the recommender (``windows``,
+(``loss`` = the loss name, ``n_negatives``, ``gbce_t``, ``lag_loss_weight`` ...), the trainer
+(``lr``, ``max_epochs``, ``patience``, ``device`` ...) or the recommender (``windows``,
 ``targets``, ``target_lag_s``, ``side_features``). Early stopping validates on the benchmark
 split's validation targets under the benchmark's protocol. On a synthetic world the model reads the
 world's full token streams (room entries and product actions) and predicts the split's target

@@ -7,8 +7,8 @@ are the input, and each head's target at a slot is the next token of that head's
 Only fresh choices are targets (``TokenLog.first_in_visit``): the cart and purchase that follow a
 click of the same product in the same room visit are inputs, not extra targets, as evaluation
 counts them once. With a target lag, a slot's target is instead the first fresh token of the
-head's kind at least that many seconds later (``lagged_next``). Every construction is vectorised
-over users.
+head's kind at least that many seconds later (``lagged_next``), or, keeping the next one, a
+second target of the slot (``lagged``). Every construction is vectorised over users.
 """
 
 from __future__ import annotations
@@ -36,12 +36,18 @@ class SequenceBatch:
     targets: dict[str, torch.Tensor] = field(default_factory=dict)
     # Per head, (N, n_entities) bool: what was live at each real target (row-major slot order).
     candidates: dict[str, torch.Tensor] = field(default_factory=dict)
+    # Optional second targets per head (B, L): the lagged ones, next to the next ones.
+    lagged: dict[str, torch.Tensor] = field(default_factory=dict)
+    lagged_candidates: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> SequenceBatch:
         move = {f: getattr(self, f).to(device, non_blocking=non_blocking) for f in INPUT_FIELDS}
-        targets = {h: t.to(device, non_blocking=non_blocking) for h, t in self.targets.items()}
-        cands = {h: c.to(device, non_blocking=non_blocking) for h, c in self.candidates.items()}
-        return SequenceBatch(**move, targets=targets, candidates=cands)
+        maps = ("targets", "candidates", "lagged", "lagged_candidates")
+        for name in maps:
+            move[name] = {
+                h: t.to(device, non_blocking=non_blocking) for h, t in getattr(self, name).items()
+            }
+        return SequenceBatch(**move)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -189,6 +195,9 @@ class Windows:
     heads: dict[str, int] = field(default_factory=dict)  # head -> token kind
     lookahead: dict[str, np.ndarray] = field(default_factory=dict)
     target_time: dict[str, np.ndarray] = field(default_factory=dict)  # (U, L) per head
+    # Second, lagged targets kept next to the next ones (``keep_next``), and their times.
+    lagged: dict[str, np.ndarray] = field(default_factory=dict)
+    lagged_time: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.users)
@@ -203,6 +212,7 @@ def training_windows(
     every_target: bool = False,
     target_lag_s: int = 0,
     lag_seed: int | None = None,
+    keep_next: bool = False,
 ) -> Windows:
     """Windows of ``maxlen + 1`` tokens for users with at least one target.
 
@@ -213,7 +223,8 @@ def training_windows(
     fresh token of the head's kind at least that long after it (``lagged_next``, looked up in
     the whole stream, so it may lie beyond the window) instead of the next one; with a
     ``lag_seed``, each token's lag is drawn once, uniformly in [1, ``target_lag_s``] seconds, so
-    that targets from the same session through the following days all occur.
+    that targets from the same session through the following days all occur. ``keep_next``
+    keeps the next targets and returns the lagged ones as second targets (``Windows.lagged``).
     """
     lengths = log.lengths
     users = np.flatnonzero(lengths >= 2)
@@ -226,22 +237,26 @@ def training_windows(
     full = window_tokens(log, users, ends, maxlen + 1, n_gap_buckets, True)  # (U, L + 1) each
     target_kind, ts = full.pop("target_kind"), full.pop("ts")
     real = full["kind"][:, :-1] != PAD_KIND
+    if keep_next and target_lag_s <= 0:
+        raise ValueError("keep_next keeps the next targets next to lagged ones: set target_lag_s")
+    lagged, lagged_time = {}, {}
     if target_lag_s > 0:
         lags: int | np.ndarray = target_lag_s
         if lag_seed is not None:
             lags = np.random.default_rng([lag_seed, 3]).integers(1, target_lag_s + 1, len(log))
-        targets, times = _lagged_targets(log, users, ends, maxlen, heads, lags, real)
+        lagged, lagged_time = _lagged_targets(log, users, ends, maxlen, heads, lags, real)
+    if target_lag_s > 0 and not keep_next:
+        targets, times, lagged, lagged_time = lagged, lagged_time, {}, {}
     else:
         targets = {h: next_of_kind(target_kind, full["entity"], k, real) for h, k in heads.items()}
         times = {h: next_of_kind(target_kind, ts, k, real) for h, k in heads.items()}
     keep = np.zeros(len(users), dtype=bool)
-    for t in targets.values():
+    for t in (*targets.values(), *lagged.values()):
         keep |= (t > 0).any(axis=1)
     inputs = {f: a[keep, :-1] for f, a in full.items()}
     lookahead = {"kind": target_kind[keep], "entity": full["entity"][keep]}
-    targets = {h: t[keep] for h, t in targets.items()}
-    times = {h: t[keep] for h, t in times.items()}
-    return Windows(users[keep], inputs, targets, dict(heads), lookahead, times)
+    cut = [{h: t[keep] for h, t in d.items()} for d in (targets, times, lagged, lagged_time)]
+    return Windows(users[keep], inputs, cut[0], dict(heads), lookahead, cut[1], cut[2], cut[3])
 
 
 def _lagged_targets(
@@ -292,12 +307,8 @@ class WindowDataset:
             raise ValueError(f"targets must be one of {TARGETS}, got {targets!r}")
         if live and targets != "next":
             raise ValueError("live candidate sets need targets='next' (their times are known)")
-        self.live = {
-            h: LiveCandidates.build(
-                intervals, windows.target_time[h], windows.targets[h] > 0, n_entities[h]
-            )
-            for h, intervals in (live or {}).items()
-        }
+        self.live = _live_sets(live, windows.targets, windows.target_time, n_entities)
+        self.lagged_live = _live_sets(live, windows.lagged, windows.lagged_time, n_entities)
         self.mode, self.heads, self.lookahead = targets, windows.heads, windows.lookahead
         self.users = windows.users
         self.inputs = {
@@ -305,6 +316,9 @@ class WindowDataset:
         }
         self.targets = {
             h: torch.from_numpy(np.ascontiguousarray(t)) for h, t in windows.targets.items()
+        }
+        self.lagged = {
+            h: torch.from_numpy(np.ascontiguousarray(t)) for h, t in windows.lagged.items()
         }
         self.lengths = (self.inputs["kind"] != PAD_KIND).sum(dim=1)  # (U,)
         self.n_targets = sum(int((t > 0).sum()) for t in self.targets.values())
@@ -353,12 +367,14 @@ class WindowDataset:
                 targets[h] = torch.from_numpy(picked[:, cols])
         else:
             targets = {h: t[rows, cols] for h, t in self.targets.items()}
-        candidates = {}
-        for h, live in self.live.items():
-            real = (targets[h] > 0).numpy()
-            set_rows = live.row[rows.numpy()][:, cols][real]  # (N,) row-major, as the loss
-            candidates[h] = live.mask(set_rows, targets[h].numpy()[real])
-        return SequenceBatch(**inputs, targets=targets, candidates=candidates)
+        lagged = {h: t[rows, cols] for h, t in self.lagged.items()}
+        return SequenceBatch(
+            **inputs,
+            targets=targets,
+            candidates=_masks(self.live, targets, rows, cols),
+            lagged=lagged,
+            lagged_candidates=_masks(self.lagged_live, lagged, rows, cols),
+        )
 
     def epoch(
         self, *, batch_size: int, seed: int, epoch: int, start_step: int = 0, bucket_pool: int = 0
@@ -374,6 +390,35 @@ class WindowDataset:
         for step in range(start_step, self.n_batches(batch_size)):
             rng = np.random.default_rng([seed, epoch, step, 2]) if self.mode != "next" else None
             yield self.batch(order[step * batch_size : (step + 1) * batch_size], rng)
+
+
+def _live_sets(
+    live: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None,
+    targets: Mapping[str, np.ndarray],
+    times: Mapping[str, np.ndarray],
+    n_entities: Mapping[str, int] | None,
+) -> dict[str, LiveCandidates]:
+    """Per head with targets, the live sets at each real target's time."""
+    return {
+        h: LiveCandidates.build(intervals, times[h], targets[h] > 0, n_entities[h])
+        for h, intervals in (live or {}).items()
+        if h in targets
+    }
+
+
+def _masks(
+    live: Mapping[str, LiveCandidates],
+    targets: Mapping[str, torch.Tensor],
+    rows: torch.Tensor,
+    cols: slice,
+) -> dict[str, torch.Tensor]:
+    """Per head, the (N, n_entities) live mask of each real target of the batch."""
+    out = {}
+    for h, sets in live.items():
+        real = (targets[h] > 0).numpy()
+        set_rows = sets.row[rows.numpy()][:, cols][real]  # (N,) row-major, as the loss
+        out[h] = sets.mask(set_rows, targets[h].numpy()[real])
+    return out
 
 
 def scoring_batch(

@@ -83,6 +83,8 @@ class SequentialRecommender(Recommender):
             )
         if random_target_lag and target_lag_s <= 0:
             raise ValueError("random_target_lag draws lags up to target_lag_s: set it > 0")
+        if self.loss.lag_loss_weight > 0 and target_lag_s <= 0:
+            raise ValueError("loss.lag_loss_weight trains on lagged targets: set target_lag_s > 0")
         self.windows, self.targets, self.live_training = windows, targets, live_training
         # Train each slot on the first choice at least this long after it: a scored history
         # ends some time before the choices it is scored on (0: the next choice).
@@ -154,6 +156,8 @@ class SequentialRecommender(Recommender):
             every_target=self.windows == "all",
             target_lag_s=int(self.target_lag_s),
             lag_seed=self.trainer.seed if self.random_target_lag else None,
+            # A weighted lagged-target loss: the lagged targets join the next ones.
+            keep_next=self.loss.lag_loss_weight > 0,
         )
         if len(windows) == 0:
             raise ValueError("sasrec: no user has two or more training tokens")
@@ -252,6 +256,7 @@ class SequentialRecommender(Recommender):
             "targets": self.targets,
             "live_training": self.live_training,
             "target_lag_s": self.target_lag_s,
+            "lag_loss_weight": self.loss.lag_loss_weight,
             "random_target_lag": self.random_target_lag,
             "lr": self.trainer.lr,
             "batch_size": self.trainer.batch_size,

@@ -43,13 +43,15 @@ class LossConfig:
     sampler_alpha: float = 0.75
     gbce_t: float = 0.75  # gbce calibration: 0 = plain BCE, 1 = fully calibrated
     room_weight: float = 1.0  # weight of the next-room head's loss next to next-product
+    # > 0: each slot also trains on its lagged target (``SequenceBatch.lagged``), this weighted.
+    lag_loss_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.name not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.name!r}")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
-        if self.n_negatives < 1 or not 0.0 <= self.gbce_t <= 1.0:
+        if self.n_negatives < 1 or not 0.0 <= self.gbce_t <= 1.0 or self.lag_loss_weight < 0:
             raise ValueError(f"invalid LossConfig: {self}")
 
 
@@ -234,17 +236,40 @@ class SequentialTask(nn.Module):
     def forward(
         self, model: nn.Module, batch: SequenceBatch, generator: torch.Generator
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """(total loss, per-head loss values) of one batch."""
+        """(total loss, per-head loss values) of one batch: the next targets' loss plus
+        ``lag_loss_weight`` times the lagged targets' (parts ``<head>@lag``)."""
         hidden = model(batch)  # (B, L, dim)
+        total, parts = self.targets_loss(
+            model, batch, hidden, batch.targets, batch.candidates, generator
+        )
+        w = self.config.lag_loss_weight
+        if w > 0 and batch.lagged:
+            lagged, lag_parts = self.targets_loss(
+                model, batch, hidden, batch.lagged, batch.lagged_candidates, generator
+            )
+            total = total + w * lagged
+            parts.update({f"{h}@lag": v for h, v in lag_parts.items()})
+        return total, parts
+
+    def targets_loss(
+        self,
+        model: nn.Module,
+        batch: SequenceBatch,
+        hidden: torch.Tensor,
+        targets: Mapping[str, torch.Tensor],
+        candidates: Mapping[str, torch.Tensor],
+        generator: torch.Generator,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The heads' losses summed (room head weighted) for one set of (B, L) targets."""
         total = hidden.new_zeros((), dtype=torch.float32)
         parts: dict[str, torch.Tensor] = {}
-        for head, target in batch.targets.items():
+        for head, target in targets.items():
             real = target > 0  # (B, L)
             if not bool(real.any()):
                 continue
             h, t = hidden[real], target[real]  # (N, dim), (N,)
             bonus = model.repeats(batch, hidden, real, head)
-            allowed = batch.candidates.get(head)
+            allowed = candidates.get(head)
             loss = self.head_loss(h, model.head_weight(head), t, head, generator, bonus, allowed)
             parts[head] = loss.detach()
             total = total + (self.config.room_weight if head == "streamer" else 1.0) * loss
