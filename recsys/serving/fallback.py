@@ -15,7 +15,7 @@ where it scores best. Viewers missing from the users table are flagged ``cold_st
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +27,7 @@ from recsys.ranking.features import Candidates, candidate_category_price
 from recsys.ranking.lookup import ItemLookup
 from recsys.ranking.session import SessionConfig
 from recsys.ranking.store import SessionStore
-from recsys.serving.live import LiveCatalog
+from recsys.serving.live import LiveCatalog, LiveRooms
 from recsys.serving.popularity import DecayedPopularity
 from recsys.serving.protocol import (
     ITEM_KINDS,
@@ -53,6 +53,15 @@ class Boosts:
     coupon: float = 2.0
     on_show: float = 0.5
     bought: float = -3.0
+
+    def room(self, x: np.ndarray) -> np.ndarray:
+        """(R,) boost of each live room from its (R, F) session features."""
+        return (
+            self.category * x[:, F["category_share"]]
+            + self.affinity * np.log1p(x[:, F["room_affinity"]])
+            + self.followed * x[:, F["followed"]]
+            + self.in_room * x[:, F["in_room"]]
+        )
 
 
 def session_reasons(
@@ -144,7 +153,7 @@ class PopularityLiveService(RecommenderService):
     def _rank(self, user: int, now: int, k: int, kinds: Sequence[str]) -> list[RecommendedItem]:
         items: list[RecommendedItem] = []
         if "room" in kinds:
-            items += self._rank_rooms(user, now, k)
+            items += self.rank_rooms(user, now, k)
         if "product" in kinds:
             items += self._rank_products(user, now, k)
         return items
@@ -164,18 +173,18 @@ class PopularityLiveService(RecommenderService):
             "known_users": len(self.known_users),
         }
 
-    def _rank_rooms(self, user: int, now: int, k: int) -> list[RecommendedItem]:
+    def rank_rooms(
+        self, user: int, now: int, k: int, base: Callable[[LiveRooms], np.ndarray] | None = None
+    ) -> list[RecommendedItem]:
+        """The top ``k`` live rooms by ``base`` (default: log(1 + recent popularity)) plus the
+        session boosts."""
         rooms = self.live.rooms(now)
+        if len(rooms.streamer) == 0:
+            return []
         cands = Candidates.rooms(rooms.streamer, rooms.session)
         x = self.sessions.features(user, cands, now)
-        b = self.boosts
         pop = self.popularity.values("room", rooms.streamer, now)
-        score = (
-            np.log1p(pop)
-            + b.category * x[:, F["category_share"]]
-            + b.affinity * np.log1p(x[:, F["room_affinity"]])
-            + b.followed * x[:, F["followed"]]
-        )
+        score = (np.log1p(pop) if base is None else base(rooms)) + self.boosts.room(x)
         top = np.lexsort((rooms.streamer, -score))[:k]
         on_show = np.zeros(len(score), dtype=bool)
         return self._items("room", cands, rooms.streamer, score, x, pop, on_show, top)

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
-
+from recsys.data.datasets import world_folder
 from recsys.data.live import availability_intervals
+from recsys.data.synthetic.truth import read_coupon_drops
 from recsys.data.tables import LiveCommerceTables
 from recsys.ranking.candidate_features import CandidateFeaturizer
 from recsys.ranking.ranker import Ranker
@@ -27,23 +27,7 @@ from recsys.retrieval import CandidateIndex, LiveRetriever, LiveSchedule
 from recsys.serving.fallback import PopularityLiveService
 from recsys.serving.live import LiveCatalog
 from recsys.serving.trained import FlowConfig, TrainedLiveService
-from recsys.training.data import DataConfig
 from recsys.training.restore import restore
-
-
-def world_folder(data: DataConfig) -> Path | None:
-    """The folder of a synthetic world the run trained on (None for public datasets)."""
-    from recsys.data.datasets import SYNTHETIC_PREFIX, ensure_world
-
-    if not data.name.startswith(SYNTHETIC_PREFIX):
-        return None
-    return ensure_world(data.name[len(SYNTHETIC_PREFIX) :], data.world_seed, data.cache_dir)
-
-
-def coupon_drops(folder: Path | None) -> pd.DataFrame | None:
-    """The platform's coupon drop schedule of a synthetic world, when it has one."""
-    path = folder / "truth" / "coupon_drops.parquet" if folder is not None else None
-    return pd.read_parquet(path) if path is not None and path.is_file() else None
 
 
 def load_ranker(path: str | Path | None) -> Ranker:
@@ -98,7 +82,9 @@ def load_trained_service(
         session_config=session_config,
         popularity_half_life_s=popularity_half_life_s,
     )
-    drops = coupon_drops(world_folder(restored.data_config))
+    data = restored.data_config
+    folder = world_folder(data.name, data.world_seed, data.cache_dir)
+    drops = read_coupon_drops(folder) if folder is not None else None
     main_ranker = load_ranker(ranker)
     return TrainedLiveService(
         two_tower=restored.recommender,

@@ -11,8 +11,8 @@ For a known viewer at ``now``::
               or blend) -> top-k, a product offered once from its best shelf, with reason codes.
     rooms:    every live room scored by the two-tower room head, its tower reading the product
               each room presents (what a room is changes minute by minute, so room vectors
-              are recomputed once per minute of the clock), plus the session boosts of the
-              fallback.
+              are recomputed once per minute of the clock), plus the fallback's session boosts
+              (``Boosts.room``).
 
 A viewer the model has never seen gets the ``PopularityLiveService`` ranking, flagged
 ``cold_start``. The learned ranker is trained on impressions shown to viewers who just
@@ -39,13 +39,12 @@ from recsys.data.vocab import Vocab
 from recsys.models.two_tower_recommender import TwoTowerRecommender
 from recsys.ranking.candidate_features import CandidateFeaturizer
 from recsys.ranking.events import SessionEvent
-from recsys.ranking.features import FEATURE_INDEX as F
 from recsys.ranking.features import Candidates
 from recsys.ranking.ranker import Ranker
 from recsys.ranking.store import SessionStore
 from recsys.retrieval import LiveRetriever
-from recsys.serving.fallback import Boosts, PopularityLiveService, session_reasons
-from recsys.serving.live import LiveCatalog
+from recsys.serving.fallback import PopularityLiveService
+from recsys.serving.live import LiveCatalog, LiveRooms
 from recsys.serving.protocol import (
     ITEM_KINDS,
     Recommendation,
@@ -61,7 +60,6 @@ HEAD = {"room": "streamer", "product": "product"}
 class FlowConfig:
     n_candidates: int = 500  # products retrieved per request, then ranked
     strategy: str = "auto"  # LiveRetriever strategy
-    room_boosts: Boosts = Boosts()
 
     def __post_init__(self) -> None:
         if self.n_candidates < 1:
@@ -217,35 +215,9 @@ class TrainedLiveService(RecommenderService):
         return cached[1]
 
     def _rank_rooms(self, user: int, batch, q, now: int, k: int) -> list[RecommendedItem]:
-        rooms = self.catalog.rooms(now)
-        if len(rooms.streamer) == 0:
-            return []
-        codes = self.vocabs["streamer"].encode(rooms.streamer)
-        bonus = self.rooms_tt.request_bonus(batch, codes)[0]
-        tt_score = self.room_vectors(now)[codes] @ q + bonus
-        cands = Candidates.rooms(rooms.streamer, rooms.session)
-        x = self.sessions.features(user, cands, now)
-        b = self.config.room_boosts
-        score = (
-            tt_score
-            + b.category * x[:, F["category_share"]]
-            + b.affinity * np.log1p(x[:, F["room_affinity"]])
-            + b.followed * x[:, F["followed"]]
-            + b.in_room * x[:, F["in_room"]]
-        )
-        top = np.lexsort((rooms.streamer, -score))[:k]
-        names = self.fallback.lookup.categories
-        category = self.fallback.lookup.streamers(rooms.streamer[top])
-        return [
-            RecommendedItem(
-                kind="room",
-                id=int(rooms.streamer[i]),
-                score=float(score[i]),
-                reasons=session_reasons(
-                    "room", x[i], names[c] if c >= 0 else None, on_show=False, popular=False
-                ),
-                streamer=int(rooms.streamer[i]),
-                session=int(rooms.session[i]),
-            )
-            for i, c in zip(top.tolist(), category.tolist(), strict=True)
-        ]
+        def two_tower(rooms: LiveRooms) -> np.ndarray:
+            codes = self.vocabs["streamer"].encode(rooms.streamer)
+            bonus = self.rooms_tt.request_bonus(batch, codes)[0]
+            return self.room_vectors(now)[codes] @ q + bonus
+
+        return self.fallback.rank_rooms(user, now, k, base=two_tower)
