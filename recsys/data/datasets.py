@@ -208,6 +208,13 @@ def world_cache_dir(preset: str, seed: int, cache_dir: str | Path | None = None)
     return Path(root) / f"{preset}-{seed}"
 
 
+def world_folder(name: str, seed: int = 0, cache_dir: str | Path | None = None) -> Path | None:
+    """The folder of dataset ``name`` when it is a synthetic world (generated when missing);
+    None for public datasets."""
+    spec = dataset_spec(name)
+    return ensure_world(spec.preset, seed, cache_dir) if spec.format == "synthetic" else None
+
+
 def ensure_world(preset: str, seed: int, cache_dir: str | Path | None = None) -> Path:
     """The folder of a simulated world, generating it first when no manifest is there."""
     folder = world_cache_dir(preset, seed, cache_dir)

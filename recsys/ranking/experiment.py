@@ -42,6 +42,7 @@ from recsys.data.splits import time_cutoffs
 from recsys.data.synthetic.config import SECONDS_PER_DAY
 from recsys.data.synthetic.impressions import ImpressionLog, impression_log
 from recsys.data.synthetic.response import WorldTruth
+from recsys.data.synthetic.truth import read_coupon_drops
 from recsys.data.tables import LiveCommerceTables, load_tables, read_manifest
 from recsys.ranking.candidate_features import FEATURE_NAMES, CandidateFeaturizer
 from recsys.ranking.offline_eval import (
@@ -83,8 +84,8 @@ class RankWorld:
     checkpoint: str | None = None
 
     @property
-    def coupon_drops(self) -> pd.DataFrame:
-        return pd.read_parquet(self.folder / "truth" / "coupon_drops.parquet")
+    def coupon_drops(self) -> pd.DataFrame | None:
+        return read_coupon_drops(self.folder)
 
 
 def _world(name, folder, tables, valid_ts, test_ts, **kwargs) -> RankWorld:
@@ -97,14 +98,14 @@ def world_from_checkpoint(
     checkpoint: str | Path, *, data_dir: str | None = None, cache_dir: str | None = None
 ) -> RankWorld:
     """The world a two-tower run trained on, its split times and the restored model."""
-    from recsys.data.datasets import dataset_spec, ensure_world
+    from recsys.data.datasets import world_folder
     from recsys.training.restore import restore
 
     restored = restore(checkpoint, data_dir=data_dir, cache_dir=cache_dir)
     cfg, data = restored.data_config, restored.data
     if data.tables is None:
         raise ValueError(f"{restored.path}: trained on {cfg.name!r}, not a synthetic world")
-    folder = ensure_world(dataset_spec(cfg.name).preset, cfg.world_seed, cfg.cache_dir)
+    folder = world_folder(cfg.name, cfg.world_seed, cfg.cache_dir)
     meta = data.train_split.meta
     return _world(cfg.name, folder, data.tables, meta["valid_ts"], meta["test_ts"],
                   two_tower=restored.recommender.for_head("product"),
@@ -120,9 +121,11 @@ def world_by_name(
     test_frac: float = 0.1,
 ) -> RankWorld:
     """A world without a two-tower; split times as ``live_time_split`` would place them."""
-    from recsys.data.datasets import dataset_spec, ensure_world
+    from recsys.data.datasets import world_folder
 
-    folder = ensure_world(dataset_spec(name).preset, seed, cache_dir)
+    folder = world_folder(name, seed, cache_dir)
+    if folder is None:
+        raise ValueError(f"{name!r} is not a synthetic world: the ranker trains on impressions")
     tables = load_tables(folder)
     valid_ts, test_ts = time_cutoffs(target_events(tables, "product").inter.ts, valid_frac,
                                      test_frac)  # fmt: skip

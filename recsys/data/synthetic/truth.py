@@ -244,3 +244,10 @@ def write_truth(tables: dict[str, pd.DataFrame], out_dir: Path) -> dict[str, int
         )
         write_table(df, out_dir / f"{name}.parquet", TableSchema(f"truth/{name}", columns))
     return {name: len(df) for name, df in tables.items()}
+
+
+def read_coupon_drops(folder: str | Path) -> pd.DataFrame | None:
+    """The platform's coupon drop schedule written with a world (None when the folder has
+    none, e.g. a world from elsewhere)."""
+    path = Path(folder) / "truth" / "coupon_drops.parquet"
+    return pd.read_parquet(path) if path.is_file() else None
