@@ -33,10 +33,9 @@ def tiny_world(tiny_world_dir):
 
 def compose_config(name: str, overrides: list[str]):
     """A shipped Hydra config (``recsys/conf/<name>.yaml``) with overrides."""
-    from hydra import compose, initialize_config_module
+    from recsys.cli.pipeline import compose_job
 
-    with initialize_config_module(version_base="1.3", config_module="recsys.conf"):
-        return compose(config_name=name, overrides=overrides)
+    return compose_job(name, overrides)
 
 
 @pytest.fixture(scope="module")

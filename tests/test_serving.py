@@ -20,20 +20,6 @@ UNKNOWN_USER = 12345  # pseudonyms are 63-bit hashes: this small id is in no use
 
 
 @pytest.fixture(scope="module")
-def world_dir(tmp_path_factory):
-    from recsys.data.datasets import ensure_world
-
-    return ensure_world("tiny", 0, tmp_path_factory.mktemp("worlds"))
-
-
-@pytest.fixture(scope="module")
-def tiny_world(world_dir):
-    from recsys.data.tables import load_tables
-
-    return load_tables(world_dir)
-
-
-@pytest.fixture(scope="module")
 def busy_now(tiny_world) -> int:
     """Half an hour into the session start with the most rooms on air."""
     s = tiny_world.live_sessions
@@ -229,13 +215,13 @@ def test_bulk_popularity_equals_event_by_event(tiny_world):
     assert bulk.values("room", streamers, now).sum() > 0
 
 
-def test_serve_config_builds_a_working_app(world_dir, tiny_world):
+def test_serve_config_builds_a_working_app(tiny_world_dir, tiny_world):
     from hydra import compose, initialize_config_module
 
     from recsys.cli.serve import build_app
 
     with initialize_config_module(version_base="1.3", config_module="recsys.conf"):
-        cfg = compose(config_name="serve", overrides=[f"world.data_dir={world_dir}"])
+        cfg = compose(config_name="serve", overrides=[f"world.data_dir={tiny_world_dir}"])
         bad = compose(config_name="serve", overrides=["checkpoint=model.pt"])
     client = TestClient(build_app(cfg))
     body = client.get("/healthz").json()
