@@ -126,7 +126,11 @@ PRESETS: dict[str, SimConfig] = {
     ),
     # A week over a 100k-product catalogue, for retrieval and serving at catalogue scale.
     "catalog100k": SimConfig(
-        preset="catalog100k", n_users=24_000, n_streamers=4_000, n_products=100_000,
-        n_days=7, catalogue_size=40,
-    ),  # fmt: skip
+        preset="catalog100k",
+        n_users=24_000,
+        n_streamers=4_000,
+        n_products=100_000,
+        n_days=7,
+        catalogue_size=40,
+    ),
 }
