@@ -12,17 +12,10 @@ import torch.nn.functional as F
 from recsys.data.interactions import Interactions, UserSequences
 from recsys.data.live import live_time_split
 from recsys.data.live_candidates import LiveCandidates
+from recsys.data.targets import future_of_kind, next_of_kind, next_visit
 from recsys.data.tokens import ACTION_CODE, PRODUCT, ROOM, TokenLog, world_context
 from recsys.data.vocab import Vocab
-from recsys.data.windows import (
-    WindowDataset,
-    future_of_kind,
-    last_tokens,
-    next_of_kind,
-    next_visit,
-    scoring_batch,
-    training_windows,
-)
+from recsys.data.windows import WindowDataset, last_tokens, scoring_batch, training_windows
 from recsys.evaluation import evaluate
 from recsys.models.embeddings import EntityTables
 from recsys.models.sequential import RepeatScores, SequentialConfig, SequentialModel
@@ -301,6 +294,21 @@ def test_repeat_bonus_only_sees_earlier_slots():
     plain = model(batch)[:, -1] @ model.head_weight("product").t()
     boosted = (scores - plain)[0]
     assert set(torch.nonzero(boosted.abs() > 1e-6).flatten().tolist()) == {4, 5, 7, 9}
+
+
+@pytest.mark.parametrize("repeat_bonus", [False, True])
+def test_scores_stay_float32_under_mixed_precision(repeat_bonus):
+    # Validation runs under the trainer's bfloat16 autocast (on CUDA); CPU autocast is the same
+    # mechanism.
+    torch.manual_seed(0)
+    model = _model(dropout=0.0, repeat_bonus=repeat_bonus).eval()
+    batch = _batch([[0, 4, 5, 4, 9, 7]])
+    with torch.no_grad():
+        plain = model.score_last(batch, "product")
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            mixed = model.score_last(batch, "product")
+    assert mixed.dtype == torch.float32
+    assert torch.allclose(mixed, plain, atol=0.05)
 
 
 @pytest.mark.parametrize("repeat_bonus", [False, True])

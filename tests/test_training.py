@@ -176,8 +176,10 @@ def test_a_run_killed_mid_epoch_resumes_to_identical_metrics(tmp_path, world_cac
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_training_runs_on_cuda(tmp_path, world_cache):
-    overrides = _tiny_overrides(tmp_path / "run", world_cache) + ["trainer.device=cuda"]
+@pytest.mark.parametrize("model", ["sasrec", "two_tower"])
+def test_training_runs_on_cuda(tmp_path, world_cache, model):
+    overrides = _tiny_overrides(tmp_path / "run", world_cache, model=model)
+    overrides.append("trainer.device=cuda")
     metrics = train(_compose("train", overrides))
     assert np.isfinite(metrics["test/product/live/ndcg@10"])
     ckpt = load_checkpoint(tmp_path / "run" / BEST)

@@ -146,6 +146,20 @@ def test_score_is_the_inner_product_plus_the_sparse_bonus():
     assert torch.allclose(scores, dense + model.dense_bonus(batch, "product"), atol=1e-5)
 
 
+def test_scores_stay_float32_under_mixed_precision():
+    # Validation runs under the trainer's bfloat16 autocast (on CUDA); CPU autocast is the same
+    # mechanism.
+    torch.manual_seed(0)
+    model = _tiny_model()
+    batch = _batch([[2, 3, 4], [0, 6, 6]])
+    with torch.no_grad():
+        plain = model.score_all(batch, "product")
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            mixed = model.score_all(batch, "product")
+    assert mixed.dtype == torch.float32
+    assert torch.allclose(mixed, plain, atol=0.02 * plain.abs().max().item())
+
+
 # -- the loss ---------------------------------------------------------------------------------
 
 

@@ -316,12 +316,15 @@ class SequentialModel(nn.Module):
     def score_last(self, batch: SequenceBatch, head: str) -> torch.Tensor:
         """(B, n_entities) float32 scores of every entity after each user's latest token."""
         hidden = self(batch)  # (B, L, dim)
-        last = hidden[:, -1].float()  # (B, dim); windows are left-padded
-        scores = last @ self.head_weight(head).float().t()
-        query = torch.zeros(batch.kind.shape, dtype=torch.bool, device=last.device)
-        query[:, -1] = True
-        bonus = self.repeats(batch, hidden, query, head)
-        if bonus is None:
-            return scores
-        scale = self.repeat[head].score_scale
-        return replace(bonus, values=bonus.values * scale).add_to(scores)
+        # Mixed precision stops here (validation runs under autocast): bfloat16 scores would
+        # tie many items.
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            last = hidden[:, -1].float()  # (B, dim); windows are left-padded
+            scores = last @ self.head_weight(head).float().t()
+            query = torch.zeros(batch.kind.shape, dtype=torch.bool, device=last.device)
+            query[:, -1] = True
+            bonus = self.repeats(batch, hidden.float(), query, head)
+            if bonus is None:
+                return scores
+            scale = self.repeat[head].score_scale
+            return replace(bonus, values=bonus.values.float() * scale).add_to(scores)

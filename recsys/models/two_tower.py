@@ -400,6 +400,9 @@ class TwoTowerModel(nn.Module):
     ) -> torch.Tensor:
         """(B, n_entities) float32 scores of every entity of ``head``."""
         ids = torch.arange(self.n_entities(head), device=batch.user.device)
-        q = self.query(batch, head).float() / self.temperature.float()
-        scores = q @ self.candidates(head, ids, showing).float().t()
-        return scores + self.dense_bonus(batch, head)
+        q, c = self.query(batch, head), self.candidates(head, ids, showing)
+        # Mixed precision stops here (validation runs under autocast): bfloat16 scores would
+        # tie many items.
+        with torch.autocast(device_type=q.device.type, enabled=False):
+            scores = (q.float() / self.temperature.float()) @ c.float().t()
+            return scores + self.dense_bonus(batch, head)
