@@ -98,6 +98,7 @@ def train(cfg: DictConfig | Mapping) -> dict[str, float]:
             "train/best_value": fit.best_value,
             "train/epochs": fit.epochs,
             "train/seconds": round(fit.seconds, 3),
+            "train/train_seconds": round(fit.train_seconds, 3),
             "train/sequences_per_second": round(fit.sequences_per_second, 1),
         }
     )
