@@ -10,6 +10,7 @@ each viewer's session.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -53,18 +54,32 @@ def _clock(clock: DictConfig, tables):
     return ReplayClock(start, float(clock.speed)), start
 
 
+def limit_threads(n: int) -> None:
+    """Math threads of the process. Requests are served one at a time and each is small:
+    extra threads only spin next to the one doing the work, on the cores the event loop and
+    clients need."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from recsys.retrieval import set_threads
+
+    torch.set_num_threads(n)
+    set_threads(n)
+    threadpool_limits(limits=n, user_api="blas")
+
+
 def build_app(cfg: DictConfig):
     """The FastAPI app the config describes (without starting a server)."""
-    import torch
-
     from recsys.ranking.session import SessionConfig
     from recsys.serving import create_app
 
-    torch.set_num_threads(int(cfg.torch_threads))
+    threads = int(cfg.threads)
+    limit_threads(threads)
     session = SessionConfig(**OmegaConf.to_container(cfg.session, resolve=True))
     service, clock, start = (_trained if cfg.checkpoint else _popularity)(cfg, session)
     log.info("serving from %s; %s", start, service.health(start))
-    return create_app(service, clock=clock)
+    # OpenMP thread counts are per thread: the worker sets its own.
+    return create_app(service, clock=clock, worker_init=partial(limit_threads, threads))
 
 
 def _popularity(cfg: DictConfig, session):

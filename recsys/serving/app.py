@@ -11,14 +11,22 @@ event type, a field the event type requires, an id out of int64 range, ``k`` out
 [1, 100], a user id that is not an integer) 422, each with ``messages`` naming the field.
 An unknown user is not an error: they get the recommender's cold-start ranking with
 ``cold_start: true``. Whatever fails inside is logged and answered with a 500 JSON body; the
-server keeps serving. Endpoints are plain functions (FastAPI runs them in its thread pool), so
-the recommender must be thread-safe, as ``RecommenderService`` requires.
+server keeps serving.
+
+Recommendations and event ingestion run one at a time on one worker thread, in arrival order,
+while the event loop parses, validates and answers. The work is Python and numpy under one
+interpreter lock: requests run side by side on a thread pool only take turns on it, and
+under load their switching (plus the math libraries' own threads) costs more CPU than the
+requests themselves, which is how a server at 80% load tips into overload.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from typing import Annotated, Literal
 
 from fastapi import FastAPI, Query, Request
@@ -74,10 +82,24 @@ def create_app(
     *,
     clock: Callable[[], int] | None = None,
     title: str = "recsys live recommendations",
+    worker_init: Callable[[], None] | None = None,
 ) -> FastAPI:
-    """The service around one recommender; ``clock`` gives "now" when a request names none."""
+    """The service around one recommender; ``clock`` gives "now" when a request names none;
+    ``worker_init`` runs first on the worker thread (e.g. to set its math thread counts)."""
     clock = clock or WallClock()
-    app = FastAPI(title=title)
+    worker = ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="recommender", initializer=worker_init
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        worker.shutdown(wait=True, cancel_futures=True)
+
+    async def on_worker(fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(worker, fn, *args)
+
+    app = FastAPI(title=title, lifespan=lifespan)
     app.state.recommender, app.state.clock = recommender, clock
     _install_error_handling(app)
 
@@ -87,11 +109,12 @@ def create_app(
         return {"status": "ok", "now": now, **recommender.health(now)}
 
     @app.post("/events", response_model=IngestOut)
-    def post_events(batch: EventBatch) -> IngestOut:
-        return IngestOut(accepted=recommender.ingest([e.to_event() for e in batch.events]))
+    async def post_events(batch: EventBatch) -> IngestOut:
+        events = [e.to_event() for e in batch.events]
+        return IngestOut(accepted=await on_worker(recommender.ingest, events))
 
     @app.get("/recommend", response_model=RecommendationOut)
-    def recommend(
+    async def recommend(
         user: Annotated[int, Query(ge=0, le=INT64_MAX, description="raw user id")],
         k: Annotated[int, Query(ge=1, le=K_MAX, description="items per kind")] = 10,
         now: Annotated[int | None, Query(ge=0, le=INT64_MAX, description="Unix seconds")] = None,
@@ -99,6 +122,7 @@ def create_app(
     ) -> RecommendationOut:
         kinds = ITEM_KINDS if kind == "all" else (kind,)
         at = clock() if now is None else now
-        return RecommendationOut.build(recommender.recommend(user, at, k, kinds), k)
+        answer = await on_worker(recommender.recommend, user, at, k, kinds)
+        return RecommendationOut.build(answer, k)
 
     return app
