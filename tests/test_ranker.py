@@ -32,6 +32,7 @@ from recsys.ranking.esmm_training import (
     fit_esmm,
     roc_auc,
 )
+from recsys.ranking.pairs import IdIndex, Pairs
 from recsys.tasks.esmm import ESMMTask, esmm_loss
 from recsys.training.trainer import TrainerConfig
 
@@ -209,6 +210,87 @@ def test_session_block_from_a_live_store_equals_the_replayed_one(world):
     np.testing.assert_allclose(online.values, featurizer.transform(pairs).values, atol=1e-5)
     with pytest.raises(ValueError, match="session features"):
         featurizer.transform(pairs, session=np.zeros((1, 3)))
+
+
+# ---------------------------------------------------------------- pairs as arrays
+
+
+def _one_viewer(tables: LiveCommerceTables) -> tuple[int, int, pd.DataFrame]:
+    """(user, ts, that viewer's live candidate pairs with a retrieval score, some unknown)."""
+    ts = int(tables.live_sessions["start_ts"].quantile(0.5)) + 1800
+    user = int(tables.events.loc[tables.events["ts"] < ts, "user_id"].iloc[-1])
+    requests = pd.DataFrame({"request_id": [0], "user_id": [user], "ts": [ts]})
+    pairs = live_candidates(tables.live_sessions, tables.showcase, requests).merge(requests)
+    score = np.where(np.arange(len(pairs)) % 3, np.linspace(-1.0, 2.0, len(pairs)), np.nan)
+    return user, ts, pairs.assign(retrieval_score=score)
+
+
+def test_pairs_from_a_frame_give_the_frame_features_exactly(world):
+    tables, _ = world
+    ts = int(tables.live_sessions["start_ts"].quantile(0.5)) + 1800
+    users = tables.events["user_id"].drop_duplicates().sample(10, random_state=1)
+    requests = pd.DataFrame({"request_id": np.arange(10), "user_id": users.to_numpy(), "ts": ts})
+    frame = live_candidates(tables.live_sessions, tables.showcase, requests).merge(requests)
+    frame["streamer_id"] = frame["streamer_id"].astype("Int64")
+    frame.loc[::4, "streamer_id"] = pd.NA  # a missing id counts as unknown on both paths
+    frame["sequential_score"] = np.where(np.arange(len(frame)) % 2, 0.25, np.nan)
+    frame.index = frame.index * 2 + 5  # rows are positional, whatever the index
+    assert len(frame) > 100
+    featurizer = CandidateFeaturizer(tables)
+    pairs = Pairs.from_frame(frame)
+    assert len(pairs) == len(frame) and pairs.retrieval_score is None
+    assert pairs.streamer_id[0] == -1 and pairs.streamer_id.dtype == np.int64
+    expected = featurizer.transform(frame)
+    np.testing.assert_array_equal(featurizer.transform(pairs).values, expected.values)
+    has = np.arange(len(frame)) % 2
+    np.testing.assert_array_equal(expected.column("has_sequential_score"), has)
+    with pytest.raises(ValueError, match=r"candidate pairs: missing columns \['ts'\]"):
+        Pairs.from_frame(frame.drop(columns="ts"))
+
+
+def test_pairs_of_one_request_equal_the_frame_form(world):
+    tables, _ = world
+    user, ts, frame = _one_viewer(tables)
+    ids = [frame[c].to_numpy() for c in ("product_id", "streamer_id", "session_id")]
+    pairs = Pairs.of_request(user, ts, *ids, retrieval_score=frame["retrieval_score"].to_numpy())
+    assert pairs.user_id.tolist() == [user] * len(frame) and set(pairs.ts.tolist()) == {ts}
+    columns = ["user_id", "ts", "product_id", "streamer_id", "session_id", "retrieval_score"]
+    pd.testing.assert_frame_equal(pairs.frame(), frame[columns])
+    featurizer = CandidateFeaturizer(tables)
+    session = np.linspace(0, 1, len(frame) * 17).reshape(len(frame), 17)  # (n, 17)
+    np.testing.assert_array_equal(
+        featurizer.transform(pairs, session=session).values,
+        featurizer.transform(frame, session=session).values,
+    )
+    np.testing.assert_array_equal(
+        featurizer.transform(pairs).values, featurizer.transform(frame).values
+    )
+    with pytest.raises(ValueError, match=r"retrieval_score has shape \(2,\)"):
+        Pairs.of_request(user, ts, *ids, retrieval_score=np.zeros(2))
+
+
+def test_unknown_product_in_request_pairs_names_its_row():
+    featurizer = CandidateFeaturizer(_hand_tables(PAST))
+    pairs = Pairs.of_request(1, 2000, [10, 11, 99], [7, 7, 7], [100, 100, 100])
+    with pytest.raises(ValueError, match="row 2: product_id 99 is not in table 'products'"):
+        featurizer.transform(pairs, session=np.zeros((3, 17)))
+    known = featurizer.transform(Pairs.of_request(1, 2000, [10], [7], [100]))
+    assert known.values.shape == (1, len(FEATURE_NAMES))
+
+
+def test_id_index_finds_exactly_what_a_pandas_index_finds():
+    rng = np.random.default_rng(0)
+    ids = rng.integers(-(2**62), 2**62, 1000)
+    queries = np.concatenate([rng.choice(ids, 300), rng.integers(0, 2**62, 50), [-1]])
+    index = IdIndex(ids, table="t", field="id")
+    np.testing.assert_array_equal(index.positions(queries), pd.Index(ids).get_indexer(queries))
+    assert len(index) == 1000 and index.positions(queries).dtype == np.int64
+    one = np.full(7, ids[42])
+    assert index.positions_of_one(one).tolist() == [42] * 7
+    assert index.positions_of_one(np.array([ids[3], 5])).tolist() == [3, -1]
+    assert index.positions_of_one(np.array([], dtype=np.int64)).tolist() == []
+    with pytest.raises(ValueError, match="table 'products': field 'product_id' repeats id 7"):
+        IdIndex(np.array([5, 7, 9, 7]), table="products", field="product_id")
 
 
 # ---------------------------------------------------------------- ESMM

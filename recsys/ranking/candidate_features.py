@@ -39,10 +39,11 @@ import pandas as pd
 from recsys.data.availability import in_sorted
 from recsys.data.tables import LiveCommerceTables
 from recsys.data.timeline import KeyedIntervals, KeyedTimeline, pair_codes
-from recsys.ranking.events import EVENT_CODE
+from recsys.ranking.events import EVENT_CODE, NO_ID
 from recsys.ranking.features import FEATURE_NAMES as SESSION_FEATURES
 from recsys.ranking.lookup import ItemLookup
 from recsys.ranking.offline import session_features_offline
+from recsys.ranking.pairs import PAIR_COLUMNS, SCORE_COLUMNS, IdIndex, Pairs, id_column
 from recsys.ranking.session import AFFINITY_WEIGHT, SessionConfig
 
 UPSTREAM = ("retrieval_score", "has_retrieval_score", "sequential_score", "has_sequential_score")
@@ -53,7 +54,7 @@ CONTEXT = (
     "profile_category_share", "profile_events",
 )  # fmt: skip
 FEATURE_NAMES: tuple[str, ...] = (*UPSTREAM, *SESSION_FEATURES, *CONTEXT)
-PAIR_COLUMNS = ("user_id", "ts", "product_id", "streamer_id", "session_id")
+_COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
 PRODUCT_EVENTS = ("click", "cart", "purchase")
 
 
@@ -106,13 +107,6 @@ class FeatureMatrix:
         return pd.DataFrame(self.values, columns=list(self.names))
 
 
-def _ids(frame: pd.DataFrame, name: str) -> np.ndarray:
-    column = frame[name]
-    if column.dtype == np.int64:  # no missing ids: skip the nullable round trip
-        return column.to_numpy()
-    return column.astype("Int64").fillna(-1).to_numpy(np.int64)
-
-
 def _of_type(events: pd.DataFrame, *types: str) -> pd.DataFrame:
     return events.loc[events["event_type"].isin(types)]
 
@@ -129,33 +123,36 @@ class CandidateFeaturizer:
     ) -> None:
         self.config = c = config or CandidateFeatureConfig()
         self.lookup = ItemLookup.from_tables(tables.products, tables.streamers)
-        self.events = tables.events
-        ev = tables.events
-        self.users = pd.Index(pd.unique(ev["user_id"].to_numpy(np.int64)))
-        self.streamers = pd.Index(tables.streamers["streamer_id"].to_numpy(np.int64))
-        self.products = pd.Index(tables.products["product_id"].to_numpy(np.int64))
-        self.sessions = pd.Index(tables.live_sessions["session_id"].to_numpy(np.int64))
+        self.events = ev = tables.events
+        products = tables.products["product_id"].to_numpy(np.int64)
+        self.users = IdIndex(pd.unique(ev["user_id"].to_numpy(np.int64)), table="events",
+                             field="user_id")  # fmt: skip
+        self.streamers = IdIndex(tables.streamers["streamer_id"].to_numpy(np.int64),
+                                 table="streamers", field="streamer_id")  # fmt: skip
+        self.products = IdIndex(products, table="products", field="product_id")
+        self.sessions = IdIndex(tables.live_sessions["session_id"].to_numpy(np.int64),
+                                table="live_sessions", field="session_id")  # fmt: skip
         self.session_live = tables.live_sessions[["start_ts", "end_ts"]].to_numpy(np.int64)
-        self.category = self.lookup.products(self.products.to_numpy())[0]
+        self.category = self.lookup.products(products)[0]
         self.price = tables.products["price"].to_numpy(np.float64)
-        slots = self._pairs(tables.showcase)
+        slots = self._frame_pairs(tables.showcase)
         self.shelf = np.unique(slots)
         self.slots = KeyedIntervals(slots, tables.showcase["start_ts"], tables.showcase["end_ts"])
         self._index_trust(ev, c)
         self._index_profile(ev)
         self._index_rooms(ev, coupon_drops)
 
-    def _pairs(self, frame: pd.DataFrame) -> np.ndarray:
-        """(session, product) pair codes of a frame's rows (-1 where either is unknown)."""
-        s = self.sessions.get_indexer(_ids(frame, "session_id"))
-        return pair_codes(
-            s, self.products.get_indexer(_ids(frame, "product_id")), len(self.products)
-        )
+    def _pairs(self, session_id: np.ndarray, product_id: np.ndarray) -> np.ndarray:
+        """(session, product) pair codes of raw ids (-1 where either is unknown)."""
+        s, p = self.sessions.positions(session_id), self.products.positions(product_id)
+        return pair_codes(s, p, len(self.products))
 
-    def _user_streamer(self, frame: pd.DataFrame) -> np.ndarray:
-        u = self.users.get_indexer(frame["user_id"].to_numpy(np.int64))
-        s = self.streamers.get_indexer(_ids(frame, "streamer_id"))
-        return pair_codes(u, s, len(self.streamers))
+    def _frame_pairs(self, frame: pd.DataFrame) -> np.ndarray:
+        return self._pairs(id_column(frame, "session_id"), id_column(frame, "product_id"))
+
+    def _user_streamer(self, user: np.ndarray, streamer_id: np.ndarray) -> np.ndarray:
+        """(viewer, streamer) pair codes of viewer positions and raw streamer ids."""
+        return pair_codes(user, self.streamers.positions(streamer_id), len(self.streamers))
 
     def _index_trust(self, ev: pd.DataFrame, c: CandidateFeatureConfig) -> None:
         """Timeline of trust weight and follows per (viewer, streamer)."""
@@ -170,8 +167,14 @@ class CandidateFeaturizer:
         frames = [p[0] for p in parts]
         trust = np.concatenate([np.full(len(f), w) for f, w, _ in parts])
         follow = np.concatenate([np.full(len(f), v) for f, _, v in parts])
+        keys = [
+            self._user_streamer(
+                self.users.positions(f["user_id"].to_numpy(np.int64)), id_column(f, "streamer_id")
+            )
+            for f in frames
+        ]
         self.trust = KeyedTimeline(
-            np.concatenate([self._user_streamer(f) for f in frames]),
+            np.concatenate(keys),
             np.concatenate([f["ts"].to_numpy(np.int64) for f in frames]),
             np.stack([trust, follow], axis=1),
         )
@@ -180,10 +183,10 @@ class CandidateFeaturizer:
         """Timelines of the viewer's product events: weight, log price, per category."""
         pe = _of_type(ev, *PRODUCT_EVENTS)
         pe = pe.loc[pe["product_id"].notna()]
-        p = self.products.get_indexer(_ids(pe, "product_id"))
+        p = self.products.positions(id_column(pe, "product_id"))
         pe, p = pe.loc[p >= 0], p[p >= 0]
         weight = np.asarray(AFFINITY_WEIGHT)[pe["event_type"].map(EVENT_CODE).to_numpy(np.int64)]
-        user = self.users.get_indexer(pe["user_id"].to_numpy(np.int64))
+        user = self.users.positions(pe["user_id"].to_numpy(np.int64))
         ts = pe["ts"].to_numpy(np.int64)
         values = np.stack([weight, weight * np.log(self.price[p]), np.ones(len(p))], axis=1)
         self.profile = KeyedTimeline(user, ts, values)
@@ -196,51 +199,53 @@ class CandidateFeaturizer:
         """Timelines of what happens in the rooms: entries, clicks, coupons."""
         enter = _of_type(ev, "enter")
         self.entries = KeyedTimeline(
-            self.sessions.get_indexer(_ids(enter, "session_id")), enter["ts"]
+            self.sessions.positions(id_column(enter, "session_id")), enter["ts"]
         )
         clicks = _of_type(ev, "click")
-        self.clicks = KeyedTimeline(self._pairs(clicks), clicks["ts"])
+        self.clicks = KeyedTimeline(self._frame_pairs(clicks), clicks["ts"])
         self.drops = self.claims = None
         if coupon_drops is not None:
             self.drops = KeyedIntervals(
-                self._pairs(coupon_drops), coupon_drops["start_ts"], coupon_drops["end_ts"]
+                self._frame_pairs(coupon_drops), coupon_drops["start_ts"], coupon_drops["end_ts"]
             )
             self.drop_value = coupon_drops["coupon_value"].to_numpy(np.float64)
         else:
             claims = _of_type(ev, "coupon_claim")
             value = np.stack([np.ones(len(claims)), claims["coupon_value"].to_numpy(np.float64)], 1)
-            self.claims = KeyedTimeline(self._pairs(claims), claims["ts"], value)
+            self.claims = KeyedTimeline(self._frame_pairs(claims), claims["ts"], value)
 
-    def transform(self, pairs: pd.DataFrame, session: np.ndarray | None = None) -> FeatureMatrix:
-        """``FEATURE_NAMES`` features of each pair row (``PAIR_COLUMNS``, optionally
-        ``retrieval_score`` and ``sequential_score``), in row order. ``session``: the pairs'
-        session features computed elsewhere ((n, 17), e.g. by a live ``SessionStore`` from
-        events the tables do not hold), instead of replaying the tables' events."""
-        missing = [name for name in PAIR_COLUMNS if name not in pairs.columns]
-        if missing:
-            raise ValueError(f"candidate pairs: missing columns {missing}")
-        pairs = pairs.reset_index(drop=True)
-        out = np.zeros((len(pairs), len(FEATURE_NAMES)), dtype=np.float32)
+    def transform(
+        self, pairs: pd.DataFrame | Pairs, session: np.ndarray | None = None
+    ) -> FeatureMatrix:
+        """``FEATURE_NAMES`` features of each pair, in order. A frame holds ``PAIR_COLUMNS``
+        and optionally ``retrieval_score`` / ``sequential_score``; a request's pairs come as
+        ``Pairs``, which skips the frame's per-call cost. ``session``: the pairs' session
+        features computed elsewhere ((n, 17), e.g. by a live ``SessionStore`` from events the
+        tables do not hold), instead of replaying the tables' events."""
+        if not isinstance(pairs, Pairs):
+            pairs = Pairs.from_frame(pairs)
+        n = len(pairs)
+        out = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
         for name, values in self._upstream(pairs).items():
-            out[:, FEATURE_NAMES.index(name)] = values
+            out[:, _COLUMN[name]] = values
         if session is None:
-            session = self._session(pairs)
-        elif session.shape != (len(pairs), len(SESSION_FEATURES)):
+            session = self._session(pairs.frame())
+        elif session.shape != (n, len(SESSION_FEATURES)):
             raise ValueError(
-                f"session features: expected {(len(pairs), len(SESSION_FEATURES))}, "
-                f"got {session.shape}"
+                f"session features: expected {(n, len(SESSION_FEATURES))}, got {session.shape}"
             )
         out[:, len(UPSTREAM) : len(UPSTREAM) + len(SESSION_FEATURES)] = session
         for name, values in self._context(pairs).items():
-            out[:, FEATURE_NAMES.index(name)] = values
+            out[:, _COLUMN[name]] = values
         return FeatureMatrix(FEATURE_NAMES, out)
 
     @staticmethod
-    def _upstream(pairs: pd.DataFrame) -> dict[str, np.ndarray]:
+    def _upstream(pairs: Pairs) -> dict[str, np.ndarray]:
         out = {}
-        for name in ("retrieval_score", "sequential_score"):
-            raw = pairs[name] if name in pairs.columns else pd.Series(np.nan, index=pairs.index)
-            values = raw.to_numpy(np.float64)
+        for name in SCORE_COLUMNS:
+            values = getattr(pairs, name)
+            if values is None:
+                values = np.full(len(pairs), np.nan)
             known = np.isfinite(values)
             out[name], out[f"has_{name}"] = np.where(known, values, 0.0), known
         return out
@@ -252,15 +257,17 @@ class CandidateFeaturizer:
         )
         return frame.to_numpy(np.float64)
 
-    def _context(self, pairs: pd.DataFrame) -> dict[str, np.ndarray]:
-        c, ts = self.config, pairs["ts"].to_numpy(np.int64)
-        pair = self._pairs(pairs)
-        s = self.sessions.get_indexer(_ids(pairs, "session_id"))
+    def _context(self, pairs: Pairs) -> dict[str, np.ndarray]:
+        c, ts = self.config, pairs.ts
+        product = self._product_positions(pairs)
+        s = self.sessions.positions(pairs.session_id)
+        pair = pair_codes(s, product, len(self.products))
+        user = self.users.positions_of_one(pairs.user_id)  # one viewer per online request
         live = self.session_live[np.maximum(s, 0)]
         on_air = (s >= 0) & (live[:, 0] <= ts) & (ts <= live[:, 1])
         live_now = on_air & in_sorted(pair, self.shelf) & (pair >= 0)
         on_show = self.slots.covering(pair, ts) >= 0
-        trust = self.trust.sum_before(self._user_streamer(pairs), ts)  # (n, 2)
+        trust = self.trust.sum_before(self._user_streamer(user, pairs.streamer_id), ts)  # (n, 2)
         trusted = trust[:, 0] >= c.trust_threshold
         window = ts - c.popularity_window_s
         out = {
@@ -273,21 +280,24 @@ class CandidateFeaturizer:
             "room_entries_recent": np.log1p(self.entries.sum_between(s, window, ts)),
             "product_clicks_recent": np.log1p(self.clicks.sum_between(pair, window, ts)),
         }
-        return out | self._coupon(pairs, pair, ts, on_show) | self._profile(pairs, ts)
+        price = self.price[product]
+        return out | self._coupon(pair, ts, on_show, price) | self._profile(user, product, ts)
 
-    def _product_price(self, pairs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(category code, price) of each pair's product; a clear error for an unknown one."""
-        p = self.products.get_indexer(_ids(pairs, "product_id"))
+    def _product_positions(self, pairs: Pairs) -> np.ndarray:
+        """Position of each pair's product in table 'products'; a clear error for an unknown one."""
+        p = self.products.positions(pairs.product_id)
         if np.any(p < 0):
             row = int(np.flatnonzero(p < 0)[0])
+            raw = int(pairs.product_id[row])
+            shown = "<NA>" if raw == NO_ID else raw  # how a frame shows a missing id
             raise ValueError(
-                f"candidate pairs row {row}: product_id {pairs['product_id'].iloc[row]} "
-                "is not in table 'products'"
+                f"candidate pairs row {row}: product_id {shown} is not in table 'products'"
             )
-        return self.category[p], self.price[p]
+        return p
 
-    def _coupon(self, pairs, pair, ts, on_show) -> dict[str, np.ndarray]:
-        _, price = self._product_price(pairs)
+    def _coupon(
+        self, pair: np.ndarray, ts: np.ndarray, on_show: np.ndarray, price: np.ndarray
+    ) -> dict[str, np.ndarray]:
         if self.drops is not None:
             row = self.drops.covering(pair, ts)
             value = np.where(row >= 0, self.drop_value[np.maximum(row, 0)], 0.0)
@@ -296,9 +306,10 @@ class CandidateFeaturizer:
             value = np.where(on_show & (seen[:, 0] > 0), seen[:, 1] / np.maximum(seen[:, 0], 1), 0)
         return {"coupon_live": value, "coupon_live_depth": np.minimum(value / price, 1.0)}
 
-    def _profile(self, pairs: pd.DataFrame, ts: np.ndarray) -> dict[str, np.ndarray]:
-        category, price = self._product_price(pairs)
-        user = self.users.get_indexer(pairs["user_id"].to_numpy(np.int64))
+    def _profile(
+        self, user: np.ndarray, product: np.ndarray, ts: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        category, price = self.category[product], self.price[product]
         past = self.profile.sum_before(user, ts)  # (n, 3): weight, weight * log price, count
         known = past[:, 0] > 0
         mean = np.where(known, past[:, 1] / np.maximum(past[:, 0], 1e-12), 0.0)
