@@ -91,17 +91,23 @@ def _tiny_model(**overrides) -> TwoTowerModel:
 # -- pooled tables ----------------------------------------------------------------------------
 
 
-def test_entity_bags_sum_weighted_rows_and_skip_padding():
+@pytest.mark.parametrize("grad", [True, False], ids=["jagged batch", "per table"])
+def test_entity_bags_sum_weighted_rows_and_skip_padding(grad):
     bags = EntityBags(sizes={"a": 5, "b": 3}, dim=4)
+    with torch.no_grad():
+        bags.weight("a")[0] = float("inf")  # padding never reaches a sum, whatever row 0 holds
     ids = torch.tensor([[1, 2, 0], [0, 0, 0]])
     weights = torch.tensor([[1.0, 2.0, 7.0], [1.0, 1.0, 1.0]])
-    pooled, single, other = bags(
-        [
-            ("a", ids, weights),
-            ("a", torch.tensor([[4]]), None),
-            ("b", torch.tensor([[2], [0]]), None),
-        ]
-    )
+    with torch.set_grad_enabled(grad):
+        pooled, single, other, empty = bags(
+            [
+                ("a", ids, weights),
+                ("a", torch.tensor([[4]]), None),
+                ("b", torch.tensor([[2], [0]]), None),
+                ("b", torch.zeros(3, 0, dtype=torch.int64), None),
+            ]
+        )
+    assert torch.equal(empty, torch.zeros(3, 4))
     w = bags.weight("a")
     assert pooled.shape == (2, 4) and single.shape == (1, 4) and other.shape == (2, 4)
     assert torch.allclose(pooled[0], w[1] + 2 * w[2])  # the padding slot's weight 7 is unused
@@ -144,6 +150,15 @@ def test_score_is_the_inner_product_plus_the_sparse_bonus():
     q = model.query(batch, "product") / model.temperature
     dense = q @ model.candidates("product", torch.arange(8)).t()
     assert torch.allclose(scores, dense + model.dense_bonus(batch, "product"), atol=1e-5)
+
+
+def test_scoring_without_gradients_matches_the_training_lookup():
+    torch.manual_seed(0)
+    model = _tiny_model()
+    batch = _batch([[2, 3, 4], [0, 6, 6]])
+    trained = model.query(batch, "product")
+    with torch.no_grad():
+        assert torch.allclose(model.query(batch, "product"), trained, atol=1e-6)
 
 
 def test_scores_stay_float32_under_mixed_precision():

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torchrec import (
     EmbeddingBagCollection,
     EmbeddingBagConfig,
@@ -176,10 +177,15 @@ class EntityBags(nn.Module):
 
         A table's requests are stacked along the bag axis; every table's bags are padded with
         empty ones to the longest stack, as a jagged batch has one stride for all its keys.
+        Without gradients (scoring, serving one request at a time) an unsharded collection is
+        read table by table instead: the same sums, without the jagged batch's bookkeeping,
+        which costs more than the lookups of a small batch.
         """
         unknown = sorted({t for t, _, _ in requests} - set(self.sizes))
         if unknown:
             raise KeyError(f"no embedding tables {unknown}; tables: {', '.join(self.sizes)}")
+        if not torch.is_grad_enabled() and isinstance(self.collection, EmbeddingBagCollection):
+            return [self._pool(table, ids, w) for table, ids, w in requests]
         device = requests[0][1].device
         per_table: dict[str, list[int]] = {}
         for i, (table, _, _) in enumerate(requests):
@@ -210,3 +216,12 @@ class EntityBags(nn.Module):
             for i, part in zip(idx, parts, strict=True):
                 out[i] = part
         return out
+
+    def _pool(self, table: str, ids: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+        """(R, dim) weighted sums of one request's (R, L) bags; padding ids contribute nothing."""
+        if ids.shape[1] == 0:
+            return torch.zeros(ids.shape[0], self.dim, device=ids.device)
+        w = weights.float() if weights is not None else None
+        return F.embedding_bag(
+            ids, self.weight(table), per_sample_weights=w, mode="sum", padding_idx=0
+        )
