@@ -59,9 +59,15 @@ class _KeyedOrder:
     def position(self, key: np.ndarray, ts: np.ndarray, side: str) -> np.ndarray:
         """Index into the sorted records of the first record of ``key`` at time >= ts ('left')
         or > ts ('right'); unknown keys give a position whose window is empty."""
+        return self.positions(key, (ts,), side)[0]
+
+    def positions(self, key: np.ndarray, times, side: str) -> list[np.ndarray]:
+        """``position`` of the same keys at each of several times, ranking the keys once."""
         rank, known = self.query_rank(key)
-        pos = np.searchsorted(self.combined, self._combine(rank, ts), side=side)
-        return np.where(known, pos, 0)
+        return [
+            np.where(known, np.searchsorted(self.combined, self._combine(rank, t), side=side), 0)
+            for t in times
+        ]
 
 
 class KeyedTimeline:
@@ -85,8 +91,8 @@ class KeyedTimeline:
         key = np.asarray(key, dtype=np.int64)
         lo = np.broadcast_to(np.asarray(lo, dtype=np.int64), key.shape)
         hi = np.broadcast_to(np.asarray(hi, dtype=np.int64), key.shape)
-        start = self._index.position(key, lo, "left")
-        stop = np.maximum(self._index.position(key, hi, "left"), start)
+        start, stop = self._index.positions(key, (lo, hi), "left")
+        stop = np.maximum(stop, start)
         return self._cum[stop] - self._cum[start]
 
     def sum_before(self, key: np.ndarray, ts: np.ndarray) -> np.ndarray:
