@@ -31,7 +31,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from recsys.data.availability import in_sorted
 from recsys.data.two_tower import TwoTowerBatch
@@ -40,6 +39,7 @@ from recsys.models.two_tower_recommender import TwoTowerRecommender
 from recsys.ranking.candidate_features import CandidateFeaturizer
 from recsys.ranking.events import SessionEvent
 from recsys.ranking.features import Candidates
+from recsys.ranking.pairs import Pairs
 from recsys.ranking.ranker import Ranker
 from recsys.ranking.store import SessionStore
 from recsys.retrieval import LiveRetriever
@@ -149,7 +149,7 @@ class TrainedLiveService(RecommenderService):
         found = found[0][found[0] >= 0]
         bag = batch.product_entity[0].numpy()
         bag = product_vocab.decode(bag[bag >= 2])
-        repeat = np.intersect1d(bag, live)  # live products the repeat bonus may lift
+        repeat = bag[in_sorted(bag, live)]  # live products the repeat bonus may lift
         ids = np.union1d(found, repeat)
         vectors = self.retriever.index.vectors(self.retriever.index.positions(ids))
         codes = product_vocab.encode(ids)
@@ -166,15 +166,8 @@ class TrainedLiveService(RecommenderService):
         product = shelf.product[rows]
         by_id = np.argsort(ids)
         retrieval = score[by_id][np.searchsorted(ids[by_id], product)]
-        pairs = pd.DataFrame(
-            {
-                "user_id": np.full(len(rows), user, dtype=np.int64),
-                "ts": np.full(len(rows), now, dtype=np.int64),
-                "product_id": product,
-                "streamer_id": shelf.streamer[rows],
-                "session_id": shelf.session[rows],
-                "retrieval_score": retrieval.astype(np.float64),
-            }
+        pairs = Pairs.of_request(
+            user, now, product, shelf.streamer[rows], shelf.session[rows], retrieval
         )
         cands = Candidates.products(product, shelf.streamer[rows], shelf.session[rows])
         session = self.sessions.features(user, cands, now)
