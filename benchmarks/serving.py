@@ -63,6 +63,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--serve-arg", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--label", default="")
+    p.add_argument(
+        "--server-cpus", help="pin the server to these CPUs (e.g. 0), the client to the others"
+    )
     p.add_argument("--out-dir", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     args.rates = [float(r) for r in args.rps_sweep.split(",")] if args.rps_sweep else [args.rps]
@@ -127,7 +130,7 @@ def get_json(port: int, path: str, timeout: float = 5.0) -> dict:
 class ServerProcess:
     """``recsys-serve`` in a child process with its own session (a Ctrl-C reaches us, not it)."""
 
-    def __init__(self, overrides: list[str], log_dir: Path) -> None:
+    def __init__(self, overrides: list[str], log_dir: Path, cpus: set[int] | None = None) -> None:
         self.port, self.log_path = free_port(), log_dir / "serve.log"
         given = {o.lstrip("+~").split("=", 1)[0] for o in overrides}
         defaults = [f"{k}={v}" for k, v in SERVE_DEFAULTS.items() if k not in given]
@@ -143,6 +146,8 @@ class ServerProcess:
             self.proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
+        if cpus:  # before the server starts its threads: they inherit it
+            os.sched_setaffinity(self.proc.pid, cpus)
 
     def wait_healthy(self, timeout_s: float) -> dict:
         deadline = time.monotonic() + timeout_s
@@ -308,7 +313,12 @@ def markdown(report: dict) -> str:
             f"Server: `recsys-serve {' '.join(report['serve_overrides'])}`; /healthz: "
             f"`{json.dumps(report['health_start'])}`. k={s['k']}, kind={s['kind']}, events share "
             f"{s['events_share']}, {s['seconds']:g} s per rate. Machine: {m['machine']}, "
-            f"{m['cpu_count']} CPUs, load {report['load_before']} -> {report['load_after']}.\n",
+            f"{m['cpu_count']} CPUs, load {report['load_before']} -> {report['load_after']}; "
+            + (
+                f"server pinned to CPU {s['server_cpus']}, the client to the others.\n"
+                if s.get("server_cpus")
+                else "server and client share the CPUs.\n"
+            ),
             "Latencies in ms from each request's scheduled send time (open loop), all requests.\n",
             head,
             "|---:" * 2 + "|---:" * 12 + "|",
@@ -335,12 +345,26 @@ def mix_config(args: argparse.Namespace) -> MixConfig:
     )
 
 
+def pin_cpus(spec: str | None) -> set[int] | None:
+    """The server's CPUs; this process (the client) keeps the rest, so neither preempts the
+    other. None: no pinning."""
+    if not spec:
+        return None
+    server = {int(c) for c in spec.split(",")}
+    client = set(os.sched_getaffinity(0)) - server
+    if not server <= set(os.sched_getaffinity(0)) or not client:
+        raise SystemExit(f"--server-cpus {spec}: needs a strict subset of this process's CPUs")
+    os.sched_setaffinity(0, client)
+    return server
+
+
 def benchmark(args, argv: list[str], log_dir: Path) -> dict:
     cfg = serve_config(args.serve_arg)
     load_before = [round(x, 2) for x in os.getloadavg()]
     started = time.monotonic()
     root = world_root(cfg.world)
-    server = ServerProcess(list(args.serve_arg), log_dir)
+    server_cpus = pin_cpus(args.server_cpus)
+    server = ServerProcess(list(args.serve_arg), log_dir, server_cpus)
     try:
         health = server.wait_healthy(args.start_timeout_s)
         startup_s = round(time.monotonic() - started, 1)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -199,6 +203,48 @@ def test_internal_errors_are_500_json_and_the_service_survives():
         assert response.status_code == 500
         assert response.json()["error"] == "internal error"
     assert client.get("/healthz").json() == {"status": "ok", "now": 5}
+
+
+class Recording(RecommenderService):
+    """Counts how many calls run at once, and on which threads."""
+
+    def __init__(self) -> None:
+        self.running = self.most = 0
+        self.threads: set[str] = set()
+        self.lock = threading.Lock()
+
+    def _enter(self) -> None:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.threads.add(threading.current_thread().name)
+        time.sleep(0.01)  # long enough for concurrent requests to overlap
+        with self.lock:
+            self.running -= 1
+
+    def recommend(self, user, now, k, kinds=("room", "product")) -> Recommendation:
+        self._enter()
+        return Recommendation(user, now, False, [])
+
+    def ingest(self, events) -> int:
+        self._enter()
+        return len(events)
+
+
+def test_requests_run_one_at_a_time_on_one_worker_thread():
+    service, started = Recording(), []
+    app = create_app(
+        service,
+        clock=FixedClock(5),
+        worker_init=lambda: started.append(threading.current_thread().name),
+    )
+    with TestClient(app) as client, ThreadPoolExecutor(max_workers=8) as pool:
+        calls = [pool.submit(client.get, "/recommend", params={"user": i}) for i in range(12)] + [
+            pool.submit(client.post, "/events", json={"events": [_event()]}) for _ in range(4)
+        ]
+        assert all(c.result().status_code == 200 for c in calls)
+    assert service.most == 1
+    assert len(service.threads) == 1 and service.threads == set(started)
 
 
 def test_bulk_popularity_equals_event_by_event(tiny_world):
