@@ -402,6 +402,37 @@ def test_recommender_learns_a_cyclic_walk():
     assert rec.score(np.array([2, 3]), split.test_history).shape == (2, split.n_items)
 
 
+def test_user_embedding_tells_users_with_the_same_window_apart():
+    batch = _batch([[0, 2, 5, 7], [0, 2, 5, 7]])
+    batch.user = torch.tensor([3, 4])
+    plain = _model(dropout=0.0).eval()
+    assert torch.allclose(plain(batch)[0], plain(batch)[1])
+    model = _model(dropout=0.0, user_embedding=True, n_users=5).eval()
+    assert model.tables.sizes["user"] == 6
+    hidden = model(batch)
+    assert not torch.allclose(hidden[0, -1], hidden[1, -1])
+    batch.user = None
+    with pytest.raises(ValueError, match="must carry them"):
+        model(batch)
+    with pytest.raises(ValueError, match="n_users"):
+        _model(user_embedding=True)
+
+
+def test_recommender_with_user_embedding_trains_and_scores():
+    split = _toy_split_data()
+    rec = SequentialRecommender(
+        model=SequentialConfig(maxlen=8, dim=16, dropout=0.0, user_embedding=True),
+        trainer=TrainerConfig(max_epochs=2, batch_size=16, lr=0.01, progress=False),
+    )
+    rec.fit(split.train)
+    log = rec.tokens(split.train)
+    assert rec.model.tables.sizes["user"] == log.n_users + 1
+    batch = next(iter(WindowDataset(training_windows(log, maxlen=8, heads={"product": PRODUCT}))
+                      .epoch(batch_size=4, seed=0, epoch=0)))  # fmt: skip
+    assert batch.user is not None and batch.user.shape == (4,)
+    assert np.isfinite(rec.score(np.array([2, 3]), split.test_history)).all()
+
+
 def test_context_streams_stop_at_the_history_horizon(tiny_world):
     context = world_context(tiny_world)
     split = live_time_split(tiny_world, target="product")

@@ -40,9 +40,12 @@ class SequenceBatch:
     # Optional second targets per head (B, L): the lagged ones, next to the next ones.
     lagged: dict[str, torch.Tensor] = field(default_factory=dict)
     lagged_candidates: dict[str, torch.Tensor] = field(default_factory=dict)
+    user: torch.Tensor | None = None  # (B,) the windows' users (token-log rows)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> SequenceBatch:
         move = {f: getattr(self, f).to(device, non_blocking=non_blocking) for f in INPUT_FIELDS}
+        if self.user is not None:
+            move["user"] = self.user.to(device, non_blocking=non_blocking)
         maps = ("targets", "candidates", "lagged", "lagged_candidates")
         for name in maps:
             move[name] = {
@@ -261,6 +264,7 @@ class WindowDataset:
             candidates=_masks(self.live, targets, rows, cols),
             lagged=lagged,
             lagged_candidates=_masks(self.lagged_live, lagged, rows, cols),
+            user=torch.from_numpy(np.asarray(self.users)[rows.numpy()]),
         )
 
     def epoch(
@@ -314,4 +318,5 @@ def scoring_batch(
     """The latest ``maxlen`` tokens of each user as one input batch (no targets)."""
     tokens = last_tokens(log, users, maxlen, n_gap_buckets)
     width = max(int((tokens["kind"] != PAD_KIND).sum(axis=1).max(initial=0)), 1)
-    return SequenceBatch(**{f: torch.from_numpy(a[:, -width:].copy()) for f, a in tokens.items()})
+    inputs = {f: torch.from_numpy(a[:, -width:].copy()) for f, a in tokens.items()}
+    return SequenceBatch(**inputs, user=torch.from_numpy(np.asarray(users, dtype=np.int64)))

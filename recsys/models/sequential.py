@@ -59,6 +59,10 @@ class SequentialConfig:
     # Output embeddings = entity embedding + its side-feature embeddings, so that what is learnt
     # about a brand, category or seller carries over to its rarely seen entities.
     side_in_output: bool = False
+    # A per-user vector added to every input slot (the "user" table, shared by name with the
+    # two-tower model): long-run taste that a window of recent tokens may not show.
+    user_embedding: bool = False
+    n_users: int = 0  # users of the token log (filled from the data when user_embedding)
     init_std: float = 0.02
 
     def __post_init__(self) -> None:
@@ -195,6 +199,10 @@ class SequentialModel(nn.Module):
         sizes = {"product": config.n_products}
         if config.n_streamers:
             sizes["streamer"] = config.n_streamers
+        if config.user_embedding:
+            if config.n_users < 1:
+                raise ValueError("SequentialConfig.n_users must be set from the data (>= 1)")
+            sizes["user"] = config.n_users + 1  # row 0: padding; token-log user u is row u + 1
         own = {n: c for n, c in side.items() if self.side_tables[n] == n}
         sizes.update({name: int(codes.max(initial=0)) + 1 for name, codes in own.items()})
         self.tables = tables or EntityTables(sizes=sizes, dim=config.dim, init_std=config.init_std)
@@ -259,10 +267,14 @@ class SequentialModel(nn.Module):
         for name in self.side_names:
             codes = getattr(self, f"codes_{name}")[ids[name.split("_", 1)[0]]]  # (B, L)
             requests.append((self.side_tables[name], codes))
+        if self.config.user_embedding:
+            if batch.user is None:
+                raise ValueError("this model embeds users: the batch must carry them")
+            requests.append(("user", (batch.user + 1)[:, None]))  # (B, 1)
         vectors = self._lookup(requests)
         x = sum(vectors[: len(self.heads)]) * math.sqrt(self.config.dim)
         for v in vectors[len(self.heads) :]:
-            x = x + v
+            x = x + v  # a (B, 1, dim) user vector broadcasts over the slots
         if self.config.use_actions:
             x = x + self.action_emb(batch.action)
         if self.config.n_gap_buckets:

@@ -134,6 +134,8 @@ class SequentialRecommender(Recommender):
             sizes = {"n_products": self.context.n_products, "n_streamers": self.context.n_streamers}
         else:
             sizes = {"n_products": train.n_items, "n_streamers": 0}
+        if self.model_config.user_embedding:
+            sizes["n_users"] = self.tokens(train).n_users
         self.model_config = replace(self.model_config, **sizes)
         torch.manual_seed(self.trainer.seed)
         self.model = SequentialModel(
