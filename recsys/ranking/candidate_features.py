@@ -39,11 +39,11 @@ import pandas as pd
 from recsys.data.availability import in_sorted
 from recsys.data.tables import LiveCommerceTables
 from recsys.data.timeline import KeyedIntervals, KeyedTimeline, pair_codes
-from recsys.ranking.events import EVENT_CODE, NO_ID
+from recsys.ranking.events import EVENT_CODE, NO_ID, id_column
 from recsys.ranking.features import FEATURE_NAMES as SESSION_FEATURES
 from recsys.ranking.lookup import ItemLookup
 from recsys.ranking.offline import session_features_offline
-from recsys.ranking.pairs import PAIR_COLUMNS, SCORE_COLUMNS, IdIndex, Pairs, id_column
+from recsys.ranking.pairs import PAIR_COLUMNS, SCORE_COLUMNS, IdIndex, Pairs
 from recsys.ranking.session import AFFINITY_WEIGHT, SessionConfig
 
 UPSTREAM = ("retrieval_score", "has_retrieval_score", "sequential_score", "has_sequential_score")

@@ -87,10 +87,14 @@ class EventColumns:
         return len(self.ts)
 
 
-def _id_column(events: pd.DataFrame, field: str) -> np.ndarray:
-    if field not in events.columns:
-        return np.full(len(events), NO_ID, dtype=np.int64)
-    return events[field].astype("Int64").fillna(NO_ID).to_numpy(np.int64)
+def id_column(frame: pd.DataFrame, field: str) -> np.ndarray:
+    """A frame's id column as int64, ``NO_ID`` where missing (or where the column is absent)."""
+    if field not in frame.columns:
+        return np.full(len(frame), NO_ID, dtype=np.int64)
+    column = frame[field]
+    if column.dtype == np.int64:  # no missing ids: skip the nullable round trip
+        return column.to_numpy()
+    return column.astype("Int64").fillna(NO_ID).to_numpy(np.int64)
 
 
 def _value_column(events: pd.DataFrame, kind: np.ndarray) -> np.ndarray:
@@ -134,7 +138,7 @@ def event_columns(events: pd.DataFrame) -> EventColumns:
     events = events.sort_values(["ts", "event_id"], kind="stable")
     kind = events["event_type"].to_numpy(dtype=object)
     _check_types(events, kind)
-    ids = {f: _id_column(events, f) for f in ("session_id", "streamer_id", "product_id")}
+    ids = {f: id_column(events, f) for f in ("session_id", "streamer_id", "product_id")}
     _check_requirements(events, kind, ids)
     code = pd.Series(kind).map(EVENT_CODE).to_numpy(np.int64)
     ts = events["ts"].to_numpy(np.int64)

@@ -16,19 +16,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recsys.ranking.events import NO_ID, event_columns
+from recsys.ranking.events import NO_ID, event_columns, id_column
 from recsys.ranking.features import FEATURE_NAMES, KIND_NAMES, PRODUCT, ROOM, Candidates
 from recsys.ranking.lookup import ItemLookup
 from recsys.ranking.session import SessionConfig
 from recsys.ranking.store import SessionStore
 
 QUERY_COLUMNS = ("user_id", "ts", "kind")
-
-
-def _optional_ids(queries: pd.DataFrame, field: str) -> np.ndarray:
-    if field not in queries.columns:
-        return np.full(len(queries), NO_ID, dtype=np.int64)
-    return queries[field].astype("Int64").fillna(NO_ID).to_numpy(np.int64)
 
 
 def query_candidates(queries: pd.DataFrame) -> Candidates:
@@ -44,9 +38,9 @@ def query_candidates(queries: pd.DataFrame) -> Candidates:
         )
     c = Candidates(
         kind=kind.to_numpy(np.int64),
-        streamer=_optional_ids(queries, "streamer_id"),
-        session=_optional_ids(queries, "session_id"),
-        product=_optional_ids(queries, "product_id"),
+        streamer=id_column(queries, "streamer_id"),
+        session=id_column(queries, "session_id"),
+        product=id_column(queries, "product_id"),
     )
     for code, field, ids in ((ROOM, "streamer_id", c.streamer), (PRODUCT, "product_id", c.product)):
         bad = np.flatnonzero((c.kind == code) & (ids == NO_ID))

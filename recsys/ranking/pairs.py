@@ -14,18 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from recsys.ranking.events import NO_ID
+from recsys.ranking.events import id_column
 
 PAIR_COLUMNS = ("user_id", "ts", "product_id", "streamer_id", "session_id")
 SCORE_COLUMNS = ("retrieval_score", "sequential_score")
-
-
-def id_column(frame: pd.DataFrame, name: str) -> np.ndarray:
-    """A frame's id column as int64, ``NO_ID`` where missing."""
-    column = frame[name]
-    if column.dtype == np.int64:  # no missing ids: skip the nullable round trip
-        return column.to_numpy()
-    return column.astype("Int64").fillna(NO_ID).to_numpy(np.int64)
 
 
 class IdIndex:

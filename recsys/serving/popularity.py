@@ -13,7 +13,7 @@ import threading
 import numpy as np
 import pandas as pd
 
-from recsys.ranking.events import NO_ID, SessionEvent
+from recsys.ranking.events import NO_ID, SessionEvent, id_column
 from recsys.ranking.session import bump, decay
 
 ROOM_WEIGHT = {"enter": 1.0}
@@ -51,7 +51,7 @@ class DecayedPopularity:
             ("product", PRODUCT_WEIGHT, "product_id"),
         ):
             weight = pd.Series(kind).map(weights).fillna(0.0).to_numpy(np.float64)
-            ids = events[field].astype("Int64").fillna(NO_ID).to_numpy(np.int64)
+            ids = id_column(events, field)
             rows = (weight > 0) & (ids != NO_ID)
             pop._tables[name] = _bulk(ids[rows], ts[rows], weight[rows], pop.half_life_s)
         return pop
