@@ -18,7 +18,8 @@ from recsys.data.vocab import Vocab
 from recsys.data.windows import WindowDataset, last_tokens, scoring_batch, training_windows
 from recsys.evaluation import evaluate
 from recsys.models.embeddings import EntityTables
-from recsys.models.sequential import RepeatScores, SequentialConfig, SequentialModel
+from recsys.models.repeat_bonus import RepeatScores
+from recsys.models.sequential import SequentialConfig, SequentialModel
 from recsys.models.sequential_recommender import SequentialRecommender, Validation, horizon
 from recsys.tasks.sequential import (
     LossConfig,
@@ -294,6 +295,63 @@ def test_repeat_bonus_only_sees_earlier_slots():
     plain = model(batch)[:, -1] @ model.head_weight("product").t()
     boosted = (scores - plain)[0]
     assert set(torch.nonzero(boosted.abs() > 1e-6).flatten().tolist()) == {4, 5, 7, 9}
+
+
+def _seller_model(**kw) -> SequentialModel:
+    torch.manual_seed(0)
+    config = SequentialConfig(
+        n_products=20, n_streamers=6, dim=8, maxlen=6, repeat_bonus=True, seller_bonus=True, **kw
+    )
+    seller = np.zeros(20, dtype=np.int64)
+    seller[[4, 5]], seller[6] = 3, 2  # other products have no known seller
+    return SequentialModel(config, side_features={"product": {"seller": seller}})
+
+
+def test_seller_bonus_counts_entries_into_the_sellers_room():
+    model = _seller_model(dropout=0.0).eval()
+    p, r = PRODUCT, ROOM
+    batch = _batch([[0, 3, 9, 3, 4, 7]], kind=[[0, r, p, r, p, p]])
+    hidden = model(batch)
+    query = torch.zeros(1, 6, dtype=torch.bool)
+    query[0, -1] = True
+    bonus = model.repeats(batch, hidden, query, "product")
+    # Clicked 9, 4, 7; entered streamer 3's room twice, which sells 4 and 5; 6's seller unseen.
+    assert bonus.keys.tolist() == [4, 5, 7, 9]
+    repeat = model.repeat["product"]
+    keys_s = repeat.key(hidden)
+    rooms, room_sum = repeat._sums(batch, hidden, keys_s, query, batch.kind == ROOM, 6)
+    products, product_sum = repeat._sums(batch, hidden, keys_s, query, batch.kind == PRODUCT, 20)
+    assert rooms.tolist() == [3]
+    value = dict(zip(bonus.keys.tolist(), bonus.values.tolist(), strict=True))
+    assert value[5] == pytest.approx(math.log1p(room_sum[0].item()), rel=1e-6)
+    clicked_4 = product_sum[products.tolist().index(4)].item()
+    assert value[4] == pytest.approx(math.log1p(room_sum[0].item() + clicked_4), rel=1e-6)
+
+
+def test_seller_bonus_needs_the_repeat_bonus_and_a_seller_feature():
+    with pytest.raises(ValueError, match="repeat_bonus"):
+        SequentialConfig(seller_bonus=True)
+    with pytest.raises(ValueError, match="'seller'"):
+        _model(repeat_bonus=True, seller_bonus=True)
+
+
+def test_seller_bonus_trains_under_full_ce():
+    model = _seller_model(dropout=0.0)
+    task = SequentialTask(LossConfig(), n_entities=model.tables.sizes)
+    p, r = PRODUCT, ROOM
+    batch = _batch([[0, 3, 9, 3, 4, 5], [2, 5, 3, 4, 2, 4]], kind=[[0, r, p, r, p, p], [r] * 6])
+    batch.action = torch.where(batch.kind == ROOM, ACTION_CODE["enter"], batch.action)
+    batch.targets = {"product": torch.tensor([[0, 9, 4, 4, 5, 4], [0] * 6])}
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    losses = []
+    for step in range(30):
+        loss, _ = task(model, batch, torch.Generator().manual_seed(step))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    assert model.repeat["product"].action_w.weight.grad[ACTION_CODE["enter"]].abs().item() > 0
 
 
 @pytest.mark.parametrize("repeat_bonus", [False, True])

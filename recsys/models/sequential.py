@@ -32,6 +32,7 @@ from torch import nn
 from recsys.data.tokens import ACTIONS, KIND_TABLES, PRODUCT, ROOM
 from recsys.data.windows import SequenceBatch
 from recsys.models.embeddings import EntityTables
+from recsys.models.repeat_bonus import Members, RepeatBonus, RepeatScores
 
 # Side features whose codes index an entity table rather than a table of their own.
 SHARED_SIDE_TABLES = {"seller": "streamer"}
@@ -56,6 +57,10 @@ class SequentialConfig:
     # Learned bonus for entities already in the window: returning to a room or product is
     # the norm on live platforms, and a dot product with the state alone under-ranks repeats.
     repeat_bonus: bool = False
+    # The product head's repeat bonus also counts entries into the room of each product's seller
+    # (the "seller" side feature): a viewer buys what the rooms they keep entering present,
+    # which a state vector alone under-ranks for products never touched before.
+    seller_bonus: bool = False
     # Output embeddings = entity embedding + its side-feature embeddings, so that what is learnt
     # about a brand, category or seller carries over to its rarely seen entities.
     side_in_output: bool = False
@@ -70,6 +75,8 @@ class SequentialConfig:
             raise ValueError(f"dim {self.dim} must be divisible by n_heads {self.n_heads}")
         if self.maxlen < 1 or self.n_blocks < 0 or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"invalid SequentialConfig: {self}")
+        if self.seller_bonus and not self.repeat_bonus:
+            raise ValueError("seller_bonus extends the repeat bonus: set repeat_bonus too")
 
     @property
     def heads(self) -> tuple[str, ...]:
@@ -104,74 +111,6 @@ class Block(nn.Module):
         a = a.transpose(1, 2).reshape(b, length, dim)  # (B, L, dim)
         x = x + self.drop(self.out(a))
         return x + self.drop(self.ffn(self.norm2(x)))
-
-
-@dataclass(frozen=True)
-class RepeatScores:
-    """Sparse (row, entity) score bonuses: ``keys`` = row * width + entity, sorted, unique."""
-
-    keys: torch.Tensor  # (K,) int64
-    values: torch.Tensor  # (K,)
-    width: int  # entities per row
-
-    def lookup(self, rows: torch.Tensor, entities: torch.Tensor) -> torch.Tensor:
-        """The bonus of each (row, entity) pair, 0 where there is none (same shape as rows)."""
-        wanted = rows * self.width + entities
-        if len(self.keys) == 0:
-            return torch.zeros(wanted.shape, dtype=self.values.dtype, device=wanted.device)
-        pos = torch.searchsorted(self.keys, wanted).clamp(max=len(self.keys) - 1)
-        found = self.keys[pos] == wanted
-        return torch.where(found, self.values[pos], torch.zeros_like(self.values[pos]))
-
-    def add_to(self, scores: torch.Tensor) -> torch.Tensor:
-        """Dense (N, width) scores with the bonuses added (in place)."""
-        scores.view(-1).index_add_(0, self.keys, self.values.to(scores.dtype))
-        return scores
-
-
-class RepeatBonus(nn.Module):
-    """Bonus for entity j at query slot t from the earlier slots s <= t that hold j.
-
-    Each occurrence scores ``v = action_w[action_s] + distance_w[log2(1 + t - s)] +
-    <h_t, K h_s> / sqrt(dim)`` (what was done with it, how long ago, and whether the current
-    state points back to it); occurrences add up as ``bonus = log(1 + sum exp(v))``, so an entity
-    seen more often gets more, and one never seen gets nothing.
-    """
-
-    N_DISTANCE_BUCKETS = 12
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.action_w = nn.Embedding(len(ACTIONS), 1)
-        self.distance_w = nn.Embedding(self.N_DISTANCE_BUCKETS, 1)
-        self.key = nn.Linear(dim, dim, bias=False)
-        for emb in (self.action_w, self.distance_w):
-            nn.init.zeros_(emb.weight)
-        nn.init.normal_(self.key.weight, 0.0, 0.02)
-        # Scoring multiplies the bonus by this scale, calibrated on validation after training
-        # (how strongly to favour repeats in a ranking differs from the next-choice odds).
-        self.register_buffer("score_scale", torch.ones(()))
-
-    def forward(
-        self, batch: SequenceBatch, hidden: torch.Tensor, query: torch.Tensor, kind: int, width: int
-    ) -> RepeatScores:
-        """Bonuses for the query slots (B, L) bool; rows follow ``query.nonzero()`` order."""
-        length = query.shape[1]
-        earlier = torch.ones(length, length, dtype=torch.bool, device=query.device).tril()
-        pairs = query[:, :, None] & (batch.kind == kind)[:, None, :] & earlier  # (B, L_t, L_s)
-        b, t, s = pairs.nonzero(as_tuple=True)
-        row = (query.reshape(-1).cumsum(0) - 1).view(query.shape)[b, t]  # query row of each pair
-        bucket = torch.log2(1.0 + (t - s).float()).long().clamp(max=self.N_DISTANCE_BUCKETS - 1)
-        keys_s = self.key(hidden)  # (B, L, dim)
-        affinity = (hidden[b, t] * keys_s[b, s]).sum(-1) / math.sqrt(hidden.shape[-1])
-        v = self.action_w(batch.action[b, s]).squeeze(-1) + self.distance_w(bucket).squeeze(-1)
-        v = (v + affinity).float().clamp(max=30.0)
-        flat = row * width + batch.entity[b, s]
-        keys, inverse = torch.unique(flat, sorted=True, return_inverse=True)
-        total = torch.zeros(len(keys), dtype=v.dtype, device=v.device).index_add_(
-            0, inverse, v.exp()
-        )
-        return RepeatScores(keys, torch.log1p(total), width)
 
 
 class SequentialModel(nn.Module):
@@ -229,6 +168,12 @@ class SequentialModel(nn.Module):
             if config.repeat_bonus
             else None
         )
+        self.sellers = self._sellers(side) if config.seller_bonus else None
+
+    def _sellers(self, side: Mapping[str, np.ndarray]) -> Members:
+        if "product_seller" not in side or not self.config.n_streamers:
+            raise ValueError("seller_bonus needs room tokens and the product side feature 'seller'")
+        return Members(side["product_seller"], self.config.n_streamers)
 
     def _check_tables(self, sizes: Mapping[str, int]) -> None:
         for name, n in sizes.items():
@@ -323,7 +268,8 @@ class SequentialModel(nn.Module):
         if self.repeat is None:
             return None
         width = self.tables.sizes[head]
-        return self.repeat[head](batch, hidden, query, self.config.head_kinds[head], width)
+        via = self.sellers if head == "product" else None
+        return self.repeat[head](batch, hidden, query, self.config.head_kinds[head], width, via)
 
     def score_last(self, batch: SequenceBatch, head: str) -> torch.Tensor:
         """(B, n_entities) float32 scores of every entity after each user's latest token."""

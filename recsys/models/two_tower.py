@@ -42,7 +42,8 @@ from torch import nn
 from recsys.data.tokens import ACTIONS
 from recsys.data.two_tower import N_AGE_BUCKETS, TwoTowerBatch
 from recsys.models.embeddings import BagRequest, EntityBags
-from recsys.models.sequential import SHARED_SIDE_TABLES, RepeatScores
+from recsys.models.repeat_bonus import RepeatScores
+from recsys.models.sequential import SHARED_SIDE_TABLES
 
 N_HOURS, N_WEEKDAYS = 25, 8  # 0 = unknown
 

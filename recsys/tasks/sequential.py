@@ -29,7 +29,7 @@ from torch import nn
 
 from recsys.data.vocab import N_RESERVED
 from recsys.data.windows import SequenceBatch
-from recsys.models.sequential import RepeatScores
+from recsys.models.repeat_bonus import RepeatScores
 
 LOSSES = ("bce", "sampled_softmax", "full_ce", "gbce")
 SAMPLERS = ("uniform", "popularity")

@@ -1,0 +1,154 @@
+"""Sparse score bonuses for entities a viewer has already touched (the repeat bonus).
+
+On live platforms returning to a room or a product is the norm, and a dot product between a
+state vector and an entity embedding under-ranks repeats. ``RepeatBonus`` scores, for each query
+slot, every entity met at or before it in the window; ``RepeatScores`` holds the result as sparse
+(row, entity) values that losses and scoring add to dense logits. ``Members`` routes a bonus
+through a grouping (a room entry counts for every product its streamer sells).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from recsys.data.tokens import ACTIONS, ROOM
+from recsys.data.vocab import N_RESERVED
+from recsys.data.windows import SequenceBatch
+
+__all__ = ["Members", "RepeatBonus", "RepeatScores"]
+
+
+@dataclass(frozen=True)
+class RepeatScores:
+    """Sparse (row, entity) score bonuses: ``keys`` = row * width + entity, sorted, unique."""
+
+    keys: torch.Tensor  # (K,) int64
+    values: torch.Tensor  # (K,)
+    width: int  # entities per row
+
+    def lookup(self, rows: torch.Tensor, entities: torch.Tensor) -> torch.Tensor:
+        """The bonus of each (row, entity) pair, 0 where there is none (same shape as rows)."""
+        wanted = rows * self.width + entities
+        if len(self.keys) == 0:
+            return torch.zeros(wanted.shape, dtype=self.values.dtype, device=wanted.device)
+        pos = torch.searchsorted(self.keys, wanted).clamp(max=len(self.keys) - 1)
+        found = self.keys[pos] == wanted
+        return torch.where(found, self.values[pos], torch.zeros_like(self.values[pos]))
+
+    def add_to(self, scores: torch.Tensor) -> torch.Tensor:
+        """Dense (N, width) scores with the bonuses added (in place)."""
+        scores.view(-1).index_add_(0, self.keys, self.values.to(scores.dtype))
+        return scores
+
+
+class RepeatBonus(nn.Module):
+    """Bonus for entity j at query slot t from the earlier slots s <= t that hold j.
+
+    Each occurrence scores ``v = action_w[action_s] + distance_w[log2(1 + t - s)] +
+    <h_t, K h_s> / sqrt(dim)`` (what was done with it, how long ago, and whether the current
+    state points back to it); occurrences add up as ``bonus = log(1 + sum exp(v))``, so an entity
+    seen more often gets more, and one never seen gets nothing. Routed through ``Members``, a
+    room entry is an occurrence of every product its streamer sells (its own action weight,
+    ``enter``, sets how much that counts next to a click or a purchase of the product itself).
+    """
+
+    N_DISTANCE_BUCKETS = 12
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.action_w = nn.Embedding(len(ACTIONS), 1)
+        self.distance_w = nn.Embedding(self.N_DISTANCE_BUCKETS, 1)
+        self.key = nn.Linear(dim, dim, bias=False)
+        for emb in (self.action_w, self.distance_w):
+            nn.init.zeros_(emb.weight)
+        nn.init.normal_(self.key.weight, 0.0, 0.02)
+        # Scoring multiplies the bonus by this scale, calibrated on validation after training
+        # (how strongly to favour repeats in a ranking differs from the next-choice odds).
+        self.register_buffer("score_scale", torch.ones(()))
+
+    def forward(
+        self,
+        batch: SequenceBatch,
+        hidden: torch.Tensor,
+        query: torch.Tensor,
+        kind: int,
+        width: int,
+        via: Members | None = None,
+    ) -> RepeatScores:
+        """Bonuses for the query slots (B, L) bool; rows follow ``query.nonzero()`` order.
+
+        With ``via``, earlier room tokens count too, for every entity that room's streamer
+        lists in ``via`` (a product for its seller's room entries)."""
+        keys_s = self.key(hidden)  # (B, L, dim)
+        keys, total = self._sums(batch, hidden, keys_s, query, batch.kind == kind, width)
+        if via is not None:
+            rooms, room_total = self._sums(
+                batch, hidden, keys_s, query, batch.kind == ROOM, via.n_groups
+            )
+            keys, total = _merge(keys, total, *via.expand(rooms, room_total, width))
+        return RepeatScores(keys, torch.log1p(total), width)
+
+    def _sums(
+        self,
+        batch: SequenceBatch,
+        hidden: torch.Tensor,
+        keys_s: torch.Tensor,
+        query: torch.Tensor,
+        source: torch.Tensor,
+        width: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sorted unique ``row * width + entity`` keys of the ``source`` (B, L) slots at or
+        before each query slot, and the sum of ``exp(v)`` over each key's occurrences."""
+        length = query.shape[1]
+        earlier = torch.ones(length, length, dtype=torch.bool, device=query.device).tril()
+        pairs = query[:, :, None] & source[:, None, :] & earlier  # (B, L_t, L_s)
+        b, t, s = pairs.nonzero(as_tuple=True)
+        row = (query.reshape(-1).cumsum(0) - 1).view(query.shape)[b, t]  # query row of each pair
+        bucket = torch.log2(1.0 + (t - s).float()).long().clamp(max=self.N_DISTANCE_BUCKETS - 1)
+        affinity = (hidden[b, t] * keys_s[b, s]).sum(-1) / math.sqrt(hidden.shape[-1])
+        v = self.action_w(batch.action[b, s]).squeeze(-1) + self.distance_w(bucket).squeeze(-1)
+        v = (v + affinity).float().clamp(max=30.0)
+        keys, inverse = torch.unique(row * width + batch.entity[b, s], return_inverse=True)
+        total = torch.zeros(len(keys), dtype=v.dtype, device=v.device)
+        return keys, total.index_add_(0, inverse, v.exp())
+
+
+def _merge(keys_a, values_a, keys_b, values_b) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted unique keys of two sparse vectors and their summed values."""
+    keys, inverse = torch.unique(torch.cat([keys_a, keys_b]), return_inverse=True)
+    values = torch.cat([values_a, values_b])
+    return keys, torch.zeros(len(keys), dtype=values.dtype, device=values.device).index_add_(
+        0, inverse, values
+    )
+
+
+class Members(nn.Module):
+    """A grouping of entities (CSR): the products each streamer sells, from per-product codes."""
+
+    def __init__(self, group_of: np.ndarray, n_groups: int) -> None:
+        super().__init__()
+        group_of = np.asarray(group_of, dtype=np.int64)
+        real = np.flatnonzero(group_of >= N_RESERVED)  # padding / unknown groups list nobody
+        members = real[np.argsort(group_of[real], kind="stable")]
+        counts = np.bincount(group_of[real], minlength=n_groups)
+        indptr = np.concatenate([[0], np.cumsum(counts)])
+        self.n_groups = n_groups
+        # Derived from the model's persistent side-feature codes, so not saved twice.
+        self.register_buffer("indptr", torch.from_numpy(indptr), persistent=False)
+        self.register_buffer("members", torch.from_numpy(members), persistent=False)
+
+    def expand(
+        self, keys: torch.Tensor, values: torch.Tensor, width: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sparse (row, group) values -> the same value for (row, member) of each group."""
+        row, group = keys // self.n_groups, keys % self.n_groups
+        start, count = self.indptr[group], self.indptr[group + 1] - self.indptr[group]
+        entry = torch.repeat_interleave(torch.arange(len(keys), device=keys.device), count)
+        offset = torch.arange(len(entry), device=keys.device) - (count.cumsum(0) - count)[entry]
+        member = self.members[start[entry] + offset]
+        return row[entry] * width + member, values[entry]
