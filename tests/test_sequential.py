@@ -318,9 +318,9 @@ def test_seller_bonus_counts_entries_into_the_sellers_room():
     # Clicked 9, 4, 7; entered streamer 3's room twice, which sells 4 and 5; 6's seller unseen.
     assert bonus.keys.tolist() == [4, 5, 7, 9]
     repeat = model.repeat["product"]
-    keys_s = repeat.key(hidden)
-    rooms, room_sum = repeat._sums(batch, hidden, keys_s, query, batch.kind == ROOM, 6)
-    products, product_sum = repeat._sums(batch, hidden, keys_s, query, batch.kind == PRODUCT, 20)
+    v = repeat._pair_values(batch, hidden)  # (1, L, L)
+    rooms, room_sum = repeat._sums(batch, v, query, batch.kind == ROOM, 6)
+    products, product_sum = repeat._sums(batch, v, query, batch.kind == PRODUCT, 20)
     assert rooms.tolist() == [3]
     value = dict(zip(bonus.keys.tolist(), bonus.values.tolist(), strict=True))
     assert value[5] == pytest.approx(math.log1p(room_sum[0].item()), rel=1e-6)

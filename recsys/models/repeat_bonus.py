@@ -84,35 +84,47 @@ class RepeatBonus(nn.Module):
 
         With ``via``, earlier room tokens count too, for every entity that room's streamer
         lists in ``via`` (a product for its seller's room entries)."""
-        keys_s = self.key(hidden)  # (B, L, dim)
-        keys, total = self._sums(batch, hidden, keys_s, query, batch.kind == kind, width)
+        v = self._pair_values(batch, hidden)  # (B, L_t, L_s)
+        keys, total = self._sums(batch, v, query, batch.kind == kind, width)
         if via is not None:
-            rooms, room_total = self._sums(
-                batch, hidden, keys_s, query, batch.kind == ROOM, via.n_groups
-            )
+            rooms, room_total = self._sums(batch, v, query, batch.kind == ROOM, via.n_groups)
             keys, total = _merge(keys, total, *via.expand(rooms, room_total, width))
         return RepeatScores(keys, torch.log1p(total), width)
+
+    def _pair_values(self, batch: SequenceBatch, hidden: torch.Tensor) -> torch.Tensor:
+        """``v`` of every (query slot t, source slot s) pair of the windows, (B, L_t, L_s).
+
+        Dense over the window: one batched product and broadcast sums cost far less than
+        gathering vectors and embedding rows per pair (a window of 200 tokens has ~20,000)."""
+        length = hidden.shape[1]
+        affinity = torch.bmm(hidden, self.key(hidden).transpose(1, 2))  # (B, L_t, L_s)
+        steps = torch.arange(length, device=hidden.device)
+        distance = (steps[:, None] - steps[None, :]).clamp(min=0)  # (L_t, L_s)
+        bucket = torch.log2(1.0 + distance.float()).long().clamp(max=self.N_DISTANCE_BUCKETS - 1)
+        action = self.action_w(batch.action).squeeze(-1)  # (B, L_s)
+        return (
+            affinity / math.sqrt(hidden.shape[-1])
+            + action[:, None, :]
+            + self.distance_w(bucket).squeeze(-1)[None]
+        )
 
     def _sums(
         self,
         batch: SequenceBatch,
-        hidden: torch.Tensor,
-        keys_s: torch.Tensor,
+        values: torch.Tensor,
         query: torch.Tensor,
         source: torch.Tensor,
         width: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Sorted unique ``row * width + entity`` keys of the ``source`` (B, L) slots at or
-        before each query slot, and the sum of ``exp(v)`` over each key's occurrences."""
+        before each query slot, and the sum of ``exp(v)`` over each key's occurrences
+        (``values``: the pairs' ``v``, (B, L_t, L_s))."""
         length = query.shape[1]
         earlier = torch.ones(length, length, dtype=torch.bool, device=query.device).tril()
         pairs = query[:, :, None] & source[:, None, :] & earlier  # (B, L_t, L_s)
         b, t, s = pairs.nonzero(as_tuple=True)
         row = (query.reshape(-1).cumsum(0) - 1).view(query.shape)[b, t]  # query row of each pair
-        bucket = torch.log2(1.0 + (t - s).float()).long().clamp(max=self.N_DISTANCE_BUCKETS - 1)
-        affinity = (hidden[b, t] * keys_s[b, s]).sum(-1) / math.sqrt(hidden.shape[-1])
-        v = self.action_w(batch.action[b, s]).squeeze(-1) + self.distance_w(bucket).squeeze(-1)
-        v = (v + affinity).float().clamp(max=30.0)
+        v = values[b, t, s].float().clamp(max=30.0)
         keys, inverse = torch.unique(row * width + batch.entity[b, s], return_inverse=True)
         total = torch.zeros(len(keys), dtype=v.dtype, device=v.device)
         return keys, total.index_add_(0, inverse, v.exp())
