@@ -335,22 +335,28 @@ def test_seller_bonus_needs_the_repeat_bonus_and_a_seller_feature():
         _model(repeat_bonus=True, seller_bonus=True)
 
 
-def test_seller_bonus_trains_under_full_ce():
-    model = _seller_model(dropout=0.0)
-    task = SequentialTask(LossConfig(), n_entities=model.tables.sizes)
-    p, r = PRODUCT, ROOM
-    batch = _batch([[0, 3, 9, 3, 4, 5], [2, 5, 3, 4, 2, 4]], kind=[[0, r, p, r, p, p], [r] * 6])
-    batch.action = torch.where(batch.kind == ROOM, ACTION_CODE["enter"], batch.action)
-    batch.targets = {"product": torch.tensor([[0, 9, 4, 4, 5, 4], [0] * 6])}
+def _train_steps(model, task, batch, steps: int = 30) -> tuple[list[float], dict]:
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
     losses = []
-    for step in range(30):
-        loss, _ = task(model, batch, torch.Generator().manual_seed(step))
+    for step in range(steps):
+        loss, parts = task(model, batch, torch.Generator().manual_seed(step))
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.5 * losses[0]
+    return losses, parts
+
+
+@pytest.mark.parametrize("name", ["bce", "sampled_softmax", "full_ce", "gbce"])
+def test_seller_bonus_trains_under_every_loss(name):
+    model = _seller_model(dropout=0.0)
+    task = SequentialTask(LossConfig(name=name, n_negatives=8), n_entities=model.tables.sizes)
+    p, r = PRODUCT, ROOM
+    batch = _batch([[0, 3, 9, 3, 4, 5], [2, 5, 3, 4, 2, 4]], kind=[[0, r, p, r, p, p], [r] * 6])
+    batch.action = torch.where(batch.kind == ROOM, ACTION_CODE["enter"], batch.action)
+    batch.targets = {"product": torch.tensor([[0, 9, 4, 4, 5, 4], [0] * 6])}
+    losses, _ = _train_steps(model, task, batch)
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
     assert model.repeat["product"].action_w.weight.grad[ACTION_CODE["enter"]].abs().item() > 0
 
 
@@ -380,14 +386,7 @@ def test_every_loss_trains_the_model(name, repeat_bonus):
     )
     batch = _batch([[0, 2, 5, 7, 9, 11], [0, 0, 3, 4, 5, 6]])
     batch.targets = {"product": torch.tensor([[0, 5, 7, 9, 11, 13], [0, 0, 4, 5, 6, 7]])}
-    opt = torch.optim.Adam(model.parameters(), lr=0.05)
-    losses = []
-    for step in range(30):
-        loss, parts = task(model, batch, torch.Generator().manual_seed(step))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses, parts = _train_steps(model, task, batch)
     assert set(parts) == {"product"}
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
 
