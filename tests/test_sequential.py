@@ -328,6 +328,16 @@ def test_seller_bonus_counts_entries_into_the_sellers_room():
     assert value[4] == pytest.approx(math.log1p(room_sum[0].item() + clicked_4), rel=1e-6)
 
 
+def test_loaded_seller_codes_regroup_the_seller_bonus():
+    model = _seller_model(dropout=0.0)
+    assert model.sellers.members.tolist() == [6, 4, 5]  # streamer 2 sells 6, streamer 3 4 and 5
+    state = model.state_dict()
+    state["codes_product_seller"] = torch.where(torch.arange(20) == 7, 5, 0)
+    model.load_state_dict(state)
+    assert model.sellers.members.tolist() == [7]
+    assert model.sellers.indptr.tolist() == [0, 0, 0, 0, 0, 0, 1]
+
+
 def test_seller_bonus_needs_the_repeat_bonus_and_a_seller_feature():
     with pytest.raises(ValueError, match="repeat_bonus"):
         SequentialConfig(seller_bonus=True)

@@ -142,17 +142,21 @@ def _merge(keys_a, values_a, keys_b, values_b) -> tuple[torch.Tensor, torch.Tens
 class Members(nn.Module):
     """A grouping of entities (CSR): the products each streamer sells, from per-product codes."""
 
-    def __init__(self, group_of: np.ndarray, n_groups: int) -> None:
+    def __init__(self, group_of: np.ndarray | torch.Tensor, n_groups: int) -> None:
         super().__init__()
-        group_of = np.asarray(group_of, dtype=np.int64)
-        real = np.flatnonzero(group_of >= N_RESERVED)  # padding / unknown groups list nobody
-        members = real[np.argsort(group_of[real], kind="stable")]
-        counts = np.bincount(group_of[real], minlength=n_groups)
-        indptr = np.concatenate([[0], np.cumsum(counts)])
         self.n_groups = n_groups
         # Derived from the model's persistent side-feature codes, so not saved twice.
-        self.register_buffer("indptr", torch.from_numpy(indptr), persistent=False)
-        self.register_buffer("members", torch.from_numpy(members), persistent=False)
+        self.register_buffer("indptr", torch.zeros(n_groups + 1, dtype=torch.int64), False)
+        self.register_buffer("members", torch.zeros(0, dtype=torch.int64), False)
+        self.regroup(torch.as_tensor(group_of, dtype=torch.int64))
+
+    def regroup(self, group_of: torch.Tensor) -> None:
+        """Rebuild from per-entity group codes (after loading codes other than the built ones)."""
+        real = torch.nonzero(group_of >= N_RESERVED).squeeze(1)  # padding / unknown: nobody's
+        members = real[torch.argsort(group_of[real], stable=True)]
+        counts = torch.bincount(group_of[real], minlength=self.n_groups)
+        self.indptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)]).to(self.indptr.device)
+        self.members = members.to(self.indptr.device)
 
     def expand(
         self, keys: torch.Tensor, values: torch.Tensor, width: int

@@ -113,6 +113,11 @@ class Block(nn.Module):
         return x + self.drop(self.ffn(self.norm2(x)))
 
 
+def _regroup_sellers(model: SequentialModel, incompatible_keys) -> None:
+    """Loaded seller codes may differ from those the model was built with: regroup by them."""
+    model.sellers.regroup(model.codes_product_seller)
+
+
 class SequentialModel(nn.Module):
     """Behaviour tokens (B, L) -> hidden states (B, L, dim) -> per-head entity scores."""
 
@@ -169,6 +174,8 @@ class SequentialModel(nn.Module):
             else None
         )
         self.sellers = self._sellers(side) if config.seller_bonus else None
+        if self.sellers is not None:
+            self.register_load_state_dict_post_hook(_regroup_sellers)
 
     def _sellers(self, side: Mapping[str, np.ndarray]) -> Members:
         if "product_seller" not in side or not self.config.n_streamers:
