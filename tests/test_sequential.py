@@ -318,14 +318,37 @@ def test_seller_bonus_counts_entries_into_the_sellers_room():
     # Clicked 9, 4, 7; entered streamer 3's room twice, which sells 4 and 5; 6's seller unseen.
     assert bonus.keys.tolist() == [4, 5, 7, 9]
     repeat = model.repeat["product"]
-    v = repeat._pair_values(batch, hidden)  # (1, L, L)
-    rooms, room_sum = repeat._sums(batch, v, query, batch.kind == ROOM, 6)
-    products, product_sum = repeat._sums(batch, v, query, batch.kind == PRODUCT, 20)
+    slots = torch.arange(6)
+    v = repeat._pair_values(batch, hidden, slots)  # (1, L, L)
+    rooms, room_sum = repeat._sums(batch, v, query, slots, batch.kind == ROOM, 6)
+    products, product_sum = repeat._sums(batch, v, query, slots, batch.kind == PRODUCT, 20)
     assert rooms.tolist() == [3]
     value = dict(zip(bonus.keys.tolist(), bonus.values.tolist(), strict=True))
     assert value[5] == pytest.approx(math.log1p(room_sum[0].item()), rel=1e-6)
     clicked_4 = product_sum[products.tolist().index(4)].item()
     assert value[4] == pytest.approx(math.log1p(room_sum[0].item() + clicked_4), rel=1e-6)
+
+
+def test_bonus_of_one_query_slot_equals_its_row_among_all_slots():
+    model = _seller_model(dropout=0.0).eval()
+    p, r = PRODUCT, ROOM
+    batch = _batch([[0, 3, 9, 3, 4, 7], [2, 5, 4, 3, 4, 5]], kind=[[0, r, p, r, p, p], [r] * 6])
+    repeat = model.repeat["product"]
+    with torch.no_grad():  # trained-looking weights: the distance buckets must line up
+        repeat.distance_w.weight.copy_(torch.randn(repeat.N_DISTANCE_BUCKETS, 1))
+        repeat.action_w.weight.copy_(torch.randn(repeat.action_w.num_embeddings, 1))
+    hidden = model(batch)
+    last = torch.zeros(2, 6, dtype=torch.bool)
+    last[:, -1] = True
+    alone = model.repeats(batch, hidden, last, "product")
+    every = model.repeats(batch, hidden, batch.kind > 0, "product")
+    rows_last = torch.tensor([4, 10])  # the last slot's row of each window among all real slots
+    lookup = torch.arange(20).expand(2, 20)
+    assert torch.allclose(
+        alone.lookup(torch.arange(2)[:, None], lookup),
+        every.lookup(rows_last[:, None], lookup),
+        atol=1e-6,
+    )
 
 
 def test_loaded_seller_codes_regroup_the_seller_bonus():

@@ -84,22 +84,27 @@ class RepeatBonus(nn.Module):
 
         With ``via``, earlier room tokens count too, for every entity that room's streamer
         lists in ``via`` (a product for its seller's room entries)."""
-        v = self._pair_values(batch, hidden)  # (B, L_t, L_s)
-        keys, total = self._sums(batch, v, query, batch.kind == kind, width)
+        # Only slots that some row queries (scoring queries the last one alone).
+        slots = torch.nonzero(query.any(dim=0)).squeeze(1)  # (T,)
+        v = self._pair_values(batch, hidden, slots)  # (B, T, L)
+        query = query[:, slots]  # (B, T): same query.nonzero() order, no query was dropped
+        keys, total = self._sums(batch, v, query, slots, batch.kind == kind, width)
         if via is not None:
-            rooms, room_total = self._sums(batch, v, query, batch.kind == ROOM, via.n_groups)
+            rooms, room_total = self._sums(batch, v, query, slots, batch.kind == ROOM, via.n_groups)
             keys, total = _merge(keys, total, *via.expand(rooms, room_total, width))
         return RepeatScores(keys, torch.log1p(total), width)
 
-    def _pair_values(self, batch: SequenceBatch, hidden: torch.Tensor) -> torch.Tensor:
-        """``v`` of every (query slot t, source slot s) pair of the windows, (B, L_t, L_s).
+    def _pair_values(
+        self, batch: SequenceBatch, hidden: torch.Tensor, slots: torch.Tensor
+    ) -> torch.Tensor:
+        """``v`` of every (query slot t in ``slots``, source slot s) pair, (B, T, L).
 
         Dense over the window: one batched product and broadcast sums cost far less than
         gathering vectors and embedding rows per pair (a window of 200 tokens has ~20,000)."""
-        length = hidden.shape[1]
-        affinity = torch.bmm(hidden, self.key(hidden).transpose(1, 2))  # (B, L_t, L_s)
-        steps = torch.arange(length, device=hidden.device)
-        distance = (steps[:, None] - steps[None, :]).clamp(min=0)  # (L_t, L_s)
+        keys = self.key(hidden)  # (B, L, dim)
+        affinity = torch.bmm(hidden[:, slots], keys.transpose(1, 2))  # (B, T, L)
+        steps = torch.arange(hidden.shape[1], device=hidden.device)
+        distance = (slots[:, None] - steps[None, :]).clamp(min=0)  # (T, L)
         bucket = torch.log2(1.0 + distance.float()).long().clamp(max=self.N_DISTANCE_BUCKETS - 1)
         action = self.action_w(batch.action).squeeze(-1)  # (B, L_s)
         return (
@@ -113,15 +118,16 @@ class RepeatBonus(nn.Module):
         batch: SequenceBatch,
         values: torch.Tensor,
         query: torch.Tensor,
+        slots: torch.Tensor,
         source: torch.Tensor,
         width: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Sorted unique ``row * width + entity`` keys of the ``source`` (B, L) slots at or
-        before each query slot, and the sum of ``exp(v)`` over each key's occurrences
-        (``values``: the pairs' ``v``, (B, L_t, L_s))."""
-        length = query.shape[1]
-        earlier = torch.ones(length, length, dtype=torch.bool, device=query.device).tril()
-        pairs = query[:, :, None] & source[:, None, :] & earlier  # (B, L_t, L_s)
+        before each query (``query`` (B, T) over window slots ``slots``), and the sum of
+        ``exp(v)`` over each key's occurrences (``values``: the pairs' ``v``, (B, T, L))."""
+        steps = torch.arange(source.shape[1], device=source.device)
+        earlier = slots[:, None] >= steps[None, :]  # (T, L)
+        pairs = query[:, :, None] & source[:, None, :] & earlier  # (B, T, L)
         b, t, s = pairs.nonzero(as_tuple=True)
         row = (query.reshape(-1).cumsum(0) - 1).view(query.shape)[b, t]  # query row of each pair
         v = values[b, t, s].float().clamp(max=30.0)
