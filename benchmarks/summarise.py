@@ -15,13 +15,18 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def load() -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(RESULTS.glob("quality_*.json"))]
+    """Every report, with ``file``: its name without ``quality_`` and ``.json`` (unique, so it
+    tells apart runs of one dataset and protocol with other models or settings)."""
+    return [
+        {**json.loads(p.read_text()), "file": p.stem.removeprefix("quality_")}
+        for p in sorted(RESULTS.glob("quality_*.json"))
+    ]
 
 
 def main() -> str:
     reports = load()
     models = sorted({m for r in reports for m in r["models"]}, key=_order)
-    head = ["model"] + [f"{r['dataset']} ({r['protocol']})" for r in reports]
+    head = ["model"] + [r["file"] for r in reports]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for model in models:
         cells = [model]
@@ -34,16 +39,14 @@ def main() -> str:
             cells.append(f"**{cell}**" if res is best else cell)
         lines.append("| " + " | ".join(cells) + " |")
     sources = [
-        f"- {r['dataset']} ({r['protocol']}): `{r['command']}`, {r['seconds']} s" for r in reports
+        f"- {r['file']} ({r['dataset']}, {r['protocol']}): `{r['command']}`, {r['seconds']} s"
+        for r in reports
     ]
     text = (
         "# Quality results: test NDCG@10 (best per column in bold)\n\n"
-        "Sampled columns rank the target among 100 sampled items and are not comparable with "
-        "full-ranking columns.\n\n"
-        + "\n".join(lines)
-        + "\n\nSources:\n\n"
-        + "\n".join(sources)
-        + "\n"
+        "Each column is one results file (`benchmarks/results/quality_<column>.json`). Columns "
+        "ending in `_sampled` rank the target among 100 sampled items and are not comparable with "
+        "full-ranking ones.\n\n" + "\n".join(lines) + "\n\nSources:\n\n" + "\n".join(sources) + "\n"
     )
     (RESULTS / "summary.md").write_text(text)
     print(text)
