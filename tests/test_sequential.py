@@ -157,6 +157,20 @@ def test_entity_tables_look_up_rows_and_zero_padding():
         tables({"user": ids})
 
 
+def test_entity_tables_read_without_gradients_match_the_jagged_lookup():
+    tables = EntityTables(sizes={"product": 6, "streamer": 4, "user": 3}, dim=5)
+    ids = {
+        "product": torch.tensor([[0, 2, 5], [3, 3, 0]]),
+        "streamer": torch.tensor([[1, 0, 3, 2], [0, 0, 0, 2]]),
+        "user": torch.tensor([[1], [2]]),
+    }
+    jagged = tables(ids)  # gradients on: through the torchrec collection
+    with torch.no_grad():
+        direct = tables(ids)
+    for name in ids:
+        assert torch.equal(direct[name], jagged[name].detach())
+
+
 def test_models_share_tables_by_name():
     config = SequentialConfig(n_products=10, n_streamers=5, dim=8, maxlen=4)
     a = SequentialModel(config)

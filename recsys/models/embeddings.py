@@ -79,12 +79,16 @@ class EntityTables(nn.Module):
         """Look up id tensors by table name: (B, L_t) ids -> (B, L_t, dim) vectors.
 
         Every tensor must have the same first (batch) dimension; widths may differ per table.
+        Without gradients (validation, scoring) an unsharded collection is read table by table:
+        the same rows, without the jagged batch's bookkeeping.
         """
         unknown = set(ids) - set(self.sizes)
         if unknown:
             raise KeyError(
                 f"no embedding tables {sorted(unknown)}; tables: {', '.join(self.sizes)}"
             )
+        if not torch.is_grad_enabled() and isinstance(self.collection, EmbeddingCollection):
+            return {name: self._rows(name, idx) for name, idx in ids.items()}
         first = next(iter(ids.values()))
         rows, device = first.shape[0], first.device
         # Every key must be present in the jagged batch; absent tables get empty bags.
@@ -106,6 +110,11 @@ class EntityTables(nn.Module):
             vectors = looked_up[name].values().view(*idx.shape, self.dim)  # (B, L_t, dim)
             out[name] = vectors * (idx > 0).unsqueeze(-1).to(vectors.dtype)
         return out
+
+    def _rows(self, name: str, idx: torch.Tensor) -> torch.Tensor:
+        """(B, L_t, dim) rows of one table, zero at padding ids."""
+        vectors = F.embedding(idx, self.weight(name))
+        return vectors * (idx > 0).unsqueeze(-1).to(vectors.dtype)
 
 
 # One lookup of ``EntityBags``: (table, (R, L) ids with 0 = padding, optional (R, L) weights).

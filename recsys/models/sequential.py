@@ -224,16 +224,17 @@ class SequentialModel(nn.Module):
                 raise ValueError("this model embeds users: the batch must carry them")
             requests.append(("user", (batch.user + 1)[:, None]))  # (B, 1)
         vectors = self._lookup(requests)
+        # Sums in place: a fresh (B, L, dim) tensor per term costs more than the adds.
         x = sum(vectors[: len(self.heads)]) * math.sqrt(self.config.dim)
         for v in vectors[len(self.heads) :]:
-            x = x + v  # a (B, 1, dim) user vector broadcasts over the slots
+            x.add_(v)  # a (B, 1, dim) user vector broadcasts over the slots
         if self.config.use_actions:
-            x = x + self.action_emb(batch.action)
+            x.add_(self.action_emb(batch.action))
         if self.config.n_gap_buckets:
-            x = x + self.gap_emb(batch.gap)
+            x.add_(self.gap_emb(batch.gap))
         width = batch.kind.shape[1]
         positions = torch.arange(self.config.maxlen - width, self.config.maxlen, device=x.device)
-        x = x + self.pos_emb(positions)  # (L, dim) broadcast over the batch
+        x.add_(self.pos_emb(positions))  # (L, dim) broadcast over the batch
         return self.drop(x) * (batch.kind > 0).unsqueeze(-1).to(x.dtype)
 
     def forward(self, batch: SequenceBatch) -> torch.Tensor:
