@@ -108,13 +108,17 @@ class EntityTables(nn.Module):
         out = {}
         for name, idx in ids.items():
             vectors = looked_up[name].values().view(*idx.shape, self.dim)  # (B, L_t, dim)
-            out[name] = vectors * (idx > 0).unsqueeze(-1).to(vectors.dtype)
+            out[name] = _zero_padding(vectors, idx)
         return out
 
     def _rows(self, name: str, idx: torch.Tensor) -> torch.Tensor:
         """(B, L_t, dim) rows of one table, zero at padding ids."""
-        vectors = F.embedding(idx, self.weight(name))
-        return vectors * (idx > 0).unsqueeze(-1).to(vectors.dtype)
+        return _zero_padding(F.embedding(idx, self.weight(name)), idx)
+
+
+def _zero_padding(vectors: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """(..., dim) looked-up rows with the rows of padding ids (0) set to zero."""
+    return vectors * (idx > 0).unsqueeze(-1).to(vectors.dtype)
 
 
 # One lookup of ``EntityBags``: (table, (R, L) ids with 0 = padding, optional (R, L) weights).

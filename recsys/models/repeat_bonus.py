@@ -91,7 +91,8 @@ class RepeatBonus(nn.Module):
         keys, total = self._sums(batch, v, query, slots, batch.kind == kind, width)
         if via is not None:
             rooms, room_total = self._sums(batch, v, query, slots, batch.kind == ROOM, via.n_groups)
-            keys, total = _merge(keys, total, *via.expand(rooms, room_total, width))
+            routed, routed_total = via.expand(rooms, room_total, width)
+            keys, total = _sum_by_key(torch.cat([keys, routed]), torch.cat([total, routed_total]))
         return RepeatScores(keys, torch.log1p(total), width)
 
     def _pair_values(
@@ -131,18 +132,14 @@ class RepeatBonus(nn.Module):
         b, t, s = pairs.nonzero(as_tuple=True)
         row = (query.reshape(-1).cumsum(0) - 1).view(query.shape)[b, t]  # query row of each pair
         v = values[b, t, s].float().clamp(max=30.0)
-        keys, inverse = torch.unique(row * width + batch.entity[b, s], return_inverse=True)
-        total = torch.zeros(len(keys), dtype=v.dtype, device=v.device)
-        return keys, total.index_add_(0, inverse, v.exp())
+        return _sum_by_key(row * width + batch.entity[b, s], v.exp())
 
 
-def _merge(keys_a, values_a, keys_b, values_b) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sorted unique keys of two sparse vectors and their summed values."""
-    keys, inverse = torch.unique(torch.cat([keys_a, keys_b]), return_inverse=True)
-    values = torch.cat([values_a, values_b])
-    return keys, torch.zeros(len(keys), dtype=values.dtype, device=values.device).index_add_(
-        0, inverse, values
-    )
+def _sum_by_key(keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted unique ``keys`` and the sum of ``values`` over each key's entries."""
+    unique, inverse = torch.unique(keys, return_inverse=True)
+    total = torch.zeros(len(unique), dtype=values.dtype, device=values.device)
+    return unique, total.index_add_(0, inverse, values)
 
 
 class Members(nn.Module):
