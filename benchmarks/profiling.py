@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys.data.synthetic import SimConfig, simulate
 from recsys.data.tables import load_tables, read_manifest
 from recsys.profiling import Catalog, Profiler, merge_all
 from recsys.profiling.accuracy import truth_accuracy
+from recsys.simulation import SimConfig, simulate
 from recsys.utils.resources import measure
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

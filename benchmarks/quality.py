@@ -22,16 +22,18 @@ import time
 from pathlib import Path
 
 import torch
+from harness.references import references_for
 
-from recsys.benchmarking.candidates import (
+from recsys.data.splits import fold_unsampled_validation, new_item_targets
+from recsys.datasets import make_split
+from recsys.evaluation.selection import QualitySettings, markdown_table, run_quality
+from recsys.recommenders.candidates import (
     DEFAULT_MODELS,
-    SEQUENTIAL_MODELS,
+    benchmark_context,
     build_candidates,
     quick_grids,
 )
-from recsys.benchmarking.quality import QualitySettings, markdown_table, run_quality
-from recsys.benchmarking.references import references_for
-from recsys.benchmarking.splits import fold_unsampled_validation, make_split, new_item_targets
+from recsys.recommenders.registry import MODELS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -98,9 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
         split = fold_unsampled_validation(split, args.max_valid_users, args.seed)
     grids = {**(quick_grids() if args.quick else {}), **parse_grids(args.grid)}
     context = None
-    if any(m in SEQUENTIAL_MODELS for m in args.models) and args.dataset.startswith("synthetic-"):
-        from recsys.benchmarking.sequential import benchmark_context
-
+    if any(m in MODELS for m in args.models) and args.dataset.startswith("synthetic-"):
         context = benchmark_context(args.dataset, seed=args.seed, data_dir=args.data_dir)
     candidates = build_candidates(
         split,

@@ -39,7 +39,7 @@ TWO_TOWER_TRAIN = ("model=two_tower_live", "trainer.max_epochs=3", "trainer.batc
                    "trainer.patience=2", "trainer.progress=false")  # fmt: skip
 NOTES = """Notes. CTR = expected clicks per impression of the top-10 lists, CVR = expected
 conversions per expected click, CTCVR = expected conversions per impression, all from the
-world's true response model (`recsys.data.synthetic.response.simulate_outcomes`, position
+world's true response model (`recsys.simulation.response.simulate_outcomes`, position
 bias 1 / log2(j + 2)); intervals are normal approximations over requests (delta method for
 the ratios), differences are paired on the same requests. NDCG@10 vs truth uses the true
 position-free P(click and convert) of every live candidate as gains. `two-tower (static)` is
@@ -61,7 +61,7 @@ def _compose(name: str, overrides: list[str]):
 
 def train_two_tower(args, run_dir: Path) -> tuple[Path, dict]:
     """Train the two-tower the ranker re-ranks; its folder and how it was trained."""
-    from recsys.training.experiment import train
+    from recsys.recommenders.experiment import train
 
     overrides = [*TWO_TOWER_TRAIN, f"data=synthetic-{args.preset}",
                  f"data.world_seed={args.seed}", f"trainer.num_threads={args.threads}"]  # fmt: skip

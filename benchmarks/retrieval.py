@@ -32,7 +32,7 @@ build.
 
 The live-now rows run ``Flat`` and each index family at its fastest setting with recall >= 0.95
 through every ``LiveRetriever`` strategy at 1%, 10% and 50% live (method: the docstring of
-``recsys.benchmarking.live_retrieval``); the summary says whether filtered search at 10% live
+``harness.live_retrieval``); the summary says whether filtered search at 10% live
 keeps up with the same index unfiltered at equal recall.
 
 Writes ``retrieval.json`` and ``retrieval.md`` into ``--out-dir`` (default
@@ -55,14 +55,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from recsys.benchmarking.live_retrieval import (
+from harness.live_retrieval import (
     filtered_markdown,
     filtered_rows,
     filtered_summary,
     recall,
     timed,
 )
+
 from recsys.retrieval import CandidateIndex, IndexConfig, set_threads
 from recsys.retrieval._faiss import version as faiss_version
 from recsys.utils.resources import measure

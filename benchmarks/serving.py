@@ -7,9 +7,9 @@
 Starts ``recsys-serve`` (with the ``--serve-arg`` Hydra overrides) on a free local port, waits
 for ``/healthz``, warms it up, then for each rate: times ``/healthz`` alone at that rate (the
 floor: client, HTTP stack and event loop, no recommender work) and then the request mix of
-``recsys.benchmarking.request_mix`` (``/recommend`` for world users, a few unknown ones, and
+``harness.request_mix`` (``/recommend`` for world users, a few unknown ones, and
 ``--events-share`` of ``/events`` batches), sent on a fixed schedule by
-``recsys.benchmarking.loadgen``. Latency counts from the time each request was due (client
+``harness.loadgen``. Latency counts from the time each request was due (client
 queueing included) and from the time it was written; both are reported. The server's CPU
 seconds and resident memory come from /proc. Target: p99 <= 20 ms for ``/recommend`` with
 k=20 at 100 requests/s and no errors.
@@ -35,9 +35,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from recsys.benchmarking.http_client import HttpRequest
-from recsys.benchmarking.loadgen import LoadConfig, run_open_loop
-from recsys.benchmarking.request_mix import KINDS, LiveWorld, MixConfig, RequestMix
+from harness.http_client import HttpRequest
+from harness.loadgen import LoadConfig, run_open_loop
+from harness.request_mix import KINDS, LiveWorld, MixConfig, RequestMix
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HOST = "127.0.0.1"
@@ -99,7 +99,7 @@ def serve_config(overrides: list[str]):
 
 def world_root(world) -> Path:
     """The served world's folder; a preset is generated here, before the server looks for it."""
-    from recsys.data.datasets import ensure_world
+    from recsys.datasets import ensure_world
 
     if world.data_dir:
         return Path(world.data_dir)

@@ -26,7 +26,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def run_child(preset: str, seed: int, out_dir: Path) -> dict:
     """Generate one world in this process and measure it."""
-    from recsys.data.synthetic import SimConfig, simulate
+    from recsys.simulation import SimConfig, simulate
 
     began = time.perf_counter()
     manifest = simulate(SimConfig.from_preset(preset, seed=seed), out_dir, overwrite=True)

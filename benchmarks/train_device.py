@@ -5,7 +5,7 @@
 
 Trains ``recsys-train model=sasrec data=amazon-beauty-bert4rec`` (maxlen 50, dim 64, 2 blocks,
 full-catalogue cross-entropy, dropout 0.2; bfloat16 autocast on CUDA) for ``--epochs`` epochs at
-each batch size through ``recsys.training.train`` (the CLI's own function), then validates and
+each batch size through ``recsys.recommenders.train`` (the CLI's own function), then validates and
 tests under the full-ranking protocol. Reported per run: training sequences per second and
 seconds (steps only), the fit's seconds (validation, checkpoint selection and device warm-up
 included), test NDCG@10 / HR@10 after those epochs, and peak memory (GPU:
@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from recsys.cli.pipeline import compose_job
-from recsys.training import train
+from recsys.recommenders import train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

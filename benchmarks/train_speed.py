@@ -36,12 +36,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from recsys.baselines.base import Recommender
-from recsys.benchmarking.splits import make_split
+from recsys.core import Recommender
 from recsys.data.interactions import UserSequences
+from recsys.datasets import make_split
 from recsys.evaluation import evaluate
 from recsys.models.sequential import SequentialConfig
-from recsys.models.sequential_recommender import SequentialRecommender
+from recsys.recommenders.sequential import SequentialRecommender
 from recsys.tasks.sequential import LossConfig
 from recsys.training.trainer import TrainerConfig
 from recsys.utils.resources import measure

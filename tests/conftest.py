@@ -19,7 +19,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def tiny_world_dir(tmp_path_factory):
     """A freshly simulated tiny world (seed 0), one per test module."""
-    from recsys.data.datasets import ensure_world
+    from recsys.datasets import ensure_world
 
     return ensure_world("tiny", 0, tmp_path_factory.mktemp("worlds"))
 
@@ -41,9 +41,9 @@ def compose_config(name: str, overrides: list[str]):
 @pytest.fixture(scope="module")
 def trained_two_tower(tmp_path_factory):
     """(best checkpoint, world cache folder) of a two-tower trained one epoch on the tiny world."""
-    from recsys.data.datasets import ensure_world
+    from recsys.datasets import ensure_world
+    from recsys.recommenders.experiment import train
     from recsys.training.checkpoint import BEST
-    from recsys.training.experiment import train
 
     cache = tmp_path_factory.mktemp("worlds")
     ensure_world("tiny", 0, cache)

@@ -7,16 +7,16 @@ from functools import partial
 import numpy as np
 
 from recsys.baselines.registry import make_baseline
-from recsys.benchmarking.quality import (
+from recsys.data.interactions import Interactions
+from recsys.data.splits import leave_one_out
+from recsys.data.vocab import Vocab
+from recsys.evaluation.selection import (
     Candidate,
     QualitySettings,
     markdown_table,
     neighbours,
     run_quality,
 )
-from recsys.data.interactions import Interactions
-from recsys.data.splits import leave_one_out
-from recsys.data.vocab import Vocab
 
 
 def _split(seed: int = 0):
@@ -73,7 +73,7 @@ def test_run_quality_tunes_refines_and_compares():
 
 
 def test_folding_validation_trains_on_unsampled_users_and_keeps_the_sample():
-    from recsys.benchmarking.splits import fold_unsampled_validation
+    from recsys.data.splits import fold_unsampled_validation
     from recsys.evaluation.protocols import _select
 
     split = _split()

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.data.synthetic.impressions import (
+from recsys.data.timeline import KeyedIntervals, KeyedTimeline, pair_codes
+from recsys.simulation.impressions import (
     IMPRESSION_COLUMNS,
     LoggingPolicy,
     choose_lists,
@@ -16,7 +17,7 @@ from recsys.data.synthetic.impressions import (
     request_points,
     validate_impressions,
 )
-from recsys.data.synthetic.response import (
+from recsys.simulation.response import (
     ResponseConfig,
     WorldTruth,
     card_factors,
@@ -27,13 +28,12 @@ from recsys.data.synthetic.response import (
     simulate_outcomes,
     true_gains,
 )
-from recsys.data.timeline import KeyedIntervals, KeyedTimeline, pair_codes
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from recsys.data.datasets import ensure_world
     from recsys.data.tables import load_tables
+    from recsys.datasets import ensure_world
 
     folder = ensure_world("tiny", 0, tmp_path_factory.mktemp("worlds"))
     return load_tables(folder), WorldTruth.from_folder(folder)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from recsys.cli.index import build_indexes
+from recsys.recommenders.restore import restore
 from recsys.retrieval import CandidateIndex
-from recsys.training.restore import restore
 from tests.conftest import compose_config
 
 USERS = np.arange(2, 40)
@@ -23,7 +23,7 @@ SEARCH = """
 import json, sys
 import numpy as np
 from recsys.retrieval import CandidateIndex
-from recsys.training.restore import restore
+from recsys.recommenders.restore import restore
 ckpt, index_dir, cache, head, k = sys.argv[1:6]
 r = restore(ckpt, cache_dir=cache)
 view = r.recommender.for_head(head)

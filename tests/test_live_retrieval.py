@@ -216,7 +216,7 @@ def test_live_input_errors():
 
 @pytest.mark.parametrize("target", ["room", "product"])
 def test_world_schedule_serves_what_evaluation_counts_as_live(tiny_world, target):
-    from recsys.data.live import live_time_split
+    from recsys.data.splits import live_time_split
 
     split = live_time_split(tiny_world, target=target)
     schedule = LiveSchedule.from_tables(tiny_world, target, split.item_vocab)

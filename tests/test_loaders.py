@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 import types
 
 import numpy as np
 import pytest
 
-from recsys.data.datasets import (
+from recsys.data.loaders import DataFormatError, read_user_item_lines, read_user_sequences
+from recsys.data.recbole import read_atomic, read_recbole
+from recsys.datasets import (
     DATASETS,
     DatasetSpec,
     LoadedDataset,
@@ -20,8 +21,6 @@ from recsys.data.datasets import (
     load_dataset,
     world_cache_dir,
 )
-from recsys.data.loaders import DataFormatError, read_user_item_lines, read_user_sequences
-from recsys.data.recbole import read_atomic, read_recbole
 
 
 def write(path, text: str):
@@ -238,18 +237,18 @@ def test_synthetic_world_is_generated_once_into_the_cache(tmp_path, monkeypatch)
         (out_dir / "manifest.json").write_text(json.dumps({"counts": {}}))
         return {}
 
-    fake = types.ModuleType("recsys.data.synthetic")
-    fake.SimConfig = types.SimpleNamespace(from_preset=lambda p, seed: (p, seed))
-    fake.simulate = fake_simulate
-    monkeypatch.setitem(sys.modules, "recsys.data.synthetic", fake)
+    monkeypatch.setattr(
+        "recsys.datasets.SimConfig", types.SimpleNamespace(from_preset=lambda p, seed: (p, seed))
+    )
+    monkeypatch.setattr("recsys.datasets.simulate", fake_simulate)
     monkeypatch.setenv("RECSYS_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(
-        "recsys.data.datasets.load_tables", lambda f: types.SimpleNamespace(users=None, folder=f)
+        "recsys.datasets.load_tables", lambda f: types.SimpleNamespace(users=None, folder=f)
     )
-    monkeypatch.setattr("recsys.data.datasets.product_features", lambda t, v: None)
-    monkeypatch.setattr("recsys.data.datasets._user_frame", lambda u, i: None)
+    monkeypatch.setattr("recsys.datasets.product_features", lambda t, v: None)
+    monkeypatch.setattr("recsys.datasets._user_frame", lambda u, i: None)
     inter = types.SimpleNamespace(item_vocab=None)  # what the stubbed feature builder reads
-    monkeypatch.setattr("recsys.data.datasets.product_interactions", lambda t: inter)
+    monkeypatch.setattr("recsys.datasets.product_interactions", lambda t: inter)
     for _ in range(2):
         loaded = load_dataset("synthetic-tiny", seed=3)
     assert calls == [("tiny", 3)]

@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 from recsys.data.schema import TABLES
-from recsys.data.synthetic import SimConfig, simulate
 from recsys.data.tables import LiveCommerceTables, conform, load_tables
 from recsys.profiling import (
     PROFILE_SCHEMA_VERSION,
@@ -30,6 +29,7 @@ from recsys.profiling import (
     profile_matrix,
 )
 from recsys.profiling.config import TAGS_YAML
+from recsys.simulation import SimConfig, simulate
 
 DAY = 86_400
 T0 = 1_717_372_800  # 2024-06-03 08:00 +08:00

@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from recsys.baselines.base import Recommender
+from recsys.core import Recommender
 from recsys.data.interactions import Split, Targets, UserSequences
 from recsys.data.vocab import Vocab
 from recsys.evaluation import evaluate, rank_topk, sample_negatives, target_rank

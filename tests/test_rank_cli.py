@@ -28,8 +28,8 @@ from recsys.ranking.experiment import (
 )
 from recsys.ranking.ranker_io import load_ranker, save_ranker
 from recsys.ranking.upstream import two_tower_scores
-from recsys.training.experiment import train
-from recsys.training.restore import restore
+from recsys.recommenders.experiment import train
+from recsys.recommenders.restore import restore
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

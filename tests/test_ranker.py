@@ -10,8 +10,6 @@ import pandas as pd
 import pytest
 import torch
 
-from recsys.data.synthetic.impressions import impression_log, live_candidates
-from recsys.data.synthetic.response import WorldTruth
 from recsys.data.tables import LiveCommerceTables
 from recsys.models.esmm import ESMM, ESMMConfig
 from recsys.ranking import (
@@ -33,6 +31,8 @@ from recsys.ranking.esmm_training import (
     roc_auc,
 )
 from recsys.ranking.pairs import IdIndex, Pairs
+from recsys.simulation.impressions import impression_log, live_candidates
+from recsys.simulation.response import WorldTruth
 from recsys.tasks.esmm import ESMMTask, esmm_loss
 from recsys.training.trainer import TrainerConfig
 

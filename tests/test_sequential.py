@@ -10,17 +10,17 @@ import torch
 import torch.nn.functional as F
 
 from recsys.data.interactions import Interactions, UserSequences
-from recsys.data.live import live_time_split
-from recsys.data.live_candidates import LiveCandidates
-from recsys.data.targets import future_of_kind, next_of_kind, next_visit
-from recsys.data.tokens import ACTION_CODE, PRODUCT, ROOM, TokenLog, world_context
+from recsys.data.splits import live_time_split
 from recsys.data.vocab import Vocab
-from recsys.data.windows import WindowDataset, last_tokens, scoring_batch, training_windows
 from recsys.evaluation import evaluate
+from recsys.inputs.live_candidates import LiveCandidates
+from recsys.inputs.targets import future_of_kind, next_of_kind, next_visit
+from recsys.inputs.tokens import ACTION_CODE, PRODUCT, ROOM, TokenLog, world_context
+from recsys.inputs.windows import WindowDataset, last_tokens, scoring_batch, training_windows
 from recsys.models.embeddings import EntityTables
 from recsys.models.repeat_bonus import RepeatScores
 from recsys.models.sequential import SequentialConfig, SequentialModel
-from recsys.models.sequential_recommender import SequentialRecommender, Validation, horizon
+from recsys.recommenders.sequential import SequentialRecommender, Validation, horizon
 from recsys.tasks.sequential import (
     LossConfig,
     SequentialTask,
@@ -189,7 +189,7 @@ def _model(**kw) -> SequentialModel:
 def _batch(entity, kind=None):
     entity = torch.tensor(entity)
     kind = torch.where(entity > 0, PRODUCT, 0) if kind is None else torch.tensor(kind)
-    from recsys.data.windows import SequenceBatch
+    from recsys.inputs.windows import SequenceBatch
 
     return SequenceBatch(kind, entity, (kind > 0).long() * 3, (kind > 0).long())
 
@@ -605,17 +605,6 @@ def test_lagged_targets_are_the_first_fresh_choice_at_least_the_lag_later():
     assert both.lagged_time["product"][1].tolist() == [1010] * 4 + [5000] * 2
     with pytest.raises(ValueError, match="target_lag_s"):
         SequentialRecommender(targets="future", target_lag_s=60)
-    with pytest.raises(ValueError, match="random_target_lag"):
-        SequentialRecommender(random_target_lag=True)
-    # Lags drawn once per token in [1, 500] s: the same seed, the same targets, each between the
-    # next one (lag 1 s) and the one 500 s on.
-    near = training_windows(log, maxlen=6, heads=heads, target_lag_s=1)
-    a, b = (
-        training_windows(log, maxlen=6, heads=heads, target_lag_s=500, lag_seed=0) for _ in range(2)
-    )
-    assert np.array_equal(a.targets["product"], b.targets["product"])
-    t = a.target_time["product"][-1]  # user 1
-    assert (near.target_time["product"][-1] <= t).all() and (t <= [1010] * 4 + [5000] * 2).all()
 
 
 def test_later_visit_targets_come_from_the_next_room_visit_on():

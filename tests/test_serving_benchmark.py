@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from harness.http_client import HttpRequest, ProtocolError, parse_head, read_response
+from harness.loadgen import LoadConfig, run_open_loop
+from harness.request_mix import ID_LOW, LiveWorld, MixConfig, RequestMix
 
-from recsys.benchmarking.http_client import HttpRequest, ProtocolError, parse_head, read_response
-from recsys.benchmarking.loadgen import LoadConfig, run_open_loop
-from recsys.benchmarking.request_mix import ID_LOW, LiveWorld, MixConfig, RequestMix
 from recsys.serving.schemas import EventBatch
 
 

@@ -60,15 +60,15 @@ def test_retrieval_returns_the_exact_live_top_of_the_two_tower(served):
     user = _active_user(tables, now)
     code = int(service.vocabs["user"].encode(np.array([user]))[0])
     ids, scores = service.retrieve(
-        service.products_tt.request_batch(np.array([code]), np.array([now])), now
+        service.product_scorer.request_batch(np.array([code]), np.array([now])), now
     )
     live = service.retriever.live_at(now)
     assert set(ids.tolist()) <= set(live.tolist())
     # A Flat index: the retrieved scores are the model's own scores of those products.
     codes = service.vocabs["product"].encode(ids)
-    expected = service.products_tt.request_scores(np.array([code]), np.array([now]), codes)[0]
+    expected = service.product_scorer.request_scores(np.array([code]), np.array([now]), codes)[0]
     np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-4)
-    everything = service.products_tt.request_scores(
+    everything = service.product_scorer.request_scores(
         np.array([code]), np.array([now]), service.vocabs["product"].encode(live)
     )[0]
     assert scores[0] == pytest.approx(everything.max(), abs=1e-4)
@@ -123,7 +123,7 @@ def test_viewers_outside_a_session_are_ranked_by_the_outside_session_ranker(serv
     service, now, tables = served
     by_price = Ranker.blended(BlendWeights((("log_price", 1.0),)))
     by_retrieval = Ranker.blended(BlendWeights((("retrieval_score", 1.0),)))
-    parts = dict(two_tower=service.products_tt, vocabs=service.vocabs, products=service.retriever,
+    parts = dict(model=service.product_scorer, vocabs=service.vocabs, products=service.retriever,
                  catalog=service.catalog, featurizer=service.featurizer,
                  fallback=service.fallback, config=service.config)  # fmt: skip
     split = TrainedLiveService(ranker=by_price, outside_session=by_retrieval, **parts)
@@ -132,7 +132,7 @@ def test_viewers_outside_a_session_are_ranked_by_the_outside_session_ranker(serv
     outside = split.recommend(user, now, 5, ("product",)).items
     code = int(service.vocabs["user"].encode(np.array([user]))[0])
     ids, _ = service.retrieve(
-        service.products_tt.request_batch(np.array([code]), np.array([now])), now
+        service.product_scorer.request_batch(np.array([code]), np.array([now])), now
     )
     assert [i.id for i in outside] == ids[:5].tolist()  # the two-tower's own order
     rooms = service.catalog.rooms(now)

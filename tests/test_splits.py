@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from recsys.data.availability import is_available, live_sets, rows_contain
 from recsys.data.live import (
-    live_time_split,
     product_features,
     product_interactions,
     room_features,
@@ -20,6 +19,7 @@ from recsys.data.loaders import encode_interactions
 from recsys.data.schema import TABLES, pandas_dtype
 from recsys.data.splits import (
     leave_one_out,
+    live_time_split,
     temporal_split,
     temporal_split_by_fraction,
     time_cutoffs,

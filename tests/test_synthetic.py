@@ -11,8 +11,8 @@ import pytest
 
 from recsys.data.pseudonym import pseudonymise
 from recsys.data.schema import EVENT_REQUIREMENTS, EVENT_TYPES, TABLES, pandas_dtype
-from recsys.data.synthetic import PRESETS, SimConfig, purchase_probability, simulate
 from recsys.data.tables import ENTITY_TABLES, SCHEMA_VERSION, load_tables, read_manifest
+from recsys.simulation import PRESETS, SimConfig, purchase_probability, simulate
 
 SHOPPING = ["click", "cart", "purchase", "coupon_claim"]
 

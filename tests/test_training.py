@@ -16,10 +16,10 @@ from hydra import compose, initialize_config_module
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from recsys.cli import evaluate as evaluate_cli
-from recsys.training import train
+from recsys.recommenders import train
+from recsys.recommenders.data import DataConfig
+from recsys.recommenders.registry import model_settings
 from recsys.training.checkpoint import BEST, CHECKPOINT, load_checkpoint
-from recsys.training.data import DataConfig
-from recsys.training.experiment import model_settings
 from recsys.training.trainer import TrainerConfig
 
 CONF = Path(__file__).resolve().parents[1] / "recsys" / "conf"
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def world_cache(tmp_path_factory) -> Path:
-    from recsys.data.datasets import ensure_world
+    from recsys.datasets import ensure_world
 
     cache = tmp_path_factory.mktemp("worlds")
     ensure_world("tiny", 0, cache)
@@ -75,7 +75,7 @@ def test_every_shipped_train_config_instantiates(data, model, trainer, tmp_path)
     cfg = _compose(
         "train", [f"data={data}", f"model={model}", f"trainer={trainer}", f"run_dir={tmp_path}"]
     )
-    settings = model_settings(cfg.model)
+    settings = model_settings(cfg)
     assert settings["name"] == cfg.model.name and settings["model"].dim > 0
     assert isinstance(settings["side_features"], tuple)
     assert DataConfig(**cfg.data).name == data
@@ -187,11 +187,15 @@ def test_training_runs_on_cuda(tmp_path, world_cache, model):
 
 
 def test_model_settings_route_each_family_and_refuse_unknown_keys():
-    two = model_settings({"name": "two_tower", "dim": 8, "heads": ["product"], "loss": {}})
+    two = model_settings(
+        {"model": {"name": "two_tower", "dim": 8}, "task": {"heads": ["product"]}, "loss": {}}
+    )
     assert two["model"].dim == 8 and two["heads"] == ("product",) and two["loss"].logq
-    seq = model_settings({"name": "sasrec", "maxlen": 7, "windows": "all"})
+    seq = model_settings({"model": {"name": "sasrec", "maxlen": 7}, "task": {"windows": "all"}})
     assert seq["model"].maxlen == 7 and seq["windows"] == "all"
     with pytest.raises(ValueError, match=r"unknown keys \['maxlen'\]"):
-        model_settings({"name": "two_tower", "maxlen": 7})
-    with pytest.raises(ValueError, match="model.name must be one of"):
-        model_settings({"name": "gru4rec"})
+        model_settings({"model": {"name": "two_tower", "maxlen": 7}})
+    with pytest.raises(ValueError, match=r"task config \(sasrec\): unknown keys \['windowz'\]"):
+        model_settings({"model": {"name": "sasrec"}, "task": {"windowz": "all"}})
+    with pytest.raises(KeyError, match="unknown model 'gru4rec'"):
+        model_settings({"model": {"name": "gru4rec"}})

@@ -10,18 +10,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from recsys.benchmarking.two_tower import route_hparams
 from recsys.data.availability import live_sets
 from recsys.data.interactions import UserSequences
-from recsys.data.live import live_time_split
-from recsys.data.tokens import ROOM, world_context
-from recsys.data.two_tower import QueryBuilder, TwoTowerBatch, TwoTowerDataset, training_examples
-from recsys.data.world_features import WorldFeatures
+from recsys.data.splits import live_time_split
 from recsys.evaluation import evaluate
+from recsys.inputs.tokens import ROOM, world_context
+from recsys.inputs.two_tower import QueryBuilder, TwoTowerBatch, TwoTowerDataset, training_examples
+from recsys.inputs.world_features import WorldFeatures
 from recsys.models.embeddings import EntityBags, EntityTables
 from recsys.models.sequential import SequentialConfig, SequentialModel
 from recsys.models.two_tower import TwoTowerConfig, TwoTowerModel
-from recsys.models.two_tower_recommender import TwoTowerRecommender, Validation
+from recsys.recommenders.build import route
+from recsys.recommenders.registry import model_spec
+from recsys.recommenders.two_tower import TwoTowerRecommender, Validation
 from recsys.tasks.two_tower import (
     TwoTowerLossConfig,
     TwoTowerTask,
@@ -508,17 +509,20 @@ def test_sequential_tables_load_into_the_two_tower_tables(tiny_world, world):
 
 
 def test_benchmark_hyperparameters_are_routed_by_config():
-    model, loss, trainer, adapter = route_hparams(
-        {"dim": 32, "n_mixed": 64, "lr": 0.01, "heads": ["product"], "query_lag_s": 60.0}
+    spec = model_spec("two_tower")
+    r = route(
+        spec, {"dim": 32, "n_mixed": 64, "lr": 0.01, "heads": ["product"], "query_lag_s": 60.0}
     )
-    assert model == {"dim": 32} and loss == {"n_mixed": 64} and trainer == {"lr": 0.01}
-    assert adapter == {"heads": ("product",), "query_lag_s": 60.0}
+    assert (
+        r["model"] == {"dim": 32} and r["loss"] == {"n_mixed": 64} and r["trainer"] == {"lr": 0.01}
+    )
+    assert r["task"] == {"heads": ("product",), "query_lag_s": 60.0}
     with pytest.raises(KeyError, match="unknown hyperparameter"):
-        route_hparams({"nope": 1})
+        route(spec, {"nope": 1})
 
 
 def test_two_tower_is_a_benchmark_candidate(tiny_world, world):
-    from recsys.benchmarking.candidates import build_candidates, quick_grids
+    from recsys.recommenders.candidates import build_candidates, quick_grids
 
     context, _ = world
     split = live_time_split(tiny_world, target="room")
@@ -540,11 +544,11 @@ def test_shipped_model_configs_build_the_typed_configs(name):
 
     with initialize_config_module(version_base="1.3", config_module="recsys.conf"):
         cfg = compose(config_name="train", overrides=[f"model={name}", "run_dir=unused"])
-    settings = OmegaConf.to_container(cfg.model, resolve=True)
+    c = OmegaConf.to_container(cfg, resolve=True)
+    settings, loss, task = c["model"], c["loss"], c["task"]
     assert settings.pop("name") == "two_tower"
-    loss = settings.pop("loss")
-    model, loss_keys, trainer, adapter = route_hparams({**settings, **loss})
-    assert not trainer and set(adapter) >= {"heads", "side_features", "query_lag_s"}
-    assert TwoTowerConfig(**model).bag_size > 0
-    negatives = TwoTowerLossConfig(**loss_keys).negatives
+    r = route(model_spec("two_tower"), {**settings, **loss, **task})
+    assert not r["trainer"] and set(r["task"]) >= {"heads", "side_features", "query_lag_s"}
+    assert TwoTowerConfig(**r["model"]).bag_size > 0
+    negatives = TwoTowerLossConfig(**r["loss"]).negatives
     assert negatives == ("live" if name == "two_tower_live" else "in_batch")

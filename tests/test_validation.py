@@ -350,7 +350,7 @@ def test_fuzzed_events_never_crash_and_balance(mutations, rnd):
 
 
 def test_tiny_synthetic_world_passes_strict(tmp_path):
-    synthetic = pytest.importorskip("recsys.data.synthetic", reason="synthetic world not built")
+    synthetic = pytest.importorskip("recsys.simulation", reason="synthetic world not built")
     synthetic.simulate(synthetic.SimConfig.from_preset("tiny", seed=0), tmp_path)
     report = validate_dir(tmp_path)
     assert report.n_rejected == 0

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.baselines._history import check_users, history_matrix, item_counts
-from recsys.baselines.base import Recommender
+from recsys.core import Recommender
 from recsys.data.interactions import ItemFeatures, UserSequences
 
 

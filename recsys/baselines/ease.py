@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from recsys.baselines._history import check_users, history_matrix, item_counts, training_matrix
-from recsys.baselines.base import Recommender
+from recsys.core import Recommender
 from recsys.data.interactions import ItemFeatures, UserSequences
 from recsys.data.vocab import N_RESERVED
 

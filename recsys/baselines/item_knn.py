@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.baselines._history import check_users, history_matrix, training_matrix
-from recsys.baselines.base import Recommender
+from recsys.core import Recommender
 from recsys.data.interactions import ItemFeatures, UserSequences
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from recsys.baselines._history import check_users, history_matrix, training_matrix
 from recsys.baselines._implicit import Factors, fit_als, fit_bpr
-from recsys.baselines.base import Recommender
+from recsys.core import Recommender
 from recsys.data.interactions import ItemFeatures, UserSequences
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from recsys.baselines._history import check_users, item_counts
-from recsys.baselines.base import Recommender
+from recsys.core import Recommender
 from recsys.data.interactions import ItemFeatures, UserSequences
 
 

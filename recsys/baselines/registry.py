@@ -8,12 +8,12 @@ keep their constructor defaults.
 
 from __future__ import annotations
 
-from recsys.baselines.base import Recommender
 from recsys.baselines.content_based import ContentBased
 from recsys.baselines.ease import EASE
 from recsys.baselines.item_knn import ItemKNN
 from recsys.baselines.matrix_factorization import ALS, BPR
 from recsys.baselines.popularity import Popularity
+from recsys.core import Recommender
 
 BASELINES: dict[str, type[Recommender]] = {
     cls.name: cls for cls in (Popularity, ItemKNN, EASE, ALS, BPR, ContentBased)

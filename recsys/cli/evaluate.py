@@ -1,6 +1,6 @@
 """`recsys-evaluate`: evaluate a saved model under any protocol (recsys/conf/evaluate.yaml).
 
-The checkpoint carries the run's configuration and vocabularies (``recsys.training.restore``).
+The checkpoint carries the run's configuration and vocabularies (``recsys.recommenders.restore``).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Metrics keyed ``<stage>/<head>/<protocol>/<metric>`` for the requested protocols."""
+    from recsys.data.splits import for_protocol
     from recsys.evaluation import evaluate
-    from recsys.training.data import for_protocol
-    from recsys.training.restore import restore_from_config
+    from recsys.recommenders.restore import restore_from_config
 
     restored = restore_from_config(cfg)
     rec, data, data_cfg = restored.recommender, restored.data, restored.data_config

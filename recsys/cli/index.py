@@ -26,20 +26,22 @@ def index_dir(checkpoint: Path, out_dir: str | None) -> Path:
 
 def build_indexes(cfg: DictConfig) -> dict[str, dict]:
     """Build, save and describe one index per head; returns {head: summary}."""
-    from recsys.models.sequential_recommender import horizon
+    from recsys.core import EmbeddingRecommender
+    from recsys.recommenders.restore import restore_from_config
+    from recsys.recommenders.sequential import horizon
     from recsys.retrieval import CandidateIndex, IndexConfig
-    from recsys.training.models import head_vectors
-    from recsys.training.restore import restore_from_config
 
     restored = restore_from_config(cfg)
     rec, data = restored.recommender, restored.data
+    if not isinstance(rec, EmbeddingRecommender):
+        raise ValueError(f"{restored.path}: {type(rec).__name__} has no candidate embeddings")
     settings = IndexConfig(**dict(cfg.index))
     out = index_dir(restored.path, cfg.out_dir)
     at = int(cfg.at) if cfg.at is not None else horizon(data.train_split.train)
     summary = {}
     for head, split in data.splits.items():
         started = time.perf_counter()
-        vectors = head_vectors(rec, head, at=at).detach().float().cpu().numpy()[2:]  # (n, d)
+        vectors = rec.candidate_embeddings(head, at=at)[2:]  # (n, d)
         index = CandidateIndex.build(vectors, split.item_vocab.ids, settings)
         path = index.save(out / head)
         summary[head] = {

@@ -25,7 +25,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from recsys.baselines.base import Recommender
+from recsys.core import Recommender
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,8 @@ class Pretrained(Recommender):
 
 
 def train_two_tower(cfg: DictConfig, out: Path) -> Path:
+    from recsys.recommenders.experiment import train
     from recsys.training.checkpoint import BEST
-    from recsys.training.experiment import train
 
     world = cfg.world
     run_dir = out / "two_tower"
@@ -101,9 +101,9 @@ def train_ranker(cfg: DictConfig, checkpoint: Path, out: Path) -> dict:
 
 def evaluate_retrieval(cfg: DictConfig, checkpoint: Path) -> dict[str, dict]:
     """Baselines tuned on validation and the trained two-tower, per target, live protocol."""
-    from recsys.benchmarking.candidates import build_candidates, quick_grids
-    from recsys.benchmarking.quality import Candidate, QualitySettings, run_quality
-    from recsys.training.restore import restore
+    from recsys.evaluation.selection import Candidate, QualitySettings, run_quality
+    from recsys.recommenders.candidates import build_candidates, quick_grids
+    from recsys.recommenders.restore import restore
 
     restored = restore(checkpoint, cache_dir=cfg.world.cache_dir)
     settings = QualitySettings(

@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 
 
 def _tables(world: DictConfig):
-    from recsys.data.datasets import ensure_world
     from recsys.data.tables import load_tables
+    from recsys.datasets import ensure_world
 
     if world.data_dir:
         return load_tables(Path(world.data_dir))

@@ -13,8 +13,8 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig) -> dict:
     """Simulate the configured world into ``cfg.out_dir``; return its manifest."""
-    from recsys.data.synthetic import SimConfig, simulate
     from recsys.data.validation import validate_dir
+    from recsys.simulation import SimConfig, simulate
 
     overrides = OmegaConf.to_container(cfg.overrides, resolve=True) if "overrides" in cfg else {}
     sim_cfg = SimConfig.from_preset(cfg.preset, seed=int(cfg.seed), **overrides)

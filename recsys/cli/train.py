@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     """Train, print the headline metrics; return the monitored validation value (for sweeps)."""
-    from recsys.training.experiment import train
+    from recsys.recommenders.experiment import train
 
     log.info("config:\n%s", OmegaConf.to_yaml(cfg))
     metrics = train(cfg)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.baselines.base import Recommender
+from recsys.core import Recommender
 from recsys.data.interactions import Split, Targets, UserSequences
 from recsys.data.vocab import N_RESERVED
 from recsys.evaluation.metrics import as_numpy, metrics_from_rank

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from recsys.data.tokens import ACTIONS, ROOM
 from recsys.data.vocab import N_RESERVED
-from recsys.data.windows import SequenceBatch
+from recsys.inputs.tokens import ACTIONS, ROOM
+from recsys.inputs.windows import SequenceBatch
 
 __all__ = ["Members", "RepeatBonus", "RepeatScores"]
 

@@ -15,7 +15,7 @@ and positions count back from the latest token
 tokens (and itself). A head per predicted entity kind scores the hidden state against that
 kind's entity table (weights tied with the input embeddings): "product" always, and "streamer"
 (next live room) when the data has room tokens. Losses live in ``recsys.tasks.sequential``;
-scoring for evaluation in ``recsys.models.sequential_recommender``.
+scoring for evaluation in ``recsys.recommenders.sequential``.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsys.data.tokens import ACTIONS, KIND_TABLES, PRODUCT, ROOM
-from recsys.data.windows import SequenceBatch
+from recsys.inputs.tokens import ACTIONS, KIND_TABLES, PRODUCT, ROOM
+from recsys.inputs.windows import SequenceBatch
 from recsys.models.embeddings import EntityTables
 from recsys.models.repeat_bonus import Members, RepeatBonus, RepeatScores
 

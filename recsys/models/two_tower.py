@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsys.data.tokens import ACTIONS
-from recsys.data.two_tower import N_AGE_BUCKETS, TwoTowerBatch
+from recsys.inputs.tokens import ACTIONS
+from recsys.inputs.two_tower import N_AGE_BUCKETS, TwoTowerBatch
 from recsys.models.embeddings import BagRequest, EntityBags
 from recsys.models.repeat_bonus import RepeatScores
 from recsys.models.sequential import SHARED_SIDE_TABLES

@@ -80,6 +80,7 @@ __all__ = [
 ]
 
 
+# Lazy on purpose: the session store and features run without torch; ESMM training needs it.
 def __getattr__(name: str):
     if name in _LAZY:
         from recsys.ranking import esmm_training

@@ -39,12 +39,16 @@ import pandas as pd
 
 from recsys.data.live import target_events
 from recsys.data.splits import time_cutoffs
-from recsys.data.synthetic.config import SECONDS_PER_DAY
-from recsys.data.synthetic.impressions import ImpressionLog, impression_log
-from recsys.data.synthetic.response import WorldTruth
-from recsys.data.synthetic.truth import read_coupon_drops
 from recsys.data.tables import LiveCommerceTables, load_tables, read_manifest
+from recsys.datasets import world_folder
 from recsys.ranking.candidate_features import FEATURE_NAMES, CandidateFeaturizer
+from recsys.ranking.esmm_training import (
+    ESMM_YAML,
+    ImpressionDataset,
+    esmm_metrics,
+    esmm_settings,
+    fit_esmm,
+)
 from recsys.ranking.offline_eval import (
     KOL_FEATURES,
     Orderings,
@@ -56,6 +60,11 @@ from recsys.ranking.offline_eval import (
 )
 from recsys.ranking.ranker import BLEND_YAML, BlendWeights, Ranker
 from recsys.ranking.upstream import two_tower_scores
+from recsys.recommenders.restore import restore
+from recsys.simulation.config import SECONDS_PER_DAY
+from recsys.simulation.impressions import ImpressionLog, impression_log
+from recsys.simulation.response import WorldTruth
+from recsys.simulation.truth import read_coupon_drops
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +107,6 @@ def world_from_checkpoint(
     checkpoint: str | Path, *, data_dir: str | None = None, cache_dir: str | None = None
 ) -> RankWorld:
     """The world a two-tower run trained on, its split times and the restored model."""
-    from recsys.data.datasets import world_folder
-    from recsys.training.restore import restore
-
     restored = restore(checkpoint, data_dir=data_dir, cache_dir=cache_dir)
     cfg, data = restored.data_config, restored.data
     if data.tables is None:
@@ -121,8 +127,6 @@ def world_by_name(
     test_frac: float = 0.1,
 ) -> RankWorld:
     """A world without a two-tower; split times as ``live_time_split`` would place them."""
-    from recsys.data.datasets import world_folder
-
     folder = world_folder(name, seed, cache_dir)
     if folder is None:
         raise ValueError(f"{name!r} is not a synthetic world: the ranker trains on impressions")
@@ -246,14 +250,6 @@ def featurize(world: RankWorld, frames: dict[str, pd.DataFrame]) -> tuple[dict, 
 
 def train_esmm(features: dict, logs: dict, names, settings: RankSettings, seed: int) -> dict:
     """One ESMM on the train impressions (early stopping on valid), its test AUCs and times."""
-    from recsys.ranking.esmm_training import (
-        ESMM_YAML,
-        ImpressionDataset,
-        esmm_metrics,
-        esmm_settings,
-        fit_esmm,
-    )
-
     config = esmm_settings(settings.esmm_yaml or ESMM_YAML)
     trainer = replace(config["trainer"], num_threads=settings.threads, seed=seed)
 

@@ -21,9 +21,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from recsys.data.synthetic.config import SECONDS_PER_DAY
-from recsys.data.synthetic.impressions import live_candidates
-from recsys.data.synthetic.response import (
+from recsys.data.timeline import KeyedTimeline
+from recsys.ranking.candidate_features import FeatureMatrix
+from recsys.ranking.ranker import BlendWeights, Ranker
+from recsys.ranking.reasons import ReasonRules
+from recsys.simulation.config import SECONDS_PER_DAY
+from recsys.simulation.impressions import live_candidates
+from recsys.simulation.response import (
     WorldTruth,
     compare_outcomes,
     mean_interval,
@@ -32,10 +36,6 @@ from recsys.data.synthetic.response import (
     simulate_outcomes,
     true_gains,
 )
-from recsys.data.timeline import KeyedTimeline
-from recsys.ranking.candidate_features import FeatureMatrix
-from recsys.ranking.ranker import BlendWeights, Ranker
-from recsys.ranking.reasons import ReasonRules
 
 K = 10
 KOL_FEATURES = ("streamer_trust", "trusted_streamer", "kol_presenting_now", "followed_streamer")

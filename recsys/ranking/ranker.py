@@ -166,7 +166,7 @@ def retrieve_live(
     top_n: int | None = None,
 ) -> pd.DataFrame:
     """The retrieval stage of the request flow: each request's live candidates (``live``, e.g.
-    ``recsys.data.synthetic.impressions.live_candidates``), joined with upstream
+    ``recsys.simulation.impressions.live_candidates``), joined with upstream
     ``retrieval_score`` / ``sequential_score`` columns from ``scores`` (keyed by request_id and
     product_id; missing pairs get NaN) and, with ``top_n``, cut to the best ``top_n`` by
     retrieval score per request (unscored pairs last). Adds the requests' user_id and ts."""

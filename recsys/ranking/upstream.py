@@ -20,7 +20,7 @@ import pandas as pd
 from recsys.data.vocab import N_RESERVED, PAD
 
 if TYPE_CHECKING:
-    from recsys.models.two_tower_recommender import TwoTowerRecommender
+    from recsys.recommenders.two_tower import TwoTowerRecommender
 
 PAIR_COLUMNS = ("request_id", "user_id", "ts", "product_id")
 

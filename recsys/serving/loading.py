@@ -5,7 +5,7 @@
     service = load_trained_service("outputs/train/.../best.pt", until=t)
     app = create_app(service, clock=FixedClock(t))
 
-The checkpoint rebuilds the world it was trained on (``recsys.training.restore``); the product
+The checkpoint rebuilds the world it was trained on (``recsys.recommenders.restore``); the product
 index is the one ``recsys-index`` saved beside it (``<run>/index/product``) unless another
 folder is named; the ranker is a ``ranker.pt`` written by ``recsys-rank``, or the transparent
 blend of ``conf/ranker/blend.yaml`` when none is given.
@@ -16,26 +16,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from recsys.data.datasets import world_folder
+from recsys.core import RequestScorer
 from recsys.data.live import availability_intervals
-from recsys.data.synthetic.truth import read_coupon_drops
 from recsys.data.tables import LiveCommerceTables
+from recsys.datasets import world_folder
 from recsys.ranking.candidate_features import CandidateFeaturizer
 from recsys.ranking.ranker import Ranker
+from recsys.ranking.ranker_io import load_ranker as load
 from recsys.ranking.session import SessionConfig
+from recsys.recommenders.restore import restore
 from recsys.retrieval import CandidateIndex, LiveRetriever, LiveSchedule
 from recsys.serving.fallback import PopularityLiveService
 from recsys.serving.live import LiveCatalog
 from recsys.serving.trained import FlowConfig, TrainedLiveService
-from recsys.training.restore import restore
+from recsys.simulation.truth import read_coupon_drops
 
 
 def load_ranker(path: str | Path | None) -> Ranker:
     """The saved ranker at ``path``, or the blend ranker of the shipped weights."""
     if path is None:
         return Ranker.blended()
-    from recsys.ranking.ranker_io import load_ranker as load
-
     return load(path)[0]
 
 
@@ -66,6 +66,11 @@ def load_trained_service(
     ``cache_dir`` overrides where the run found its synthetic world."""
     restored = restore(checkpoint, device=device, cache_dir=cache_dir)
     tables = restored.data.tables
+    if not isinstance(restored.recommender, RequestScorer):
+        raise ValueError(
+            f"{restored.path}: model {type(restored.recommender).__name__} cannot answer "
+            "requests (it is no RequestScorer); serve a two-tower checkpoint"
+        )
     if tables is None or restored.recommender.context is None:
         raise ValueError(
             f"{restored.path}: serving needs a model trained on a live-commerce world "
@@ -87,7 +92,7 @@ def load_trained_service(
     drops = read_coupon_drops(folder) if folder is not None else None
     main_ranker = load_ranker(ranker)
     return TrainedLiveService(
-        two_tower=restored.recommender,
+        model=restored.recommender,
         vocabs=vocabs,
         products=LiveRetriever(index, schedule),
         catalog=LiveCatalog(tables.live_sessions, tables.showcase),

@@ -25,17 +25,15 @@ features (trust, price profile, recent room popularity) read the tables loaded a
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from recsys.core import RequestScorer
 from recsys.data.availability import in_sorted
-from recsys.data.two_tower import TwoTowerBatch
 from recsys.data.vocab import Vocab
-from recsys.models.two_tower_recommender import TwoTowerRecommender
 from recsys.ranking.candidate_features import CandidateFeaturizer
 from recsys.ranking.events import SessionEvent
 from recsys.ranking.features import Candidates
@@ -67,12 +65,13 @@ class FlowConfig:
 
 
 class TrainedLiveService(RecommenderService):
-    """Two-tower retrieval over a live-filtered index, candidate features and a ranker."""
+    """Retrieval by a trained request scorer (the two-tower) over a live-filtered index,
+    candidate features and a ranker."""
 
     def __init__(
         self,
         *,
-        two_tower: TwoTowerRecommender,
+        model: RequestScorer,
         vocabs: dict[str, Vocab],
         products: LiveRetriever,
         catalog: LiveCatalog,
@@ -85,8 +84,8 @@ class TrainedLiveService(RecommenderService):
     ) -> None:
         """``outside_session``: the ranker of viewers with no live session, when ``ranker``
         was only trained on viewers in a room (the learned ranker's impression logs are)."""
-        self.products_tt = two_tower.for_head("product")
-        self.rooms_tt = two_tower.for_head("streamer")
+        self.product_scorer = model.for_head("product")
+        self.room_scorer = model.for_head("streamer")
         self.vocabs, self.retriever, self.catalog = vocabs, products, catalog
         self.featurizer, self.ranker, self.fallback = featurizer, ranker, fallback
         self.outside_session = outside_session or ranker
@@ -108,13 +107,12 @@ class TrainedLiveService(RecommenderService):
         if code < 2:
             return self.fallback.recommend(user, now, k, kinds)
         # One set of query features (bags, context), pooled once, serves both heads' towers.
-        batch = self.products_tt.request_batch(np.array([code]), np.array([now]))
+        batch = self.product_scorer.request_batch(np.array([code]), np.array([now]))
         heads = [HEAD[kind] for kind in ITEM_KINDS if kind in kinds]
-        queries = {h: q[0] for h, q in self.products_tt.head_queries(batch, heads).items()}
+        queries = {h: q[0] for h, q in self.product_scorer.head_queries(batch, heads).items()}
         items: list[RecommendedItem] = []
         if "room" in kinds:
-            room_batch = dataclasses.replace(batch, head="streamer")
-            items += self._rank_rooms(user, room_batch, queries["streamer"], now, k)
+            items += self._rank_rooms(user, batch, queries["streamer"], now, k)
         if "product" in kinds:
             items += self._rank_products(user, batch, queries["product"], now, k)
         return Recommendation(user, now, False, items)
@@ -135,25 +133,24 @@ class TrainedLiveService(RecommenderService):
     # -- products ----------------------------------------------------------------------------
 
     def retrieve(
-        self, batch: TwoTowerBatch, now: int, q: np.ndarray | None = None
+        self, batch, now: int, q: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(raw product ids, two-tower scores) of up to ``n_candidates`` live products for one
         request's query features (and its product query ``q`` (d,), when computed), best first."""
-        tt, product_vocab = self.products_tt, self.vocabs["product"]
-        q = tt.request_queries(batch) if q is None else q[None, :]  # (1, d)
+        scorer, product_vocab = self.product_scorer, self.vocabs["product"]
+        q = scorer.request_queries(batch) if q is None else q[None, :]  # (1, d)
         with self._search_lock:
             _, found = self.retriever.search(q, now, self.config.n_candidates, self.config.strategy)
             if self._live is None or self._live[0] != now:  # requests in one second share it
                 self._live = (now, self.retriever.live_at(now))
             live = self._live[1]
         found = found[0][found[0] >= 0]
-        bag = batch.product_entity[0].numpy()
-        bag = product_vocab.decode(bag[bag >= 2])
+        bag = product_vocab.decode(scorer.request_history(batch))
         repeat = bag[in_sorted(bag, live)]  # live products the repeat bonus may lift
         ids = np.union1d(found, repeat)
         vectors = self.retriever.index.vectors(self.retriever.index.positions(ids))
         codes = product_vocab.encode(ids)
-        score = vectors @ q[0] + tt.request_bonus(batch, codes)[0]
+        score = vectors @ q[0] + scorer.request_bonus(batch, codes)[0]
         order = np.lexsort((ids, -score))[: self.config.n_candidates]
         return ids[order], score[order].astype(np.float32)
 
@@ -202,15 +199,15 @@ class TrainedLiveService(RecommenderService):
         with self._rooms_lock:
             cached = self._room_cache
             if cached is None or cached[0] != minute:
-                ids = np.arange(self.rooms_tt.model.n_entities("streamer"))
-                cached = (minute, self.rooms_tt.entity_vectors(ids, minute * 60))
+                ids = np.arange(self.room_scorer.n_entities())
+                cached = (minute, self.room_scorer.entity_vectors(ids, minute * 60))
                 self._room_cache = cached
         return cached[1]
 
     def _rank_rooms(self, user: int, batch, q, now: int, k: int) -> list[RecommendedItem]:
         def two_tower(rooms: LiveRooms) -> np.ndarray:
             codes = self.vocabs["streamer"].encode(rooms.streamer)
-            bonus = self.rooms_tt.request_bonus(batch, codes)[0]
+            bonus = self.room_scorer.request_bonus(batch, codes)[0]
             return self.room_vectors(now)[codes] @ q + bonus
 
         return self.fallback.rank_rooms(user, now, k, base=two_tower)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recsys.data.vocab import N_RESERVED
-from recsys.data.windows import SequenceBatch
+from recsys.inputs.windows import SequenceBatch
 from recsys.models.repeat_bonus import RepeatScores
 
 LOSSES = ("bce", "sampled_softmax", "full_ce", "gbce")

@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsys.data.two_tower import TwoTowerBatch
 from recsys.data.vocab import N_RESERVED
+from recsys.inputs.two_tower import TwoTowerBatch
 
 NEGATIVES = ("in_batch", "live")
 

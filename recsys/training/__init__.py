@@ -1,17 +1,9 @@
-"""The training stack shared by every model: loop, checkpoints, seeding, logging, runs.
+"""The training loop shared by every model: trainer, checkpoints, seeding, logging, validation.
 
-``train(cfg)`` (``recsys.training.experiment``) is imported lazily: models import the trainer
-from this package, and the experiment module imports the models.
+A run from a configuration (``train(cfg)``, ``recsys-train``) is ``recsys.recommenders.train``:
+it builds a registered model's recommender, which trains with this package's ``Trainer``.
 """
 
 from recsys.training.trainer import FitResult, Trainer, TrainerConfig
 
-__all__ = ["FitResult", "Trainer", "TrainerConfig", "train"]
-
-
-def __getattr__(name: str):
-    if name == "train":
-        from recsys.training.experiment import train
-
-        return train
-    raise AttributeError(f"module 'recsys.training' has no attribute {name!r}")
+__all__ = ["FitResult", "Trainer", "TrainerConfig"]

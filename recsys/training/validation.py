@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from recsys.baselines.base import Recommender
+from recsys.core import Recommender
 from recsys.data.interactions import Split
 from recsys.evaluation import evaluate
 

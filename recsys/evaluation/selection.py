@@ -1,0 +1,293 @@
+"""Tune, fit and evaluate a list of recommenders on one split under one protocol.
+
+Each model is tuned on the validation targets over its grid, then its best configuration is
+scored on the test targets. Models run one after another in this process, so their times and
+memory are measured side by side on the same machine state. Every model is compared with the
+best one on the same test targets by a paired test, so the table says which gaps are real.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from recsys.core import Recommender
+from recsys.data.interactions import Split
+from recsys.evaluation import evaluate, paired_test
+from recsys.utils.resources import measure
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A model family to benchmark: a builder from hyperparameters and a grid to tune over."""
+
+    name: str
+    build: Callable[..., Recommender]
+    grid: Sequence[dict] = ({},)
+    # Refine the best grid point on validation by moving one numeric hyperparameter at a time
+    # to half or double its value while that improves, then report the test scores of the
+    # final point's half/double neighbours: a tuned model should not lose to them.
+    neighbourhood: bool = False
+    max_refine_rounds: int = 2
+
+
+@dataclass
+class ModelResult:
+    name: str
+    hparams: dict
+    valid: dict
+    test: dict
+    fit_s: float
+    recommend_s: float
+    peak_rss_mb: float
+    grid: list[dict] = field(default_factory=list)
+    neighbourhood: list[dict] = field(default_factory=list)
+    per_user: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    significance: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "hparams": self.hparams,
+            "valid": self.valid,
+            "test": self.test,
+            "fit_seconds": round(self.fit_s, 3),
+            "recommend_seconds": round(self.recommend_s, 3),
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "tuning": self.grid,
+            "neighbourhood": self.neighbourhood,
+            "vs_best": self.significance,
+        }
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    protocol: str = "full"  # full | sampled | live
+    metric: str = "ndcg@10"  # tuning and comparison metric (protocol prefix added as needed)
+    ks: tuple[int, ...] = (10, 20, 100)
+    seed: int = 0
+    max_valid_users: int | None = None  # subsample validation targets when tuning (seeded)
+    significance: str = "ttest"
+
+
+def _eval(model: Recommender, split: Split, stage: str, s: QualitySettings):
+    return evaluate(
+        model,
+        split,
+        protocol=s.protocol,
+        stage=stage,
+        ks=s.ks,
+        seed=s.seed,
+        max_users=s.max_valid_users if stage == "valid" else None,
+    )
+
+
+def metric_key(result_metrics: dict, metric: str) -> str:
+    """The key under which ``metric`` is reported (sampled protocols prefix their names)."""
+    for key in (metric, f"sampled_{metric}"):
+        if key in result_metrics:
+            return key
+    raise KeyError(f"metric {metric!r} not among {sorted(result_metrics)}")
+
+
+def _fit(candidate: Candidate, hparams: dict, split: Split) -> Recommender:
+    model = candidate.build(**hparams)
+    return model.fit(split.train, item_features=split.item_features)
+
+
+@dataclass
+class _Fitted:
+    hparams: dict
+    model: Recommender
+    fit: object  # Measured
+    valid: dict
+
+
+def _fit_and_validate(candidate: Candidate, hparams: dict, split: Split, s: QualitySettings):
+    with measure() as fit_m:
+        model = _fit(candidate, hparams, split)
+    valid = _eval(model, split, "valid", s).metrics
+    log.info(
+        "%s %s valid %s",
+        candidate.name,
+        hparams,
+        {k: round(v, 5) for k, v in valid.items() if isinstance(v, float) and s.metric in k},
+    )
+    return _Fitted(dict(hparams), model, fit_m, valid)
+
+
+def _hkey(hparams: dict) -> str:
+    return repr(sorted(hparams.items()))
+
+
+@dataclass
+class _Search:
+    """The best point so far, every point tried, and the fitted neighbours of the best.
+
+    Keeping the best's half/double neighbours fitted lets the test-side neighbourhood check
+    reuse them instead of refitting (an EASE fit on 20k items takes minutes).
+    """
+
+    best: _Fitted | None = None
+    rows: list[dict] = field(default_factory=list)
+    kept: dict[str, Recommender] = field(default_factory=dict)
+
+    def offer(self, fitted: _Fitted, metric: str, keep: bool, **extra) -> bool:
+        key = metric_key(fitted.valid, metric)
+        value = fitted.valid[key]
+        self.rows.append({"hparams": fitted.hparams, key: round(float(value), 6), **extra})
+        improved = self.best is None or value > self.best.valid[key]
+        if keep:
+            self.kept[_hkey(fitted.hparams)] = fitted.model
+        if improved:
+            self.best = fitted
+        if keep:
+            wanted = {_hkey(h) for h in neighbours(self.best.hparams)}
+            self.kept = {k: m for k, m in self.kept.items() if k in wanted}
+        return improved
+
+
+def tune(candidate: Candidate, split: Split, s: QualitySettings) -> _Search:
+    """The best grid point on validation (kept fitted), refined when the candidate asks."""
+    search = _Search()
+    for hparams in candidate.grid:
+        fitted = _fit_and_validate(candidate, hparams, split, s)
+        search.offer(fitted, s.metric, keep=candidate.neighbourhood)
+    if candidate.neighbourhood:
+        refine(candidate, search, split, s)
+    return search
+
+
+def neighbours(hparams: dict) -> list[dict]:
+    """``hparams`` with one numeric value halved or doubled (ints stay ints, >= 1)."""
+    out = []
+    for name, value in hparams.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value == 0:
+            continue
+        for factor in (0.5, 2.0):
+            new = value * factor if isinstance(value, float) else max(1, round(value * factor))
+            if new != value:
+                out.append({**hparams, name: new})
+    return out
+
+
+def refine(candidate: Candidate, search: _Search, split: Split, s: QualitySettings) -> None:
+    """Coordinate search from the best grid point on validation; every point tried is logged."""
+    tried = {_hkey(r["hparams"]) for r in search.rows}
+    for _ in range(candidate.max_refine_rounds):
+        improved = False
+        for hparams in neighbours(search.best.hparams):
+            if _hkey(hparams) in tried:
+                continue
+            tried.add(_hkey(hparams))
+            fitted = _fit_and_validate(candidate, hparams, split, s)
+            improved |= search.offer(fitted, s.metric, keep=True, refine=True)
+        if not improved:
+            break
+
+
+def run_candidate(candidate: Candidate, split: Split, s: QualitySettings) -> ModelResult:
+    search = tune(candidate, split, s)
+    best = search.best
+    with measure() as rec_m:
+        result = _eval(best.model, split, "test", s)
+    res = ModelResult(
+        name=candidate.name,
+        hparams=best.hparams,
+        valid=_rounded(best.valid),
+        test=_rounded(result.metrics),
+        fit_s=best.fit.seconds,
+        recommend_s=rec_m.seconds,
+        peak_rss_mb=max(best.fit.peak_rss_mb, rec_m.peak_rss_mb),
+        grid=search.rows if len(search.rows) > 1 else [],
+        per_user=result.per_user,
+    )
+    if candidate.neighbourhood:
+        res.neighbourhood = neighbourhood(candidate, res, split, s, search.kept)
+    return res
+
+
+def neighbourhood(
+    candidate: Candidate,
+    chosen: ModelResult,
+    split: Split,
+    s: QualitySettings,
+    fitted: dict[str, Recommender] | None = None,
+) -> list[dict]:
+    """Test scores at half and double each tuned numeric hyperparameter, with a paired test.
+
+    Models already fitted during tuning (``fitted``, keyed by hyperparameters) are reused.
+    """
+    rows = []
+    key = metric_key(chosen.test, s.metric)
+    fitted = fitted or {}
+    for hp in neighbours(chosen.hparams):
+        model = fitted.get(_hkey(hp)) or _fit(candidate, hp, split)
+        res = _eval(model, split, "test", s)
+        test = paired_test(res.per_user[key], chosen.per_user[key], method=s.significance)
+        rows.append(
+            {
+                "hparams": hp,
+                key: round(float(res.metrics[key]), 6),
+                "diff_vs_tuned": round(float(test.diff), 6),
+                "p_value": float(test.p_value),
+            }
+        )
+    return rows
+
+
+def run_quality(
+    split: Split, candidates: Sequence[Candidate], s: QualitySettings
+) -> list[ModelResult]:
+    """Every candidate tuned and tested; each compared with the best by a paired test."""
+    results = []
+    for candidate in candidates:
+        log.info("benchmarking %s on %s (%s)", candidate.name, split.name, s.protocol)
+        res = run_candidate(candidate, split, s)
+        results.append(res)
+    key = metric_key(results[0].test, s.metric)
+    best = max(results, key=lambda r: r.test[key])
+    for res in results:
+        if res is best:
+            continue
+        t = paired_test(res.per_user[key], best.per_user[key], method=s.significance)
+        res.significance = {
+            "best": best.name,
+            "metric": key,
+            "diff": round(float(t.diff), 6),
+            "ci95": [round(float(t.ci_low), 6), round(float(t.ci_high), 6)],
+            "p_value": float(t.p_value),
+            "method": t.method,
+        }
+    return results
+
+
+def _rounded(metrics: dict) -> dict:
+    return {
+        k: (round(float(v), 6) if isinstance(v, float | np.floating) else v)
+        for k, v in metrics.items()
+    }
+
+
+def markdown_table(results: Sequence[ModelResult], columns: Sequence[str]) -> str:
+    head = ["model", *columns, "vs best (p)", "fit s", "rec s", "peak MiB", "hparams"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        cells = [r.name]
+        cells += [
+            f"{r.test[c]:.4f}" if isinstance(r.test.get(c), float) else str(r.test.get(c, "-"))
+            for c in columns
+        ]
+        sig = r.significance
+        cells.append("best" if not sig else f"{sig['diff']:+.4f} ({sig['p_value']:.2g})")
+        cells += [f"{r.fit_s:.1f}", f"{r.recommend_s:.1f}", f"{r.peak_rss_mb:.0f}", _fmt(r.hparams)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(hparams: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in hparams.items()) or "-"

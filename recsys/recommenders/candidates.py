@@ -1,0 +1,107 @@
+"""The model lists benchmarks and the main job run: every baseline with its tuning grid."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+from recsys.baselines.registry import BASELINES, DEFAULT_GRIDS, make_baseline
+from recsys.data.interactions import Split
+from recsys.data.tables import LiveCommerceTables
+from recsys.datasets import load_dataset
+from recsys.evaluation.selection import Candidate
+from recsys.inputs.tokens import TokenContext, world_context
+from recsys.recommenders.build import make_trained, world_features
+from recsys.recommenders.registry import MODELS, model_spec
+
+DEFAULT_MODELS = (
+    "popularity",
+    "popularity_recent",
+    "item_knn",
+    "ease",
+    "als",
+    "bpr",
+    "content_based",
+)
+# Tuned models whose neighbourhood (x0.5 / x2 of each hyperparameter) is checked on test.
+NEIGHBOURHOOD_CHECKED = ("item_knn", "ease")
+
+
+def recent_windows(split: Split, fractions: Sequence[float] = (0.02, 0.1, 0.3)) -> list[dict]:
+    """Window lengths as fractions of the training time span."""
+    ts = split.train.ts
+    span = int(ts.max() - ts.min()) if len(ts) else 0
+    return [{"window": max(1, int(span * f))} for f in fractions]
+
+
+def build_candidates(
+    split: Split,
+    names: Sequence[str] = DEFAULT_MODELS,
+    *,
+    timestamps: bool = True,
+    grids: dict[str, list[dict]] | None = None,
+    protocol: str = "full",
+    context: TokenContext | None = None,
+    tables: LiveCommerceTables | None = None,
+) -> list[Candidate]:
+    """Candidates for ``names``, skipping those the data cannot support.
+
+    ``popularity_recent`` needs real timestamps (file order is not time across users);
+    ``content_based`` needs item features. Registered trained models (``recsys.recommenders.
+    registry``) early-stop on the split's validation targets under ``protocol``, read a world's
+    token ``context`` when given, and its ``tables`` too when they use world features.
+    """
+    grids = {**DEFAULT_GRIDS, **(grids or {})}
+    out = []
+    for name in names:
+        if name in MODELS:
+            out.append(trained_candidate(name, split, protocol, context, tables, grids.get(name)))
+            continue
+        if name == "popularity_recent":
+            if not timestamps:
+                continue
+            grid = grids.get(name) or recent_windows(split)
+            out.append(Candidate(name, partial(make_baseline, "popularity"), tuple(grid)))
+            continue
+        if name not in BASELINES:
+            raise KeyError(f"unknown model {name!r}; known: {sorted({*BASELINES, *MODELS})}")
+        if name == "content_based" and split.item_features is None:
+            continue
+        out.append(
+            Candidate(
+                name,
+                partial(make_baseline, name),
+                tuple(grids[name]),
+                neighbourhood=name in NEIGHBOURHOOD_CHECKED,
+            )
+        )
+    return out
+
+
+def trained_candidate(
+    name: str,
+    split: Split,
+    protocol: str,
+    context: TokenContext | None,
+    tables: LiveCommerceTables | None,
+    grid: Sequence[dict] | None,
+) -> Candidate:
+    """A registered model tuned over ``grid`` (default: its defaults alone)."""
+    world = world_features(model_spec(name), context, tables)
+    build = partial(make_trained, name, split, protocol=protocol, context=context, world=world)
+    return Candidate(name, build, tuple(grid or ({},)))
+
+
+def benchmark_context(dataset: str, *, seed: int = 0, data_dir=None) -> TokenContext | None:
+    """A synthetic world's token context (None for public datasets)."""
+    loaded = load_dataset(dataset, data_dir, seed=seed)
+    return world_context(loaded.tables) if loaded.tables is not None else None
+
+
+def quick_grids() -> dict[str, list[dict]]:
+    """One representative point per model, for smoke runs and tests."""
+    quick = {
+        name: grid[len(grid) // 2 : len(grid) // 2 + 1] for name, grid in DEFAULT_GRIDS.items()
+    }
+    quick.update({name: [{"max_epochs": 2}] for name in MODELS})
+    return quick

@@ -1,0 +1,91 @@
+"""The data a training run needs: splits per prediction head, and a world's token context.
+
+Public datasets give one head ("product", the items) with the leave-one-out split of the
+quality benchmark. A synthetic live-commerce world gives two heads, next product and next live
+room ("streamer"), with live time splits cut at the same two times, so one model trained on the
+world's tokens before the validation cut is validated and tested on both heads; each target is
+ranked among the products on the shelves (or the rooms) live at its time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsys.data.interactions import Split
+from recsys.data.splits import leave_one_out, live_time_split
+from recsys.data.tables import LiveCommerceTables
+from recsys.datasets import load_dataset
+from recsys.evaluation.protocols import PROTOCOLS
+from recsys.inputs.tokens import TokenContext, world_context
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str  # a dataset name of recsys.datasets, or synthetic-<preset>
+    data_dir: str | None = None  # shared data folder; default $RECSYS_DATA_DIR or ../shared/data
+    cache_dir: str | None = None  # synthetic worlds' cache
+    world_seed: int = 0
+    val_protocol: str = "full"  # protocol of the validation metric that early stopping watches
+    protocols: tuple[str, ...] = ("full",)  # protocols of the final evaluation
+    valid_frac: float = 0.1  # synthetic worlds: share of target events in each time window
+    test_frac: float = 0.1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "protocols", tuple(self.protocols))
+        for p in (self.val_protocol, *self.protocols):
+            if p not in PROTOCOLS:
+                raise ValueError(
+                    f"data {self.name!r}: protocol must be one of {PROTOCOLS}, got {p!r}"
+                )
+
+
+@dataclass(frozen=True)
+class SequentialData:
+    name: str
+    splits: dict[str, Split]  # head ("product", "streamer") -> split
+    context: TokenContext | None  # a world's full token streams; None for public datasets
+    tables: LiveCommerceTables | None = None  # a world's tables (entity features, schedules)
+
+    @property
+    def train_split(self) -> Split:
+        return self.splits["product"]
+
+    def vocabularies(self) -> dict[str, np.ndarray]:
+        """Raw ids of every vocabulary, saved in checkpoints to check data on reload."""
+        out = {"user": self.train_split.user_vocab.ids}
+        out.update({head: split.item_vocab.ids for head, split in self.splits.items()})
+        return out
+
+    def check_vocabularies(self, saved: dict[str, np.ndarray], where: str) -> None:
+        for name, ids in self.vocabularies().items():
+            if name not in saved or not np.array_equal(np.asarray(saved[name]), ids):
+                raise ValueError(
+                    f"{where}: the {name!r} vocabulary differs from the one the model was "
+                    f"trained with (dataset {self.name!r}); the data changed"
+                )
+
+
+def load_sequential_data(config: DataConfig) -> SequentialData:
+    loaded = load_dataset(
+        config.name, config.data_dir, seed=config.world_seed, cache_dir=config.cache_dir
+    )
+    if loaded.tables is None:
+        split = leave_one_out(
+            loaded.interactions, name=config.name, item_features=loaded.item_features, min_len=3
+        )
+        return SequentialData(config.name, {"product": split}, None)
+    tables = loaded.tables
+    product = live_time_split(
+        tables,
+        target="product",
+        valid_frac=config.valid_frac,
+        test_frac=config.test_frac,
+        name=f"{config.name}-product",
+    )
+    cuts = {"valid_ts": product.meta["valid_ts"], "test_ts": product.meta["test_ts"]}
+    room = live_time_split(tables, target="room", name=f"{config.name}-room", **cuts)
+    return SequentialData(
+        config.name, {"product": product, "streamer": room}, world_context(tables), tables
+    )

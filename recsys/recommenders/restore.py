@@ -1,0 +1,75 @@
+"""A trained model back from its checkpoint alone: configuration, data and weights.
+
+The checkpoint carries the run's configuration and vocabularies, so the data is rebuilt exactly
+as in training (and checked against the saved vocabularies) and the model is rebuilt from it.
+``recsys-evaluate``, ``recsys-index`` and serving all start here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from recsys.core import Recommender
+from recsys.recommenders.build import build_recommender
+from recsys.recommenders.data import DataConfig, SequentialData, load_sequential_data
+from recsys.training.checkpoint import BEST, CHECKPOINT, load_checkpoint
+
+
+@dataclass(frozen=True)
+class Restored:
+    recommender: Recommender
+    data: SequentialData
+    data_config: DataConfig
+    config: dict  # the run's composed configuration
+    path: Path  # the checkpoint file
+
+
+def checkpoint_file(path: str | Path) -> Path:
+    """A checkpoint file, or a run folder's best (else latest) checkpoint."""
+    path = Path(path)
+    if path.is_dir():
+        return path / BEST if (path / BEST).is_file() else path / CHECKPOINT
+    return path
+
+
+def restore(
+    checkpoint: str | Path,
+    *,
+    device: str = "cpu",
+    data_dir: str | None = None,
+    cache_dir: str | None = None,
+) -> Restored:
+    """The trained recommender of ``checkpoint`` in eval mode on ``device``, with its data;
+    ``data_dir`` / ``cache_dir`` override where the run found its data."""
+    path = checkpoint_file(checkpoint)
+    ckpt = load_checkpoint(path)
+    saved = ckpt["config"]
+    data_section = dict(saved["data"])
+    for key, value in (("data_dir", data_dir), ("cache_dir", cache_dir)):
+        if value is not None:
+            data_section[key] = value
+    data_cfg = DataConfig(**data_section)
+    data = load_sequential_data(data_cfg)
+    data.check_vocabularies(ckpt["vocabularies"], f"checkpoint {path}")
+    config = {**saved, "data": data_section, "trainer": {**saved["trainer"], "device": device}}
+    rec = build_recommender(config, data, validate=False)
+    split = data.train_split
+    model = rec.build(split.train, item_features=split.item_features)
+    model.load_state_dict(ckpt["model"])
+    model.to(torch.device(device)).eval()
+    return Restored(rec, data, data_cfg, config, path)
+
+
+def restore_from_config(cfg: Mapping) -> Restored:
+    """``restore`` with the ``checkpoint``, ``device``, ``data_dir`` and ``cache_dir`` of a
+    command's config (``recsys-evaluate``, ``recsys-index``)."""
+    return restore(
+        cfg["checkpoint"],
+        device=cfg.get("device", "cpu"),
+        data_dir=cfg.get("data_dir"),
+        cache_dir=cfg.get("cache_dir"),
+    )
