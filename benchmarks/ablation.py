@@ -28,12 +28,7 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from recsys.recommenders import (
-    DataConfig,
-    build_recommender,
-    final_metrics,
-    load_sequential_data,
-)
+from recsys.recommenders import DataConfig, build_recommender, final_metrics, load_sequential_data
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -47,15 +42,17 @@ SASREC_LIVE_KNOBS: dict[str, dict] = {
         "task.repeat_scales": [],
     },  # fmt: skip
     "seller_bonus": {"model.seller_bonus": False},
-    "repeat_scales": {"task.repeat_scales": []},
     "side_in_output": {"model.side_in_output": False},
     "user_embedding": {"model.user_embedding": False},
     "live_training": {"task.live_training": False},
-    "target_lag": {"task.target_lag": 0.0, "loss.lag_loss_weight": 0.0},
+    "target_lag": {"task.target_lag_s": 0, "loss.lag_loss_weight": 0.0},
     "lag_loss_weight": {"loss.lag_loss_weight": 0.0},
     "side_features": {"task.side_features": ["category", "price_band", "seller"]},
 }
 KNOBS = {"sasrec_live": SASREC_LIVE_KNOBS}
+# Knobs read off the full setting's trained model instead of retraining: the repeat bonus's
+# scale calibrated on validation, against its uncalibrated scale 1.
+CALIBRATION_KNOB = "repeat_scales"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,38 +62,53 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--world-seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--max-epochs", type=int, default=2, help="the same budget for every run")
     p.add_argument("--knobs", nargs="*", default=None, help="a subset (default: all)")
+    p.add_argument("--val-users", type=int, default=2000,
+                   help="validation users for early stopping and calibration (the verdict "
+                   "reads every validation target)")  # fmt: skip
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out-dir", default=str(RESULTS))
     return p.parse_args(argv)
 
 
-def composed(model: str, data: str, seed: int, max_epochs: int, overrides: dict) -> dict:
+def composed(args: argparse.Namespace, seed: int, overrides: dict) -> dict:
     """The ``recsys-train`` configuration of one run, without Hydra's run folder."""
-    args = [f"model={model}", f"data={data}", f"data.world_seed={seed}",
-            f"trainer.max_epochs={max_epochs}", "trainer.checkpoint=false",
-            "trainer.progress=false", "run_dir=unused"]  # fmt: skip
+    args = [f"model={args.model}", f"data={args.data}", f"data.world_seed={seed}",
+            f"trainer.max_epochs={args.max_epochs}", f"trainer.val_max_users={args.val_users}",
+            "trainer.checkpoint=false", "trainer.progress=false", "run_dir=unused"]  # fmt: skip
     args += [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
     with initialize_config_module(version_base="1.3", config_module="recsys.conf"):
         cfg = compose(config_name="train", overrides=args)
     return OmegaConf.to_container(cfg, resolve=True)
 
 
-def run_one(cfg: dict, data) -> dict:
+def valid_scores(rec, data, cfg: dict) -> dict:
+    """Validation NDCG@10 per head on every validation target, and their mean."""
+    protocol = DataConfig(**cfg["data"]).val_protocol
+    metrics = final_metrics(rec, data, (protocol,), ks=(10,), stages=("valid",))
+    heads = {k.split("/")[1]: v for k, v in metrics.items() if k.endswith("/ndcg@10")}
+    return {
+        "valid_ndcg@10": {h: round(v, 4) for h, v in heads.items()},
+        "monitor": round(sum(heads.values()) / len(heads), 4),
+    }
+
+
+def run_one(cfg: dict, data) -> tuple[dict, object]:
     """Validation metrics of one trained variant (test targets are never scored)."""
     started = time.perf_counter()
     rec = build_recommender(cfg, data, run_dir=None)
     split = data.train_split
     rec.fit(split.train, item_features=split.item_features)
-    metrics = final_metrics(rec, data, (DataConfig(**cfg["data"]).val_protocol,), ks=(10,),
-                            stages=("valid",))  # fmt: skip
-    heads = {k.split("/")[1]: v for k, v in metrics.items() if k.endswith("ndcg@10")}
-    return {
-        "valid_ndcg@10": {h: round(v, 4) for h, v in heads.items()},
-        "monitor": round(sum(heads.values()) / len(heads), 4),
-        "best_epoch": rec.fit_result.best_epoch,
-        "calibrated": getattr(rec, "calibrated", {}),
-        "seconds": round(time.perf_counter() - started, 1),
-    }
+    out = valid_scores(rec, data, cfg)
+    out.update(best_epoch=rec.fit_result.best_epoch, calibrated=dict(rec.calibrated),
+               seconds=round(time.perf_counter() - started, 1))  # fmt: skip
+    return out, rec
+
+
+def uncalibrated(rec, data, cfg: dict) -> dict:
+    """The trained model's validation scores with every repeat-bonus scale back at 1."""
+    for head in rec.calibrated:
+        rec.model.repeat[head].score_scale.fill_(1.0)
+    return {**valid_scores(rec, data, cfg), "calibrated": {h: 1.0 for h in rec.calibrated}}
 
 
 def verdicts(runs: dict, seeds: list[int]) -> dict[str, dict]:
@@ -121,7 +133,9 @@ def markdown(report: dict) -> str:
         f"`{report['command']}`",
         "",
         "Each row switches one knob back to its family default and retrains under the same "
-        f"budget ({report['max_epochs']} epochs, early stopping on validation). Metric: "
+        f"budget ({report['max_epochs']} epochs, early stopping on validation); "
+        f"`{CALIBRATION_KNOB}` is the full setting's model scored without its calibrated "
+        "repeat-bonus scale. Metric: "
         "validation NDCG@10 per head under the live protocol; monitor = mean over heads. "
         "Gain = full setting's monitor minus the row's, per world seed; a knob helps when it "
         "gains on every seed. Test targets are never scored.",
@@ -147,26 +161,39 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     knobs = KNOBS[args.model]
     names = ["full", *(args.knobs if args.knobs is not None else knobs)]
-    runs: dict[str, dict] = {n: {} for n in names}
-    for seed in args.world_seeds:
-        data = None
-        for name in names:
-            cfg = composed(args.model, args.data, seed, args.max_epochs, knobs.get(name, {}))
-            if data is None:
-                data = load_sequential_data(DataConfig(**cfg["data"]))
-            runs[name][seed] = run_one(cfg, data)
+    runs: dict[str, dict] = {n: {} for n in [*names, CALIBRATION_KNOB]}
+    data = {}
+    for name in names:  # knob by knob, both seeds: a stopped run still has whole rows
+        for seed in args.world_seeds:
+            cfg = composed(args, seed, knobs.get(name, {}))
+            if seed not in data:
+                data[seed] = load_sequential_data(DataConfig(**cfg["data"]))
+            runs[name][seed], rec = run_one(cfg, data[seed])
             print(f"seed {seed} {name}: {runs[name][seed]}", flush=True)
+            if name == "full":
+                runs[CALIBRATION_KNOB][seed] = uncalibrated(rec, data[seed], cfg)
+        write(args, knobs, runs, argv)
+    return write(args, knobs, runs, argv, show=True)
+
+
+def write(args, knobs, runs, argv, show: bool = False) -> dict:
+    """The report of the rows finished so far (JSON and markdown)."""
+    runs = {n: r for n, r in runs.items() if len(r) == len(args.world_seeds)}
     report = {
         "model": args.model,
         "data": args.data,
         "world_seeds": args.world_seeds,
         "max_epochs": args.max_epochs,
+        "val_users": args.val_users,
         "command": "python benchmarks/ablation.py "
         + shlex.join(sys.argv[1:] if argv is None else argv),
         "commit": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip(),  # fmt: skip
-        "knobs": {n: knobs[n] for n in names if n != "full"},
+        ).stdout.strip(),
+        "knobs": {
+            **{n: knobs[n] for n in runs if n in knobs},
+            CALIBRATION_KNOB: "the full setting's model with repeat scales at 1",
+        },
         "runs": runs,
         "verdicts": verdicts(runs, args.world_seeds),
         "machine": {
@@ -181,7 +208,8 @@ def main(argv: list[str] | None = None) -> dict:
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)
     stem.with_suffix(".md").write_text(table)
-    print(table)
+    if show:
+        print(table)
     return report
 
 
