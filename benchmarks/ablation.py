@@ -45,7 +45,7 @@ SASREC_LIVE_KNOBS: dict[str, dict] = {
     "side_in_output": {"model.side_in_output": False},
     "user_embedding": {"model.user_embedding": False},
     "live_training": {"task.live_training": False},
-    "target_lag": {"task.target_lag_s": 0, "loss.lag_loss_weight": 0.0},
+    "target_lag": {"task.target_lag": 0.0, "loss.lag_loss_weight": 0.0},
     "lag_loss_weight": {"loss.lag_loss_weight": 0.0},
     "side_features": {"task.side_features": ["category", "price_band", "seller"]},
 }

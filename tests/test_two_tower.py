@@ -510,13 +510,11 @@ def test_sequential_tables_load_into_the_two_tower_tables(tiny_world, world):
 
 def test_benchmark_hyperparameters_are_routed_by_config():
     spec = model_spec("two_tower")
-    r = route(
-        spec, {"dim": 32, "n_mixed": 64, "lr": 0.01, "heads": ["product"], "query_lag_s": 60.0}
-    )
+    r = route(spec, {"dim": 32, "n_mixed": 64, "lr": 0.01, "heads": ["product"], "query_lag": 0.5})
     assert (
         r["model"] == {"dim": 32} and r["loss"] == {"n_mixed": 64} and r["trainer"] == {"lr": 0.01}
     )
-    assert r["task"] == {"heads": ("product",), "query_lag_s": 60.0}
+    assert r["task"] == {"heads": ("product",), "query_lag": 0.5}
     with pytest.raises(KeyError, match="unknown hyperparameter"):
         route(spec, {"nope": 1})
 
@@ -548,7 +546,7 @@ def test_shipped_model_configs_build_the_typed_configs(name):
     settings, loss, task = c["model"], c["loss"], c["task"]
     assert settings.pop("name") == "two_tower"
     r = route(model_spec("two_tower"), {**settings, **loss, **task})
-    assert not r["trainer"] and set(r["task"]) >= {"heads", "side_features", "query_lag_s"}
+    assert not r["trainer"] and set(r["task"]) >= {"heads", "side_features", "query_lag"}
     assert TwoTowerConfig(**r["model"]).bag_size > 0
     negatives = TwoTowerLossConfig(**r["loss"]).negatives
     assert negatives == ("live" if name == "two_tower_live" else "in_batch")

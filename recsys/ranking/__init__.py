@@ -80,9 +80,9 @@ __all__ = [
 ]
 
 
-# Lazy on purpose: the session store and features run without torch; ESMM training needs it.
 def __getattr__(name: str):
     if name in _LAZY:
+        # Lazy: the session store and features run without torch; ESMM training needs it.
         from recsys.ranking import esmm_training
 
         return getattr(esmm_training, name)

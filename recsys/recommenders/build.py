@@ -37,11 +37,31 @@ def world_features(
     return WorldFeatures.from_tables(tables, users=v.user, products=v.product, streamers=v.streamer)
 
 
-def instantiate(spec: ModelSpec, *, world: WorldFeatures | None = None, **kwargs) -> Recommender:
-    """The spec's recommender over its module (``world`` only for models that read it)."""
+def lag_seconds(spec: ModelSpec, task: dict, split: Split) -> dict:
+    """``task`` with its lags (fractions of the split's validation window) in seconds."""
+    out = dict(task)
+    for key, seconds_key in spec.lags.items():
+        fraction = float(out.pop(key, 0.0))
+        if fraction < 0:
+            raise ValueError(f"{spec.name}: task.{key} must be >= 0, got {fraction}")
+        window = split.meta.get("test_ts", 0) - split.meta.get("valid_ts", 0)
+        if fraction > 0 and window <= 0:
+            raise ValueError(
+                f"{spec.name}: task.{key} is a fraction of the validation window, and split "
+                f"{split.name!r} ({split.meta.get('protocol')}) has no time window: set it to 0"
+            )
+        out[seconds_key] = round(fraction * window)
+    return out
+
+
+def instantiate(
+    spec: ModelSpec, split: Split, *, world: WorldFeatures | None = None, **kwargs
+) -> Recommender:
+    """The spec's recommender over its module, its lags read off ``split`` (``world`` only for
+    models that read it)."""
     if spec.world_features:
         kwargs["world"] = world
-    return spec.recommender(module=spec.module, **kwargs)
+    return spec.recommender(module=spec.module, **lag_seconds(spec, kwargs, split))
 
 
 def build_recommender(
@@ -67,6 +87,7 @@ def build_recommender(
         )
     return instantiate(
         spec,
+        data.train_split,
         world=world_features(spec, data.context, data.tables),
         **settings,
         trainer=trainer,
@@ -122,6 +143,7 @@ def make_trained(
     )
     return instantiate(
         spec,
+        split,
         world=world,
         model=spec.architecture(**r["model"]),
         loss=spec.loss(**r["loss"]),

@@ -44,6 +44,8 @@ class ModelSpec:
     settings: Mapping[str, Callable] = field(default_factory=dict)  # task key -> cast
     sizes: tuple[str, ...] = ()  # architecture fields filled from the data
     world_features: bool = False  # reads a world's entity features (recommender takes world=)
+    # Lags set in units of the split's validation window (task key -> recommender seconds key).
+    lags: Mapping[str, str] = field(default_factory=dict)
     # Benchmark candidates: grid-point defaults on a world and on item streams, trainer overrides.
     world_defaults: Mapping[str, object] = field(default_factory=dict)
     stream_defaults: Mapping[str, object] = field(default_factory=dict)
@@ -103,9 +105,13 @@ SEQUENTIAL_TASK = {
     "windows": str,
     "targets": str,
     "live_training": bool,
-    "target_lag_s": float,
+    "target_lag": float,
     "repeat_scales": names,
 }
+# A lag is a fraction of the split's validation window: a history scored on validation ends at
+# the window's start and its targets lie up to one window later, so training asks for targets
+# (or asks queries) that far ahead; on a world with longer windows the lag grows with them.
+SEQUENTIAL_LAGS = {"target_lag": "target_lag_s"}
 
 register(
     ModelSpec(
@@ -116,14 +122,15 @@ register(
         recommender=SequentialRecommender,
         settings=SEQUENTIAL_TASK,
         sizes=("n_products", "n_streamers", "n_users"),
+        lags=SEQUENTIAL_LAGS,
         benchmark_trainer={"progress": False, "checkpoint": False},
     )
 )
 
 # Benchmark defaults of the two-tower, chosen on the validation targets of synthetic-small (live
 # protocol, product and room): on a world, a softmax over what was on air at each target's time,
-# queries asked up to two days early (a validation window spans about two days), the repeat
-# bonus scale calibrated on validation; on item streams (tuned on amazon-games-sasrec), in-batch
+# queries asked up to one validation window early, the repeat bonus scale calibrated on
+# validation; on item streams (tuned on amazon-games-sasrec), in-batch
 # and many mixed negatives with logQ, and no user-id embedding (the bag generalises better).
 register(
     ModelSpec(
@@ -137,15 +144,16 @@ register(
             "side_features": names,
             "keywords": bool,
             "fresh_only": bool,
-            "query_lag_s": float,
+            "query_lag": float,
             "repeat_scales": names,
             "utc_offset_hours": int,
         },
         sizes=("n_users", "n_products", "n_streamers", "n_profile"),
         world_features=True,
+        lags={"query_lag": "query_lag_s"},
         world_defaults={
             "negatives": "live",
-            "query_lag_s": 172_800.0,
+            "query_lag": 1.0,
             "max_epochs": 3,
             "repeat_scales": (1.0, 2.0, 3.0, 4.0, 6.0),
         },
