@@ -19,6 +19,7 @@ from recsys.inputs.tokens import world_context
 from recsys.recommenders import MODELS, register, train, unregister
 from recsys.recommenders.build import lag_seconds
 from recsys.recommenders.candidates import build_candidates, quick_grids
+from recsys.recommenders.restore import sectioned
 from recsys.recommenders.sequential import SequentialRecommender
 from tests.toy_model import TOY, ToyMeanModel
 
@@ -89,3 +90,23 @@ def test_lags_are_fractions_of_the_splits_validation_window(tiny_world):
     assert lag_seconds(spec, {}, loo) == {"target_lag_s": 0}
     with pytest.raises(ValueError, match="has no time window"):
         lag_seconds(spec, {"target_lag": 0.1}, loo)
+
+
+def test_configurations_saved_with_one_model_section_are_read_in_todays_layout(tiny_world):
+    split = live_time_split(tiny_world, target="product")
+    window = split.meta["test_ts"] - split.meta["valid_ts"]
+    old = {
+        "model": {
+            "name": "sasrec",
+            "dim": 16,
+            "windows": "all",
+            "target_lag_s": window / 4,
+            "random_target_lag": False,
+            "loss": {"name": "bce"},
+        },  # fmt: skip
+        "data": {"name": "synthetic-tiny"},
+    }
+    new = sectioned(old, split)
+    assert new["model"] == {"name": "sasrec", "dim": 16} and new["loss"] == {"name": "bce"}
+    assert new["task"] == {"windows": "all", "target_lag": 0.25} and new["data"] == old["data"]
+    assert lag_seconds(MODELS["sasrec"], new["task"], split)["target_lag_s"] == round(window / 4)

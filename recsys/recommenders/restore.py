@@ -14,8 +14,10 @@ from pathlib import Path
 import torch
 
 from recsys.core import Recommender
+from recsys.data.interactions import Split
 from recsys.recommenders.build import build_recommender
 from recsys.recommenders.data import DataConfig, SequentialData, load_sequential_data
+from recsys.recommenders.registry import model_spec
 from recsys.training.checkpoint import BEST, CHECKPOINT, load_checkpoint
 
 
@@ -56,12 +58,29 @@ def restore(
     data = load_sequential_data(data_cfg)
     data.check_vocabularies(ckpt["vocabularies"], f"checkpoint {path}")
     config = {**saved, "data": data_section, "trainer": {**saved["trainer"], "device": device}}
+    if "task" not in config:
+        config = sectioned(config, data.train_split)
     rec = build_recommender(config, data, validate=False)
     split = data.train_split
     model = rec.build(split.train, item_features=split.item_features)
     model.load_state_dict(ckpt["model"])
     model.to(torch.device(device)).eval()
     return Restored(rec, data, data_cfg, config, path)
+
+
+def sectioned(config: Mapping, split: Split) -> dict:
+    """A configuration saved before ``model`` / ``loss`` / ``task`` were separate sections (one
+    ``model`` section holding them all, lags in seconds), in today's layout."""
+    model = dict(config["model"])
+    spec = model_spec(model.get("name", "sasrec"))
+    loss = model.pop("loss", None) or {}
+    task = {k: model.pop(k) for k in list(model) if k in spec.settings}
+    window = split.meta.get("test_ts", 0) - split.meta.get("valid_ts", 0)
+    for key, seconds_key in spec.lags.items():
+        seconds = float(model.pop(seconds_key, 0.0))
+        task[key] = seconds / window if seconds and window > 0 else 0.0
+    model.pop("random_target_lag", None)  # a retired setting (never on in a shipped config)
+    return {**config, "model": model, "loss": loss, "task": task}
 
 
 def restore_from_config(cfg: Mapping) -> Restored:
