@@ -231,11 +231,11 @@ def shopping_events(
             bought, buy_ts, "purchase", amount=amount, coupon=np.where(claimed, offered, np.nan)
         ),
     }
-    refunds = _refunds(interest[c][bought], blocks["purchase"], rng)
+    refunds = draw_refunds(interest[c][bought], blocks["purchase"], rng)
     return blocks, refunds
 
 
-def _refunds(interest: np.ndarray, purchase: dict, rng) -> dict:
+def draw_refunds(interest: np.ndarray, purchase: dict, rng) -> dict:
     p = REFUND_BASE + REFUND_OFF_INTEREST * (1.0 - interest)
     r = rng.random(len(p)) < p
     delay = REFUND_MIN_DELAY_S + REFUND_MEDIAN_S * np.exp(

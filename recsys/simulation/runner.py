@@ -90,10 +90,11 @@ def _prepare(out: Path, overwrite: bool) -> Path:
     return out
 
 
-def _write_entities(world: World, schedule: Schedule, out: Path) -> dict[str, int]:
+def entity_frames(world: World, schedule: Schedule) -> dict[str, pd.DataFrame]:
+    """The five entity tables of a world (users, streamers, products, sessions, showcase)."""
     u, s, p = world.users, world.streamers, world.products
     names = np.asarray(world.config.categories, dtype=object)
-    frames = {
+    return {
         "users": pd.DataFrame(
             {
                 "user_id": u.pseudonym,
@@ -137,38 +138,77 @@ def _write_entities(world: World, schedule: Schedule, out: Path) -> dict[str, in
             }
         ),
     }
+
+
+def _write_entities(world: World, schedule: Schedule, out: Path) -> dict[str, int]:
+    frames = entity_frames(world, schedule)
     for name, df in frames.items():
         write_table(df, out / f"{name}.parquet", TABLES[name])
     save_vocabs(vocabs_from_frames(frames), out / "vocab")
     return {name: len(df) for name, df in frames.items()}
 
 
+class OrganicDays:
+    """The world's own behaviour day by day: visits, in-room events, purchases and refunds.
+
+    State carried from day to day (follows, refunds not yet due, the next event id) lives here,
+    so days must be generated in order; each day's randomness is its own seed stream.
+    """
+
+    def __init__(self, world: World, schedule: Schedule) -> None:
+        self.world, self.schedule = world, schedule
+        self.model = VisitModel.build(world, CHUNK_START_HOUR)
+        self.book = TemplateBook.build(world.config.categories)
+        self.follows = FollowState(np.zeros(0, dtype=np.int64))
+        self.pending = block("refund", [], [])
+        self.next_id = 0
+
+    def blocks(self, day: int) -> dict[str, dict[str, np.ndarray]]:
+        """One day's event blocks (``behaviour.block``) without refunds; the refunds of its
+        purchases wait in ``pending`` until they fall due (``due``)."""
+        rng = _rng(self.world.config, CHUNK, day)
+        visits = sample_visits(self.world, self.schedule, self.model, day, rng)
+        blocks = room_events(self.world, self.schedule, self.book, visits, self.follows, rng)
+        shopping, refunds = shopping_events(self.world, self.schedule, visits, rng)
+        self.defer(refunds)
+        return blocks | shopping
+
+    def defer(self, refunds: dict[str, np.ndarray]) -> None:
+        """Refunds to emit on the day they fall due."""
+        self.pending = {k: np.concatenate([self.pending[k], refunds[k]]) for k in self.pending}
+
+    def due(self, day: int) -> dict[str, np.ndarray]:
+        """The pending refunds that fall before the end of ``day`` (removed from pending)."""
+        due = self.pending["ts"] < self.world.config.chunk_window(day)[1]
+        out = {k: a[due] for k, a in self.pending.items()}
+        self.pending = {k: a[~due] for k, a in self.pending.items()}
+        return out
+
+    def events(self, day: int) -> dict[str, np.ndarray]:
+        """One day's events as arrays (``behaviour.assemble``), refunds due that day included."""
+        blocks = self.blocks(day)
+        return assemble(blocks | {"refund": self.due(day)})
+
+    def frame(self, events: dict[str, np.ndarray]) -> pd.DataFrame:
+        """Events as an ``events`` table, numbered on from the previous frame's ids."""
+        frame = _events_frame(events, self.next_id, self.world.users.pseudonym, self.book.texts)
+        self.next_id += len(frame)
+        return frame
+
+
 def _write_events(world: World, schedule: Schedule, out: Path, progress: bool):
     """Generate and write every chunk; returns counts per event type and refunds never due."""
     config = world.config
-    model = VisitModel.build(world, CHUNK_START_HOUR)
-    book = TemplateBook.build(config.categories)
-    follows = FollowState(np.zeros(0, dtype=np.int64))
-    pending = block("refund", [], [])
+    organic = OrganicDays(world, schedule)
     counts = np.zeros(len(EVENT_TYPES), dtype=np.int64)
-    next_id = 0
     days = tqdm(range(config.n_days), desc=f"simulate {config.preset}", disable=not progress)
     for day in days:
-        rng = _rng(config, CHUNK, day)
-        visits = sample_visits(world, schedule, model, day, rng)
-        blocks = room_events(world, schedule, book, visits, follows, rng)
-        shopping, refunds = shopping_events(world, schedule, visits, rng)
-        blocks |= shopping
-        pending = {k: np.concatenate([pending[k], refunds[k]]) for k in pending}
-        due = pending["ts"] < config.chunk_window(day)[1]
-        blocks["refund"] = {k: a[due] for k, a in pending.items()}
-        pending = {k: a[~due] for k, a in pending.items()}
-        events = assemble(blocks)
-        frame = _events_frame(events, next_id, world.users.pseudonym, book.texts)
+        events = organic.events(day)
+        frame = organic.frame(events)
         write_table(frame, out / "events" / f"part-{day:05d}.parquet", TABLES["events"])
-        next_id += len(frame)
         counts += np.bincount(events["type"], minlength=len(EVENT_TYPES))
-    return {t: int(n) for t, n in zip(EVENT_TYPES, counts, strict=True)}, int(len(pending["ts"]))
+    counts_by_type = {t: int(n) for t, n in zip(EVENT_TYPES, counts, strict=True)}
+    return counts_by_type, int(len(organic.pending["ts"]))
 
 
 def _nullable(ids: np.ndarray) -> pd.arrays.IntegerArray:

@@ -1,0 +1,220 @@
+"""``Market``: a synthetic world that steps through days and reacts to a policy.
+
+The world is the one ``recsys-simulate`` writes for the same preset and seed (same users,
+streamers, products, schedule and planted truth), and its own behaviour (room visits,
+in-room purchases, refunds) runs as there, day by day. On top of it, each day:
+
+1. the policy grants coupons to viewers (``Policy.grant_coupons``), which land in wallets;
+2. viewers open the app (``arrivals``) and the policy answers each request with a slate
+   (``Policy.recommend``); every answer is checked first (``checks``);
+3. viewers respond to the cards (``respond``): a clicked card takes them into the room (enter,
+   click, maybe cart and purchase, leave), a purchase redeems the best applicable coupon;
+4. the day's logs are written in the project's schema, atomically, and handed to
+   ``Policy.observe``.
+
+Logs in ``out_dir``: the entity tables and ``vocab/`` of a world folder, ``events/`` (organic and
+market events, one part per day), ``requests/``, ``impressions/`` (cards shown and what the
+viewer did), ``coupon_grants/``, and ``truth/impressions/`` (each card's true click and purchase
+probabilities, with and without the coupon the viewer held). A day's files appear together with
+its ``state/day-<d>.pkl``; a run that stops mid-way resumes after its last complete day and
+ends with the same logs as an uninterrupted run (a learning policy is brought back by replaying
+``observe`` over the logged days).
+"""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from recsys.data.schema import TABLES
+from recsys.data.tables import read_table, write_table
+from recsys.data.vocab import save_vocabs, vocabs_from_frames
+from recsys.market.arrivals import arrivals
+from recsys.market.checks import check_grants, check_slates
+from recsys.market.coupons import DEFAULT_TIERS, CouponCatalogue, Wallets
+from recsys.market.logs import market_blocks
+from recsys.market.policy import MarketView, Policy, Requests
+from recsys.market.respond import Draws, respond
+from recsys.simulation.behaviour import assemble
+from recsys.simulation.config import SimConfig
+from recsys.simulation.response import ResponseConfig, WorldTruth
+from recsys.simulation.runner import CHUNK, SCHEDULE, WORLD, OrganicDays, _rng, entity_frames
+from recsys.simulation.schedule import build_schedule
+from recsys.simulation.truth import truth_tables
+from recsys.simulation.world import build_world
+
+MARKET = 3  # seed stream (MARKET, day, part): apart from the world's own streams
+ARRIVALS, DRAWS, REFUNDS = 0, 1, 2
+LOG_TABLES = ("events", "requests", "impressions", "coupon_grants", "truth/impressions")
+
+
+@dataclass(frozen=True)
+class MarketConfig:
+    preset: str = "tiny"
+    seed: int = 0
+    n_days: int | None = None  # days the world runs (default: the preset's)
+    slate_size: int = 10
+    open_rate: float = 1.0  # app openings per viewer-day, times the viewer's activity
+    catalogue: CouponCatalogue = DEFAULT_TIERS
+    response: ResponseConfig = field(default_factory=ResponseConfig)
+
+    def sim_config(self) -> SimConfig:
+        extra = {"n_days": self.n_days} if self.n_days else {}
+        return SimConfig.from_preset(self.preset, seed=self.seed, **extra)
+
+
+@dataclass
+class _State:
+    """What one day hands the next."""
+
+    day: int  # next day to run
+    organic: dict
+    wallets: Wallets
+    next_request: int = 0
+    next_grant: int = 0
+
+
+class Market:
+    def __init__(self, config: MarketConfig, out_dir: str | Path) -> None:
+        self.config, self.out = config, Path(out_dir)
+        sim = config.sim_config()
+        self.world = build_world(sim, _rng(sim, WORLD))
+        self.schedule = build_schedule(sim, self.world, _rng(sim, SCHEDULE))
+        frames = entity_frames(self.world, self.schedule)
+        self.truth = WorldTruth.from_frames(
+            products=frames["products"], live_sessions=frames["live_sessions"],
+            showcase=frames["showcase"], truth=truth_tables(self.world, self.schedule),
+        )  # fmt: skip
+        self.view = MarketView(frames, config.catalogue)
+        self.frames = frames
+        self.organic = OrganicDays(self.world, self.schedule)
+        self.state = _State(0, self._organic_state(), Wallets())
+
+    @property
+    def n_days(self) -> int:
+        return self.world.config.n_days
+
+    def _rng(self, day: int, part: int) -> np.random.Generator:
+        seq = np.random.SeedSequence(self.config.seed, spawn_key=(MARKET, day, part))
+        return np.random.default_rng(seq)
+
+    def _organic_state(self) -> dict:
+        o = self.organic
+        return {"follows": o.follows, "pending": o.pending, "next_id": o.next_id}
+
+    # -- running -------------------------------------------------------------------------------
+
+    def run(self, policy: Policy, days: int | None = None, *, progress: bool = False) -> list:
+        """Run ``days`` more days (default: to the world's last), resuming after the last
+        complete day in ``out_dir``; returns each run day's counts."""
+        self._start(policy)
+        last = self.n_days if days is None else min(self.n_days, self.state.day + days)
+        steps = range(self.state.day, last)
+        return [self.step(policy, d) for d in tqdm(steps, desc="market", disable=not progress)]
+
+    def _start(self, policy: Policy) -> None:
+        done = sorted(self.out.glob("state/day-*.pkl"))
+        if not done:
+            self._write_entities()
+            return
+        with open(done[-1], "rb") as f:
+            self.state = pickle.load(f)
+        o = self.state.organic
+        self.organic.follows, self.organic.pending, self.organic.next_id = (
+            o["follows"], o["pending"], o["next_id"],
+        )  # fmt: skip
+        for day in range(self.state.day):
+            policy.observe(self.read_day(day))
+
+    def step(self, policy: Policy, day: int) -> dict:
+        """One day: coupons, requests and slates, responses, organic behaviour, logs."""
+        if day != self.state.day:
+            raise ValueError(f"market: day {day} asked, the next day to run is {self.state.day}")
+        s, name = self.state, getattr(policy, "name", type(policy).__name__)
+        start = self.world.config.chunk_window(day)[0]
+        viewers = self.frames["users"]["user_id"].to_numpy(np.int64)
+        grants = check_grants(name, policy.grant_coupons(viewers, day, self.view), self.view,
+                              start, s.next_grant)  # fmt: skip
+        user, ts = arrivals(self.world, self.schedule, day, self.config.open_rate,
+                            self._rng(day, ARRIVALS))  # fmt: skip
+        ids = np.arange(s.next_request, s.next_request + len(user), dtype=np.int64)
+        requests = Requests(ids, self.world.users.pseudonym[user], ts, self.config.slate_size)
+        shown = check_slates(name, requests, policy.recommend(requests, self.view), self.view)
+        # Checks passed: from here on the day happens.
+        s.wallets.add(grants)
+        draws = Draws.of_day(self._rng(day, DRAWS), len(requests), requests.k)
+        outcomes = respond(self.truth, shown, (shown["request_id"] - s.next_request).to_numpy(),
+                           draws, s.wallets, self.config.response)  # fmt: skip
+        s.wallets.expire(self.world.config.chunk_window(day)[1])
+        logs = self._day_logs(day, requests, outcomes, grants)
+        s.day, s.next_request, s.next_grant = day + 1, int(ids[-1] + 1) if len(ids) else \
+            s.next_request, s.next_grant + len(grants)  # fmt: skip
+        s.organic = self._organic_state()
+        self._write_day(day, logs)
+        policy.observe(logs)
+        return {k: len(v) for k, v in logs.items()}
+
+    def _day_logs(self, day, requests: Requests, outcomes: pd.DataFrame, grants) -> dict:
+        blocks = self.organic.blocks(day)
+        user_index = pd.Index(self.world.users.pseudonym)
+        market, refunds = market_blocks(outcomes, user_index, self.truth, self._rng(day, REFUNDS))
+        self.organic.defer(refunds)
+        for kind, b in market.items():
+            blocks[kind] = {k: np.concatenate([blocks[kind][k], b[k]]) for k in b} \
+                if kind in blocks else b  # fmt: skip
+        events = self.organic.frame(assemble(blocks | {"refund": self.organic.due(day)}))
+        req = pd.DataFrame({"request_id": requests.request_id, "ts": requests.ts,
+                            "user_id": requests.user_id})  # fmt: skip
+        truth_cols = ["request_id", "position", "p_click", "p_buy", "p_buy_no_grant", "price"]
+        shown = outcomes.drop(columns=["p_click", "p_buy", "p_buy_no_grant", "price"])
+        return {"events": events, "requests": req, "impressions": shown,
+                "coupon_grants": grants, "truth/impressions": outcomes[truth_cols]}  # fmt: skip
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def _write_entities(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        for name, df in self.frames.items():
+            write_table(df, self.out / f"{name}.parquet", TABLES[name])
+        save_vocabs(vocabs_from_frames(self.frames), self.out / "vocab")
+
+    def _write_day(self, day: int, logs: dict[str, pd.DataFrame]) -> None:
+        """Every file of the day beside its final place, then moved, then the state (the
+        day's commit mark)."""
+        tmp = self.out / f".day-{day:05d}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        for table, df in logs.items():
+            path = tmp / table / f"part-{day:05d}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if table == "events":
+                write_table(df, path, TABLES["events"])
+            else:
+                df.to_parquet(path, index=False)
+        for table in logs:
+            final = self.out / table / f"part-{day:05d}.parquet"
+            final.parent.mkdir(parents=True, exist_ok=True)
+            (tmp / table / final.name).replace(final)
+        state = self.out / "state" / f"day-{day:05d}.pkl"
+        state.parent.mkdir(parents=True, exist_ok=True)
+        with open(state.with_suffix(".tmp"), "wb") as f:
+            pickle.dump(self.state, f)
+        state.with_suffix(".tmp").replace(state)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def read_day(self, day: int) -> dict[str, pd.DataFrame]:
+        """The logs of a complete day."""
+        out = {}
+        for table in LOG_TABLES:
+            path = self.out / table / f"part-{day:05d}.parquet"
+            out[table] = (read_table(path, TABLES["events"]) if table == "events"
+                          else pd.read_parquet(path))  # fmt: skip
+        return out
+
+
+__all__ = ["CHUNK", "Market", "MarketConfig"]
