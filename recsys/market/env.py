@@ -39,6 +39,14 @@ from recsys.market.arrivals import arrivals
 from recsys.market.checks import check_grants, check_slates
 from recsys.market.coupons import DEFAULT_TIERS, CouponCatalogue, Wallets
 from recsys.market.logs import market_blocks
+from recsys.market.messages import (
+    check_messages,
+    day_triggers,
+    fatigue,
+    on_show,
+    planted_consent,
+    respond_messages,
+)
 from recsys.market.policy import MarketView, Policy, Requests
 from recsys.market.respond import Draws, respond
 from recsys.simulation.behaviour import assemble
@@ -50,8 +58,9 @@ from recsys.simulation.truth import truth_tables
 from recsys.simulation.world import build_world
 
 MARKET = 3  # seed stream (MARKET, day, part): apart from the world's own streams
-ARRIVALS, DRAWS, REFUNDS = 0, 1, 2
-LOG_TABLES = ("events", "requests", "impressions", "coupon_grants", "truth/impressions")
+ARRIVALS, DRAWS, REFUNDS, MESSAGES, VISIT_DRAWS, CONSENT = 0, 1, 2, 3, 4, 5
+LOG_TABLES = ("events", "requests", "impressions", "coupon_grants", "messages",
+              "truth/impressions", "truth/messages")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -76,8 +85,12 @@ class _State:
     day: int  # next day to run
     organic: dict
     wallets: Wallets
+    consent: pd.DataFrame  # user_id and a bool column per channel
+    sent: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({"user_id": [], "ts": []}))
     next_request: int = 0
     next_grant: int = 0
+    next_trigger: int = 0
+    next_message: int = 0
 
 
 class Market:
@@ -92,9 +105,13 @@ class Market:
             showcase=frames["showcase"], truth=truth_tables(self.world, self.schedule),
         )  # fmt: skip
         self.view = MarketView(frames, config.catalogue)
+        category = {c: i for i, c in enumerate(self.truth.categories)}
+        self.streamer_category = frames["streamers"]["category"].map(category).to_numpy(np.int64)
         self.frames = frames
         self.organic = OrganicDays(self.world, self.schedule)
-        self.state = _State(0, self._organic_state(), Wallets())
+        consent = planted_consent(self.world.users.pseudonym, self._rng(0, CONSENT))
+        self.state = _State(0, self._organic_state(), Wallets(), consent)
+        self.view.consent = consent
 
     @property
     def n_days(self) -> int:
@@ -125,6 +142,7 @@ class Market:
             return
         with open(done[-1], "rb") as f:
             self.state = pickle.load(f)
+        self.view.consent = self.state.consent
         o = self.state.organic
         self.organic.follows, self.organic.pending, self.organic.next_id = (
             o["follows"], o["pending"], o["next_id"],
@@ -146,35 +164,96 @@ class Market:
         ids = np.arange(s.next_request, s.next_request + len(user), dtype=np.int64)
         requests = Requests(ids, self.world.users.pseudonym[user], ts, self.config.slate_size)
         shown = check_slates(name, requests, policy.recommend(requests, self.view), self.view)
+        window = self.world.config.chunk_window(day)
+        triggers = day_triggers(
+            self.organic.follows.keys,
+            len(self.world.streamers.kol),
+            self.view,
+            window,
+            self.world.users.pseudonym,
+            s.next_trigger,
+        )
+        sent = check_messages(name, policy.notify(triggers, self.view), triggers, s.consent,
+                              window)  # fmt: skip
         # Checks passed: from here on the day happens.
         s.wallets.add(grants)
         draws = Draws.of_day(self._rng(day, DRAWS), len(requests), requests.k)
         outcomes = respond(self.truth, shown, (shown["request_id"] - s.next_request).to_numpy(),
                            draws, s.wallets, self.config.response)  # fmt: skip
-        s.wallets.expire(self.world.config.chunk_window(day)[1])
-        logs = self._day_logs(day, requests, outcomes, grants)
-        s.day, s.next_request, s.next_grant = day + 1, int(ids[-1] + 1) if len(ids) else \
-            s.next_request, s.next_grant + len(grants)  # fmt: skip
+        messages, visits = self._messages(day, sent)
+        s.wallets.expire(window[1])
+        logs = self._day_logs(day, requests, outcomes, grants, messages, visits)
+        s.day, s.next_grant = day + 1, s.next_grant + len(grants)
+        s.next_request += len(ids)
+        s.next_trigger += len(triggers)
+        s.next_message += len(sent)
         s.organic = self._organic_state()
         self._write_day(day, logs)
         policy.observe(logs)
         return {k: len(v) for k, v in logs.items()}
 
-    def _day_logs(self, day, requests: Requests, outcomes: pd.DataFrame, grants) -> dict:
+    def _messages(self, day: int, sent: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(messages with their outcomes, the visits they bring as responded cards)."""
+        s, t = self.state, self.truth
+        user = t.users.get_indexer(sent["user_id"].to_numpy(np.int64))
+        streamer = sent["streamer_id"].to_numpy(np.int64)
+        category = self.streamer_category[streamer]
+        relevance = t.interest[user, category] + t.trust(user, t.streamers.get_indexer(streamer))
+        ts = sent["ts"].to_numpy(np.int64)
+        hour = (ts // 3600 + self.world.config.utc_offset_hours) % 24
+        tired = fatigue(s.sent["user_id"].to_numpy(np.int64), s.sent["ts"].to_numpy(np.int64),
+                        sent["user_id"].to_numpy(np.int64), ts)  # fmt: skip
+        end = t.session_end[t.sessions.get_indexer(sent["session_id"].to_numpy(np.int64))]
+        rows = respond_messages(sent, relevance, self.world.users.hours[user, hour], tired, end,
+                                self._rng(day, MESSAGES))  # fmt: skip
+        rows.insert(0, "message_id", np.arange(s.next_message, s.next_message + len(rows)))
+        s.sent = pd.concat([s.sent, rows[["user_id", "ts"]]], ignore_index=True)
+        for channel, group in rows.loc[rows["unsubscribed"]].groupby("channel"):
+            s.consent.loc[s.consent["user_id"].isin(group["user_id"]), channel] = False
+        return rows, self._visit_cards(day, rows.loc[rows["visited"]])
+
+    def _visit_cards(self, day: int, visits: pd.DataFrame) -> pd.DataFrame:
+        """Each message visit as a responded card: the product on show when it enters its room
+        (a visit between two presented products enters and leaves without one)."""
+        start = self.truth.session_start[self.truth.sessions.get_indexer(visits["session_id"])]
+        enter = np.maximum(visits["open_ts"].to_numpy(np.int64), start)
+        product = on_show(self.view, visits["session_id"].to_numpy(np.int64), enter)
+        cards = pd.DataFrame({"request_id": visits["message_id"].to_numpy(np.int64),
+                              "user_id": visits["user_id"].to_numpy(np.int64), "ts": enter,
+                              "position": 0, "session_id": visits["session_id"].to_numpy(),
+                              "streamer_id": visits["streamer_id"].to_numpy(),
+                              "product_id": product}).sort_values("ts", kind="stable",
+                                                                  ignore_index=True)  # fmt: skip
+        shown = cards.loc[cards["product_id"] >= 0]
+        draws = Draws.of_day(self._rng(day, VISIT_DRAWS), len(visits), 1)
+        row = pd.Index(visits["message_id"]).get_indexer(shown["request_id"])
+        out = respond(self.truth, shown, row, draws, self.state.wallets, self.config.response)
+        bare = cards.loc[cards["product_id"] < 0].assign(click=False, cart=False,
+                                                         purchase=False, amount=0.0,
+                                                         coupon_value=0.0, grant_id=-1)  # fmt: skip
+        return pd.concat([out, bare], ignore_index=True).sort_values("ts", kind="stable")
+
+    def _day_logs(self, day, requests: Requests, outcomes: pd.DataFrame, grants,
+                  messages: pd.DataFrame, visits: pd.DataFrame) -> dict:  # fmt: skip
         blocks = self.organic.blocks(day)
         user_index = pd.Index(self.world.users.pseudonym)
-        market, refunds = market_blocks(outcomes, user_index, self.truth, self._rng(day, REFUNDS))
-        self.organic.defer(refunds)
-        for kind, b in market.items():
-            blocks[kind] = {k: np.concatenate([blocks[kind][k], b[k]]) for k in b} \
-                if kind in blocks else b  # fmt: skip
+        rng = self._rng(day, REFUNDS)
+        for frame, is_visit in ((outcomes, False), (visits, True)):
+            market, refunds = market_blocks(frame, user_index, self.truth, rng, visits=is_visit)
+            self.organic.defer(refunds)
+            for kind, b in market.items():
+                blocks[kind] = {k: np.concatenate([blocks[kind][k], b[k]]) for k in b} \
+                    if kind in blocks else b  # fmt: skip
         events = self.organic.frame(assemble(blocks | {"refund": self.organic.due(day)}))
         req = pd.DataFrame({"request_id": requests.request_id, "ts": requests.ts,
                             "user_id": requests.user_id})  # fmt: skip
         truth_cols = ["request_id", "position", "p_click", "p_buy", "p_buy_no_grant", "price"]
         shown = outcomes.drop(columns=["p_click", "p_buy", "p_buy_no_grant", "price"])
+        truth_msg = ["message_id", "p_open", "p_visit"]
         return {"events": events, "requests": req, "impressions": shown,
-                "coupon_grants": grants, "truth/impressions": outcomes[truth_cols]}  # fmt: skip
+                "coupon_grants": grants, "messages": messages.drop(columns=truth_msg[1:]),
+                "truth/impressions": outcomes[truth_cols],
+                "truth/messages": messages[truth_msg]}  # fmt: skip
 
     # -- files ---------------------------------------------------------------------------------
 

@@ -19,10 +19,16 @@ ENTER_S, CLICK_S, CART_S, PURCHASE_S, DWELL_S = 1, 5, 20, 40, 60
 
 
 def market_blocks(
-    outcomes: pd.DataFrame, users: pd.Index, truth: WorldTruth, rng: np.random.Generator
+    outcomes: pd.DataFrame,
+    users: pd.Index,
+    truth: WorldTruth,
+    rng: np.random.Generator,
+    *,
+    visits: bool = False,
 ) -> tuple[dict[str, dict], dict]:
-    """(event blocks by type, refund block) of the clicked cards in ``outcomes``."""
-    c = outcomes.loc[outcomes["click"].to_numpy(bool)]
+    """(event blocks by type, refund block) of the clicked cards in ``outcomes``; with
+    ``visits`` every row is a visit (entered and left, clicked or not)."""
+    c = outcomes if visits else outcomes.loc[outcomes["click"].to_numpy(bool)]
     user = users.get_indexer(c["user_id"].to_numpy(np.int64))
     ts = c["ts"].to_numpy(np.int64)
     room = {"session": c["session_id"].to_numpy(np.int64),
@@ -38,11 +44,12 @@ def market_blocks(
         return block(kind, at(delay)[mask], user[mask], **fields)
 
     every = np.ones(len(c), dtype=bool)
+    clicked = c["click"].to_numpy(bool)
     bought, carted = c["purchase"].to_numpy(bool), c["cart"].to_numpy(bool)
     coupon = c["coupon_value"].to_numpy(np.float64)
     blocks = {
         "enter": pick(every, "enter", ENTER_S),
-        "click": pick(every, "click", CLICK_S, product=product),
+        "click": pick(clicked, "click", CLICK_S, product=product),
         "cart": pick(carted, "cart", CART_S, product=product),
         "purchase": pick(
             bought,

@@ -8,12 +8,15 @@ and checks every answer before anything happens (``recsys.market.checks``):
   ``product_id``; -1 pads a short slate);
 * ``grant_coupons(viewers, market) -> CouponGrants``: at the start of a day, which coupon tier
   (if any) each viewer gets, and for a room or product coupon, which room or product;
+* ``notify(triggers, market) -> Messages``: which of the day's triggers (a followed streamer
+  goes live ...) get a message, on which channel (only one the viewer consented to:
+  ``market.consent``) and when (``recsys.market.messages``);
 * ``observe(logs)``: after each day, that day's logs in the project's schema (what a learning
   policy retrains on). Policies that ignore it inherit the no-op.
 
-``Policy`` gives the defaults (no coupons, observe nothing); ``recommend`` is the one method
-every policy must write. ``MarketView`` answers what is live now, so a policy never needs the
-schedule's internals.
+``Policy`` gives the defaults (no coupons, no messages, observe nothing); ``recommend`` is the
+one method every policy must write. ``MarketView`` answers what is live now, so a policy never
+needs the schedule's internals.
 """
 
 from __future__ import annotations
@@ -66,6 +69,23 @@ class CouponGrants:
         return len(self.user_id)
 
 
+@dataclass(frozen=True)
+class Messages:
+    """One row per message: the trigger it answers, its channel and its send time."""
+
+    trigger_id: np.ndarray
+    channel: np.ndarray  # (m,) object: in_app | push | sms
+    ts: np.ndarray
+
+    @classmethod
+    def none(cls) -> Messages:
+        empty = np.zeros(0, dtype=np.int64)
+        return cls(empty, np.zeros(0, dtype=object), empty)
+
+    def __len__(self) -> int:
+        return len(self.trigger_id)
+
+
 class MarketView:
     """What a policy may know about the market: entities, the schedule, the coupon catalogue."""
 
@@ -73,6 +93,7 @@ class MarketView:
         self.users, self.products = frames["users"], frames["products"]
         self.sessions, self.showcase = frames["live_sessions"], frames["showcase"]
         self.catalogue = catalogue
+        self.consent: pd.DataFrame | None = None  # user_id and a bool column per channel
         self.price = self.products.set_index("product_id")["price"]
         shelf = self.showcase[["session_id", "product_id"]].drop_duplicates()
         self.shelf = shelf.merge(self.sessions, on="session_id")  # one row per shelf item
@@ -98,6 +119,9 @@ class Policy:
 
     def grant_coupons(self, viewers: np.ndarray, day: int, market: MarketView) -> CouponGrants:
         return CouponGrants.none()
+
+    def notify(self, triggers: pd.DataFrame, market: MarketView) -> Messages:
+        return Messages.none()
 
     def observe(self, logs: dict[str, pd.DataFrame]) -> None:
         """Called after each simulated day with that day's logs."""
