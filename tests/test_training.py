@@ -199,3 +199,10 @@ def test_model_settings_route_each_family_and_refuse_unknown_keys():
         model_settings({"model": {"name": "sasrec"}, "task": {"windowz": "all"}})
     with pytest.raises(KeyError, match="unknown model 'gru4rec'"):
         model_settings({"model": {"name": "gru4rec"}})
+
+
+def test_every_loss_and_task_config_follows_a_model_config():
+    """``loss`` and ``task`` default to the chosen model's name, so the train-config test above
+    composes every one of them exactly when each has a model config of the same name."""
+    for group in ("loss", "task"):
+        assert sorted(p.stem for p in (CONF / group).glob("*.yaml")) == MODEL_CONFIGS, group
