@@ -249,3 +249,30 @@ def test_a_message_without_consent_is_refused(tmp_path):
 
     with pytest.raises(DecisionError, match="field 'channel': the viewer has not consented"):
         market.run(SmsEveryone(seed=0), days=2)
+
+
+class _Recorder(RandomPolicy):
+    def notify(self, triggers, market):
+        self.seen = pd.concat([getattr(self, "seen", None), triggers])
+        return Messages.none()
+
+
+def test_carted_items_featured_today_are_triggers(tmp_path):
+    market = Market(TINY, tmp_path)
+    policy = _Recorder(seed=0)
+    market.run(policy)
+    carted = policy.seen.loc[policy.seen["kind"] == "carted_item_featured"]
+    assert len(carted) > 0 and set(policy.seen["kind"]) == {"followed_streamer_live",
+                                                           "carted_item_featured"}  # fmt: skip
+    ev = pd.concat([market.read_day(d)["events"] for d in range(market.n_days)])
+    for row in carted.itertuples():
+        mine = ev.loc[(ev["user_id"] == row.user_id) & (ev["product_id"] == row.product_id)
+                      & (ev["ts"] < row.start_ts)]  # fmt: skip
+        day_start = row.start_ts - (row.start_ts - market.world.config.chunk_window(0)[0]) % 86400
+        before = mine.loc[mine["ts"] < day_start]  # what the platform knew at the day's start
+        carts = before.loc[before["event_type"] == "cart", "ts"]
+        bought = before.loc[before["event_type"] == "purchase", "ts"]
+        assert len(carts) and (bought.empty or bought.max() < carts.max())  # carted, not bought
+        slot = market.view.showcase
+        assert ((slot["session_id"] == row.session_id) & (slot["product_id"] == row.product_id)
+                & (slot["start_ts"] == row.start_ts)).any()  # fmt: skip

@@ -44,6 +44,7 @@ from recsys.market.messages import (
     day_triggers,
     fatigue,
     on_show,
+    open_carts,
     planted_consent,
     respond_messages,
 )
@@ -87,6 +88,8 @@ class _State:
     wallets: Wallets
     consent: pd.DataFrame  # user_id and a bool column per channel
     sent: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({"user_id": [], "ts": []}))
+    carts: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        {c: np.zeros(0, np.int64) for c in ("user_id", "product_id", "ts")}))  # fmt: skip
     next_request: int = 0
     next_grant: int = 0
     next_trigger: int = 0
@@ -168,6 +171,7 @@ class Market:
         triggers = day_triggers(
             self.organic.follows.keys,
             len(self.world.streamers.kol),
+            s.carts,
             self.view,
             window,
             self.world.users.pseudonym,
@@ -187,6 +191,7 @@ class Market:
         s.next_request += len(ids)
         s.next_trigger += len(triggers)
         s.next_message += len(sent)
+        s.carts = open_carts(s.carts, logs["events"])
         s.organic = self._organic_state()
         self._write_day(day, logs)
         policy.observe(logs)
@@ -215,8 +220,9 @@ class Market:
     def _visit_cards(self, day: int, visits: pd.DataFrame) -> pd.DataFrame:
         """Each message visit as a responded card: the product on show when it enters its room
         (a visit between two presented products enters and leaves without one)."""
-        start = self.truth.session_start[self.truth.sessions.get_indexer(visits["session_id"])]
-        enter = np.maximum(visits["open_ts"].to_numpy(np.int64), start)
+        # Into the room when the trigger's moment comes: the session's start, or the carted
+        # product's slot.
+        enter = np.maximum(visits["open_ts"].to_numpy(np.int64), visits["start_ts"].to_numpy())
         product = on_show(self.view, visits["session_id"].to_numpy(np.int64), enter)
         cards = pd.DataFrame({"request_id": visits["message_id"].to_numpy(np.int64),
                               "user_id": visits["user_id"].to_numpy(np.int64), "ts": enter,

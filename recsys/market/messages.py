@@ -1,10 +1,12 @@
 """Messages: triggers the platform sees, what a policy sends, and how viewers respond.
 
 Triggers (``day_triggers``): a streamer a viewer follows goes live today (one trigger per
-follower and session, known from the follow events so far). A policy answers with messages
-(``Messages``: which triggers, on which channel, when); each channel costs ``CHANNEL_COST``
-yuan, and may only reach a viewer who consented to it (``consent``: everyone to in-app
-messages, a planted share to push and SMS).
+follower and session, known from the follow events so far); a product in a viewer's cart,
+not bought since, is featured today (the announced line-up: ``MarketView.showcase``; one
+trigger per cart item and showcase slot, ``start_ts`` the slot's start). A policy answers
+with messages (``Messages``: which triggers, on which channel, when); each channel costs
+``CHANNEL_COST`` yuan, and may only reach a viewer who consented to it (``consent``: everyone
+to in-app messages, a planted share to push and SMS).
 
 Planted response (the answer key, never shown to policies): a message is opened with
 
@@ -36,7 +38,9 @@ CHANNEL_BASE = {"in_app": -3.0, "push": -2.5, "sms": -2.0}
 CONSENT_SHARE = {"in_app": 1.0, "push": 0.7, "sms": 0.3}
 P_VISIT = 0.6
 FATIGUE_DAYS = 7
-TRIGGER_COLUMNS = ("trigger_id", "user_id", "kind", "session_id", "streamer_id", "start_ts")
+TRIGGER_COLUMNS = ("trigger_id", "user_id", "kind", "session_id", "streamer_id", "product_id",
+                   "start_ts")  # fmt: skip
+TRIGGER_KINDS = ("followed_streamer_live", "carted_item_featured")
 
 
 def planted_consent(user_id: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
@@ -48,27 +52,47 @@ def planted_consent(user_id: np.ndarray, rng: np.random.Generator) -> pd.DataFra
 
 
 def day_triggers(
-    follows: np.ndarray, n_streamers: int, view: MarketView, day_window: tuple[int, int],
-    pseudonym: np.ndarray, first_id: int,
+    follows: np.ndarray, n_streamers: int, carts: pd.DataFrame, view: MarketView,
+    day_window: tuple[int, int], pseudonym: np.ndarray, first_id: int,
 ) -> pd.DataFrame:  # fmt: skip
-    """A trigger per (follower, session of a followed streamer starting in ``day_window``).
+    """Today's triggers in ``TRIGGER_COLUMNS``, ordered by time.
 
-    ``follows``: sorted keys ``user * n_streamers + streamer`` (user indices)."""
+    ``follows``: sorted keys ``user * n_streamers + streamer`` (user indices); ``carts``: the
+    open cart items (``user_id``, ``product_id``)."""
+    lo, hi = day_window
     s = view.sessions
-    starting = s.loc[(s["start_ts"] >= day_window[0]) & (s["start_ts"] < day_window[1])]
-    user, streamer = follows // n_streamers, follows % n_streamers
-    pairs = pd.DataFrame({"user": user, "streamer_id": streamer}).merge(
-        starting[["session_id", "streamer_id", "start_ts"]], on="streamer_id"
-    )
-    pairs = pairs.sort_values(["start_ts", "session_id", "user"], kind="stable")
-    return pd.DataFrame({
-        "trigger_id": np.arange(first_id, first_id + len(pairs), dtype=np.int64),
-        "user_id": pseudonym[pairs["user"].to_numpy(np.int64)],
-        "kind": "followed_streamer_live",
-        "session_id": pairs["session_id"].to_numpy(np.int64),
-        "streamer_id": pairs["streamer_id"].to_numpy(np.int64),
-        "start_ts": pairs["start_ts"].to_numpy(np.int64),
-    }, columns=list(TRIGGER_COLUMNS))  # fmt: skip
+    starting = s.loc[(s["start_ts"] >= lo) & (s["start_ts"] < hi)]
+    pairs = pd.DataFrame({"user_id": pseudonym[follows // n_streamers],
+                          "streamer_id": follows % n_streamers})  # fmt: skip
+    live = pairs.merge(starting[["session_id", "streamer_id", "start_ts"]], on="streamer_id")
+    live = live.assign(kind=TRIGGER_KINDS[0], product_id=-1)
+    slots = view.showcase.loc[(view.showcase["start_ts"] >= lo) & (view.showcase["start_ts"] < hi)]
+    slots = slots.merge(s[["session_id", "streamer_id"]], on="session_id")
+    featured = carts[["user_id", "product_id"]].merge(
+        slots[["session_id", "streamer_id", "product_id", "start_ts"]],
+                           on="product_id").assign(kind=TRIGGER_KINDS[1])  # fmt: skip
+    out = pd.concat([live, featured], ignore_index=True)
+    out = out.sort_values(["start_ts", "session_id", "user_id", "product_id"], kind="stable")
+    out["trigger_id"] = np.arange(first_id, first_id + len(out), dtype=np.int64)
+    return out[list(TRIGGER_COLUMNS)].astype({c: np.int64 for c in TRIGGER_COLUMNS
+                                              if c != "kind"}).reset_index(drop=True)  # fmt: skip
+
+
+def open_carts(carts: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """The cart items (``user_id``, ``product_id``, ``ts`` of the last cart) still open after
+    ``events``: carted, and not bought since the last time they were carted."""
+    ev = events.loc[events["event_type"].isin(("cart", "purchase"))]
+    if ev.empty:
+        return carts
+    ev = ev.astype({"product_id": np.int64})
+    last = ev.groupby(["user_id", "product_id", "event_type"])["ts"].max().unstack("event_type")
+    last = last.reindex(columns=["cart", "purchase"])
+    before = carts.set_index(["user_id", "product_id"])["ts"]
+    cart = last["cart"].combine_first(before) if len(before) else last["cart"]
+    bought = last["purchase"].reindex(cart.index)
+    open_ = cart.loc[cart.notna() & ~(bought >= cart)].astype(np.int64)
+    return open_.rename("ts").reset_index().sort_values(["user_id", "product_id"],
+                                                        ignore_index=True)  # fmt: skip
 
 
 def check_messages(
