@@ -14,8 +14,10 @@ in-room purchases, refunds) runs as there, day by day. On top of it, each day:
 
 Logs in ``out_dir``: the entity tables and ``vocab/`` of a world folder, ``events/`` (organic and
 market events, one part per day), ``requests/``, ``impressions/`` (cards shown and what the
-viewer did), ``coupon_grants/``, and ``truth/impressions/`` (each card's true click and purchase
-probabilities, with and without the coupon the viewer held). A day's files appear together with
+viewer did), ``coupon_grants/``, ``coupon_redemptions/`` (from slates and message visits),
+``messages/``, and ``truth/impressions/`` and ``truth/messages/`` (each card's true click and
+purchase probabilities, with and without the coupon the viewer held; each message's true open
+and visit probabilities). A day's files appear together with
 its ``state/day-<d>.pkl``; a run that stops mid-way resumes after its last complete day and
 ends with the same logs as an uninterrupted run (a learning policy is brought back by replaying
 ``observe`` over the logged days).
@@ -60,8 +62,9 @@ from recsys.simulation.world import build_world
 
 MARKET = 3  # seed stream (MARKET, day, part): apart from the world's own streams
 ARRIVALS, DRAWS, REFUNDS, MESSAGES, VISIT_DRAWS, CONSENT = 0, 1, 2, 3, 4, 5
-LOG_TABLES = ("events", "requests", "impressions", "coupon_grants", "messages",
-              "truth/impressions", "truth/messages")  # fmt: skip
+LOG_TABLES = ("events", "requests", "impressions", "coupon_grants", "coupon_redemptions",
+              "messages", "truth/impressions", "truth/messages")  # fmt: skip
+REDEMPTION_COLUMNS = ("grant_id", "ts", "user_id", "session_id", "product_id", "face_value")
 
 
 @dataclass(frozen=True)
@@ -256,8 +259,12 @@ class Market:
         truth_cols = ["request_id", "position", "p_click", "p_buy", "p_buy_no_grant", "price"]
         shown = outcomes.drop(columns=["p_click", "p_buy", "p_buy_no_grant", "price"])
         truth_msg = ["message_id", "p_open", "p_visit"]
+        cards = pd.concat([outcomes, visits], ignore_index=True)
+        used = cards.loc[cards["purchase"].to_numpy(bool) & (cards["grant_id"] >= 0)]
+        redeemed = used.rename(columns={"coupon_value": "face_value"})[list(REDEMPTION_COLUMNS)]
         return {"events": events, "requests": req, "impressions": shown,
-                "coupon_grants": grants, "messages": messages.drop(columns=truth_msg[1:]),
+                "coupon_grants": grants, "coupon_redemptions": redeemed.sort_values("ts"),
+                "messages": messages.drop(columns=truth_msg[1:]),
                 "truth/impressions": outcomes[truth_cols],
                 "truth/messages": messages[truth_msg]}  # fmt: skip
 
