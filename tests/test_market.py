@@ -276,3 +276,21 @@ def test_carted_items_featured_today_are_triggers(tmp_path):
         slot = market.view.showcase
         assert ((slot["session_id"] == row.session_id) & (slot["product_id"] == row.product_id)
                 & (slot["start_ts"] == row.start_ts)).any()  # fmt: skip
+
+
+def test_the_trained_pipeline_is_a_policy(trained_two_tower, tmp_path):
+    from recsys.cli.index import build_indexes
+    from recsys.market.pipeline import PipelinePolicy
+    from tests.conftest import compose_config
+
+    ckpt, cache = trained_two_tower
+    build_indexes(compose_config("index", [f"checkpoint={ckpt}", f"cache_dir={cache}"]))
+    market = Market(TINY, tmp_path / "pipeline")
+    start = market.world.config.chunk_window(0)[0]
+    policy = PipelinePolicy.load(ckpt, start_ts=start, cache_dir=str(cache))
+    market.run(policy, days=2)
+    Market(TINY, tmp_path / "random").run(RandomPolicy(seed=0), days=2)
+    pipeline, rand = daily_kpis(tmp_path / "pipeline"), daily_kpis(tmp_path / "random")
+    assert (pipeline["impressions"] > 0).all()
+    assert len(policy.service.sessions) > 0  # each day's events were fed back to the service
+    assert (pipeline["true_gmv_per_viewer"] > rand["true_gmv_per_viewer"]).all()

@@ -9,7 +9,7 @@
 ``env`` steps through days; ``policy`` is the interface a policy implements (``recommend``,
 ``grant_coupons``, ``observe``); ``checks`` refuses impossible answers; ``respond`` draws the
 viewers' responses from the planted truth; ``coupons`` holds the catalogue and wallets;
-``policies`` the reference policies; ``kpis`` the daily figures with intervals.
+``policies`` the reference policies (``pipeline``: the trained pipeline as served); ``kpis`` the daily figures with intervals.
 """
 
 from recsys.market.coupons import DEFAULT_TIERS, CouponCatalogue, CouponTier
