@@ -7,9 +7,11 @@
     kpis = daily_kpis(market.out)                 # CTR, CVR, GMV, coupon cost, true GMV
 
 ``env`` steps through days; ``policy`` is the interface a policy implements (``recommend``,
-``grant_coupons``, ``observe``); ``checks`` refuses impossible answers; ``respond`` draws the
-viewers' responses from the planted truth; ``coupons`` holds the catalogue and wallets;
-``policies`` the reference policies (``pipeline``: the trained pipeline as served); ``kpis`` the daily figures with intervals.
+``grant_coupons``, ``notify``, ``observe``); ``checks`` refuses impossible answers;
+``respond`` draws the viewers' responses to cards from the planted truth, ``messages`` their
+responses to messages; ``coupons`` holds the catalogue and wallets; ``policies`` the reference
+policies (``pipeline``: the trained pipeline as served); ``kpis`` the daily figures with
+intervals (``recsys.ledger`` computes them over large logs).
 """
 
 from recsys.market.coupons import DEFAULT_TIERS, CouponCatalogue, CouponTier
