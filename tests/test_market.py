@@ -294,3 +294,26 @@ def test_the_trained_pipeline_is_a_policy(trained_two_tower, tmp_path):
     assert (pipeline["impressions"] > 0).all()
     assert len(policy.service.sessions) > 0  # each day's events were fed back to the service
     assert (pipeline["true_gmv_per_viewer"] > rand["true_gmv_per_viewer"]).all()
+
+
+def test_drift_moves_interests_and_keeps_runs_resumable(tmp_path):
+    config = MarketConfig(preset="tiny", seed=0, drift=0.2)
+    whole = Market(config, tmp_path / "whole")
+    before = whole.world.users.interest.copy()
+    whole.run(PopularityPolicy())
+    after = whole.world.users.interest
+    assert np.allclose(after.sum(axis=1), 1.0) and np.abs(after - before).sum(axis=1).mean() > 0.2
+    rows = pd.Index(whole.truth.users).get_indexer(whole.world.users.pseudonym)
+    assert np.array_equal(whole.truth.interest[rows], after)  # the response reads the same
+    Market(config, tmp_path / "parts").run(PopularityPolicy(), days=2)
+    Market(config, tmp_path / "parts").run(PopularityPolicy())
+    a, b = _files(tmp_path / "whole"), _files(tmp_path / "parts")
+    for name in a:
+        pd.testing.assert_frame_equal(a[name], b[name], obj=name)
+    stationary = _files(_run(tmp_path / "stationary", TINY))
+    assert not stationary["events/part-00002.parquet"].equals(a["events/part-00002.parquet"])
+
+
+def _run(folder, config):
+    Market(config, folder).run(PopularityPolicy())
+    return folder

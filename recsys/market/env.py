@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import pickle
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,15 +53,16 @@ from recsys.market.messages import (
 from recsys.market.policy import MarketView, Policy, Requests
 from recsys.market.respond import Draws, respond
 from recsys.simulation.behaviour import assemble
-from recsys.simulation.config import SimConfig
+from recsys.simulation.config import CHUNK_START_HOUR, SimConfig
 from recsys.simulation.response import ResponseConfig, WorldTruth
 from recsys.simulation.runner import CHUNK, SCHEDULE, WORLD, OrganicDays, _rng, entity_frames
 from recsys.simulation.schedule import build_schedule
 from recsys.simulation.truth import truth_tables
+from recsys.simulation.visits import VisitModel
 from recsys.simulation.world import build_world
 
 MARKET = 3  # seed stream (MARKET, day, part): apart from the world's own streams
-ARRIVALS, DRAWS, REFUNDS, MESSAGES, VISIT_DRAWS, CONSENT = 0, 1, 2, 3, 4, 5
+ARRIVALS, DRAWS, REFUNDS, MESSAGES, VISIT_DRAWS, CONSENT, DRIFT = 0, 1, 2, 3, 4, 5, 6
 LOG_TABLES = ("events", "requests", "impressions", "coupon_grants", "coupon_redemptions",
               "messages", "truth/impressions", "truth/messages")  # fmt: skip
 REDEMPTION_COLUMNS = ("grant_id", "ts", "user_id", "session_id", "product_id", "face_value")
@@ -74,6 +75,9 @@ class MarketConfig:
     n_days: int | None = None  # days the world runs (default: the preset's)
     slate_size: int = 10
     open_rate: float = 1.0  # app openings per viewer-day, times the viewer's activity
+    # Interest drift: each day every viewer's interests move this share of the way towards a
+    # freshly drawn interest mix (0: a stationary world, as recsys-simulate writes it).
+    drift: float = 0.0
     catalogue: CouponCatalogue = DEFAULT_TIERS
     response: ResponseConfig = field(default_factory=ResponseConfig)
 
@@ -103,18 +107,24 @@ class Market:
     def __init__(self, config: MarketConfig, out_dir: str | Path) -> None:
         self.config, self.out = config, Path(out_dir)
         sim = config.sim_config()
-        self.world = build_world(sim, _rng(sim, WORLD))
+        world = build_world(sim, _rng(sim, WORLD))
+        # The market's own copy of the interests: drift moves them day by day.
+        users = replace(world.users, interest=world.users.interest.copy())
+        self.world = replace(world, users=users)
         self.schedule = build_schedule(sim, self.world, _rng(sim, SCHEDULE))
         frames = entity_frames(self.world, self.schedule)
-        self.truth = WorldTruth.from_frames(
+        truth = WorldTruth.from_frames(
             products=frames["products"], live_sessions=frames["live_sessions"],
             showcase=frames["showcase"], truth=truth_tables(self.world, self.schedule),
         )  # fmt: skip
+        self.truth = replace(truth, interest=truth.interest.copy())
         self.view = MarketView(frames, config.catalogue)
         category = {c: i for i, c in enumerate(self.truth.categories)}
         self.streamer_category = frames["streamers"]["category"].map(category).to_numpy(np.int64)
         self.frames = frames
         self.organic = OrganicDays(self.world, self.schedule)
+        # Truth rows in world order: the planted response reads the world's interests.
+        self.truth_rows = pd.Index(self.truth.users).get_indexer(self.world.users.pseudonym)
         consent = planted_consent(self.world.users.pseudonym, self._rng(0, CONSENT))
         self.state = _State(0, self._organic_state(), Wallets(), consent)
         self.view.consent = consent
@@ -154,12 +164,28 @@ class Market:
             o["follows"], o["pending"], o["next_id"],
         )  # fmt: skip
         for day in range(self.state.day):
+            self._drift(day)
             policy.observe(self.read_day(day))
+
+    def _drift(self, day: int) -> None:
+        """Move every viewer's interests towards a fresh mix (the world's own behaviour and the
+        planted response read the same interests)."""
+        if self.config.drift <= 0 or day == 0:
+            return
+        users = self.world.users
+        fresh = self._rng(day, DRIFT).dirichlet(
+            np.full(users.interest.shape[1], self.world.config.interest_concentration),
+            size=len(users),
+        )  # fmt: skip
+        users.interest[:] = (1.0 - self.config.drift) * users.interest + self.config.drift * fresh
+        self.truth.interest[self.truth_rows] = users.interest
+        self.organic.model = VisitModel.build(self.world, CHUNK_START_HOUR)
 
     def step(self, policy: Policy, day: int) -> dict:
         """One day: coupons, requests and slates, responses, organic behaviour, logs."""
         if day != self.state.day:
             raise ValueError(f"market: day {day} asked, the next day to run is {self.state.day}")
+        self._drift(day)
         s, name = self.state, getattr(policy, "name", type(policy).__name__)
         start = self.world.config.chunk_window(day)[0]
         viewers = self.frames["users"]["user_id"].to_numpy(np.int64)
