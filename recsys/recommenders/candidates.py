@@ -1,4 +1,5 @@
-"""The model lists benchmarks and the main job run: every baseline with its tuning grid."""
+"""The model lists benchmarks and the main job run: every baseline with its tuning grid, and
+every registered trained model (``recsys.recommenders.registry``)."""
 
 from __future__ import annotations
 
