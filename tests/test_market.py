@@ -317,3 +317,23 @@ def test_drift_moves_interests_and_keeps_runs_resumable(tmp_path):
 def _run(folder, config):
     Market(config, folder).run(PopularityPolicy())
     return folder
+
+
+class _Idle(Policy):
+    """Shows nothing, grants nothing, sends nothing."""
+
+    name = "idle"
+
+    def recommend(self, requests, market):
+        empty = np.full((len(requests), requests.k), -1, dtype=np.int64)
+        return Slates(empty, empty.copy())
+
+
+def test_an_idle_policy_leaves_the_world_as_recsys_simulate_writes_it(tiny_world_dir, tmp_path):
+    market = Market(MarketConfig(preset="tiny", seed=0, start_day=1), tmp_path)
+    market.run(_Idle())
+    assert not (tmp_path / "events" / "part-00000.parquet").exists()  # burn-in: not logged
+    for day in (1, 2):
+        ours = pd.read_parquet(tmp_path / "events" / f"part-{day:05d}.parquet")
+        world = pd.read_parquet(tiny_world_dir / "events" / f"part-{day:05d}.parquet")
+        pd.testing.assert_frame_equal(ours, world)

@@ -78,6 +78,9 @@ class MarketConfig:
     # Interest drift: each day every viewer's interests move this share of the way towards a
     # freshly drawn interest mix (0: a stationary world, as recsys-simulate writes it).
     drift: float = 0.0
+    # Days before this one are the world's own, as recsys-simulate wrote them (no policy, no
+    # logs, no drift): a policy trained on a world's first days acts only after them.
+    start_day: int = 0
     catalogue: CouponCatalogue = DEFAULT_TIERS
     response: ResponseConfig = field(default_factory=ResponseConfig)
 
@@ -147,6 +150,7 @@ class Market:
         """Run ``days`` more days (default: to the world's last), resuming after the last
         complete day in ``out_dir``; returns each run day's counts."""
         self._start(policy)
+        self._burn_in()
         last = self.n_days if days is None else min(self.n_days, self.state.day + days)
         steps = range(self.state.day, last)
         return [self.step(policy, d) for d in tqdm(steps, desc="market", disable=not progress)]
@@ -163,14 +167,22 @@ class Market:
         self.organic.follows, self.organic.pending, self.organic.next_id = (
             o["follows"], o["pending"], o["next_id"],
         )  # fmt: skip
-        for day in range(self.state.day):
+        for day in range(self.config.start_day, self.state.day):
             self._drift(day)
             policy.observe(self.read_day(day))
+
+    def _burn_in(self) -> None:
+        """The world's own days before ``start_day``: its state moves on, nothing is logged."""
+        if self.state.day >= self.config.start_day:
+            return
+        for day in range(self.state.day, self.config.start_day):
+            self.organic.frame(self.organic.events(day))  # numbers the day's events
+        self.state.day, self.state.organic = self.config.start_day, self._organic_state()
 
     def _drift(self, day: int) -> None:
         """Move every viewer's interests towards a fresh mix (the world's own behaviour and the
         planted response read the same interests)."""
-        if self.config.drift <= 0 or day == 0:
+        if self.config.drift <= 0 or day <= self.config.start_day:
             return
         users = self.world.users
         fresh = self._rng(day, DRIFT).dirichlet(
