@@ -156,9 +156,13 @@ class Market:
         return [self.step(policy, d) for d in tqdm(steps, desc="market", disable=not progress)]
 
     def _start(self, policy: Policy) -> None:
+        """Pick up after the last complete day in ``out_dir`` (a new market object over a
+        stopped run); a market that ran those days itself just goes on."""
         done = sorted(self.out.glob("state/day-*.pkl"))
         if not done:
             self._write_entities()
+            return
+        if self.state.day > int(done[-1].stem.split("-")[1]):
             return
         with open(done[-1], "rb") as f:
             self.state = pickle.load(f)

@@ -60,6 +60,7 @@ from recsys.ranking.offline_eval import (
 )
 from recsys.ranking.ranker import BLEND_YAML, BlendWeights, Ranker
 from recsys.ranking.upstream import two_tower_scores
+from recsys.recommenders.data import world_folder_of
 from recsys.recommenders.restore import restore
 from recsys.simulation.config import SECONDS_PER_DAY
 from recsys.simulation.impressions import ImpressionLog, impression_log
@@ -111,7 +112,7 @@ def world_from_checkpoint(
     cfg, data = restored.data_config, restored.data
     if data.tables is None:
         raise ValueError(f"{restored.path}: trained on {cfg.name!r}, not a synthetic world")
-    folder = world_folder(cfg.name, cfg.world_seed, cfg.cache_dir)
+    folder = world_folder_of(cfg)
     meta = data.train_split.meta
     return _world(cfg.name, folder, data.tables, meta["valid_ts"], meta["test_ts"],
                   two_tower=restored.recommender.for_head("product"),

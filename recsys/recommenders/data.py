@@ -10,13 +10,14 @@ ranked among the products on the shelves (or the rooms) live at its time.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from recsys.data.interactions import Split
 from recsys.data.splits import leave_one_out, live_time_split
-from recsys.data.tables import LiveCommerceTables
-from recsys.datasets import load_dataset
+from recsys.data.tables import LiveCommerceTables, load_tables
+from recsys.datasets import load_dataset, world_folder
 from recsys.evaluation.protocols import PROTOCOLS
 from recsys.inputs.tokens import TokenContext, world_context
 
@@ -31,9 +32,14 @@ class DataConfig:
     protocols: tuple[str, ...] = ("full",)  # protocols of the final evaluation
     valid_frac: float = 0.1  # synthetic worlds: share of target events in each time window
     test_frac: float = 0.1
+    # A world folder of the project's tables (e.g. a market run's, with the world's own days);
+    # ``name`` then only labels it.
+    path: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "protocols", tuple(self.protocols))
+        if self.path is not None and not (Path(self.path) / "events").is_dir():
+            raise FileNotFoundError(f"data {self.name!r}: {self.path} has no events/ folder")
         for p in (self.val_protocol, *self.protocols):
             if p not in PROTOCOLS:
                 raise ValueError(
@@ -67,7 +73,16 @@ class SequentialData:
                 )
 
 
+def world_folder_of(config: DataConfig) -> Path | None:
+    """The world folder the data comes from (None for public datasets)."""
+    if config.path is not None:
+        return Path(config.path)
+    return world_folder(config.name, config.world_seed, config.cache_dir)
+
+
 def load_sequential_data(config: DataConfig) -> SequentialData:
+    if config.path is not None:
+        return _world_data(config, load_tables(config.path))
     loaded = load_dataset(
         config.name, config.data_dir, seed=config.world_seed, cache_dir=config.cache_dir
     )
@@ -76,7 +91,10 @@ def load_sequential_data(config: DataConfig) -> SequentialData:
             loaded.interactions, name=config.name, item_features=loaded.item_features, min_len=3
         )
         return SequentialData(config.name, {"product": split}, None)
-    tables = loaded.tables
+    return _world_data(config, loaded.tables)
+
+
+def _world_data(config: DataConfig, tables: LiveCommerceTables) -> SequentialData:
     product = live_time_split(
         tables,
         target="product",

@@ -19,11 +19,11 @@ from pathlib import Path
 from recsys.core import RequestScorer
 from recsys.data.live import availability_intervals
 from recsys.data.tables import LiveCommerceTables
-from recsys.datasets import world_folder
 from recsys.ranking.candidate_features import CandidateFeaturizer
 from recsys.ranking.ranker import Ranker
 from recsys.ranking.ranker_io import load_ranker as load
 from recsys.ranking.session import SessionConfig
+from recsys.recommenders.data import world_folder_of
 from recsys.recommenders.restore import restore
 from recsys.retrieval import CandidateIndex, LiveRetriever, LiveSchedule
 from recsys.serving.fallback import PopularityLiveService
@@ -87,8 +87,7 @@ def load_trained_service(
         session_config=session_config,
         popularity_half_life_s=popularity_half_life_s,
     )
-    data = restored.data_config
-    folder = world_folder(data.name, data.world_seed, data.cache_dir)
+    folder = world_folder_of(restored.data_config)
     drops = read_coupon_drops(folder) if folder is not None else None
     main_ranker = load_ranker(ranker)
     return TrainedLiveService(

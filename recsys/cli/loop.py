@@ -1,0 +1,175 @@
+"""`recsys-loop`: the closed loop. Simulate days under the current policy in the market, retrain
+its two-tower on everything logged so far, redeploy; beside it, on the same viewers, a frozen
+copy of the round-0 policy, random and the oracle. One table per round, a plot, TensorBoard.
+
+The round-0 model trains on the world's days before the validation cut of its own split; the
+market starts on the day of that cut (``MarketConfig.start_day``), so no policy acts on days its
+model trained on. Each retraining reads a world folder of those first days and the learning
+market's logs (``recsys.market.rounds.training_folder``) and keeps its latest target events for
+validation and test (``retrain_valid_frac`` each).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import hydra
+import pandas as pd
+from omegaconf import DictConfig
+
+from recsys.cli.pipeline import compose_job
+
+log = logging.getLogger(__name__)
+ARMS = ("learning", "frozen", "random", "oracle")
+
+
+def train_two_tower(cfg: DictConfig, run_dir: Path, data: list[str]) -> Path:
+    from recsys.recommenders.experiment import train
+    from recsys.training.checkpoint import BEST
+
+    train(compose_job("train", [*data, f"run_dir={run_dir}", *cfg.two_tower]))
+    return run_dir / BEST
+
+
+def deploy(cfg: DictConfig, checkpoint: Path, start_ts: int):
+    """Index the checkpoint and serve it from ``start_ts`` as a market policy."""
+    from recsys.cli.index import build_indexes
+    from recsys.market.pipeline import PipelinePolicy
+
+    cache = cfg.world.cache_dir
+    overrides = [f"checkpoint={checkpoint}", f"cache_dir={cache}" if cache else "cache_dir=null"]
+    build_indexes(compose_job("index", [*overrides, *cfg.index]))
+    return PipelinePolicy.load(checkpoint, start_ts=start_ts, cache_dir=cache)
+
+
+def _world_data(cfg: DictConfig) -> list[str]:
+    w = cfg.world
+    return [f"data=synthetic-{w.preset}", f"data.world_seed={w.seed}",
+            f"data.cache_dir={w.cache_dir}" if w.cache_dir else "data.cache_dir=null"]  # fmt: skip
+
+
+def _first_split(cfg: DictConfig) -> list[str]:
+    s = cfg.first_split
+    return [f"data.valid_frac={s.valid_frac}", f"data.test_frac={s.test_frac}"]
+
+
+def _markets(cfg: DictConfig, out: Path, start_day: int) -> dict:
+    from recsys.market import Market, MarketConfig
+
+    config = MarketConfig(preset=cfg.world.preset, seed=int(cfg.world.seed), drift=cfg.drift,
+                          open_rate=cfg.open_rate, slate_size=cfg.slate_size,
+                          start_day=start_day)  # fmt: skip
+    return {arm: Market(config, out / "markets" / arm) for arm in ARMS}
+
+
+def run(cfg: DictConfig) -> dict:
+    """Every round in order; returns (and writes) the per-round table."""
+    from recsys.datasets import ensure_world
+    from recsys.market import OraclePolicy, RandomPolicy
+    from recsys.market.rounds import paired_gain, plot_rounds, round_row
+    from recsys.recommenders.restore import restore
+    from recsys.training.logger import RunLogger
+
+    out = Path(cfg.out_dir)
+    world_dir = ensure_world(cfg.world.preset, int(cfg.world.seed), cfg.world.cache_dir)
+    ckpt0 = train_two_tower(
+        cfg, out / "round_0" / "two_tower", _world_data(cfg) + _first_split(cfg)
+    )
+    cut = restore(ckpt0, cache_dir=cfg.world.cache_dir).data.train_split.meta["valid_ts"]
+    probe = _markets(cfg, out, 0)["random"].world.config
+    start_day = (cut - probe.chunk_window(0)[0]) // 86_400
+    markets = _markets(cfg, out, start_day)
+    start_ts = probe.chunk_window(start_day)[0]
+    policies = {"learning": deploy(cfg, ckpt0, start_ts), "frozen": deploy(cfg, ckpt0, start_ts),
+                "random": RandomPolicy(seed=int(cfg.world.seed)),
+                "oracle": OraclePolicy(markets["oracle"].truth)}  # fmt: skip
+    rows, logger = [], RunLogger(out)
+    for r in range(int(cfg.rounds)):
+        first = start_day + r * int(cfg.days)
+        days = range(first, min(first + int(cfg.days), probe.n_days))
+        if len(days) == 0:
+            log.warning("the world has no days left for round %d", r)
+            break
+        for arm, market in markets.items():
+            market.run(policies[arm], days=len(days))
+        gain = paired_gain(markets["learning"].out, markets["frozen"].out, days)
+        for arm, market in markets.items():
+            rows.append({"round": r, "arm": arm, "days": f"{days[0]}-{days[-1]}",
+                         **round_row(market.out, days)})  # fmt: skip
+        rows[-len(ARMS)]["gain_vs_frozen"] = gain
+        _report(rows, r, logger)
+        if r + 1 < int(cfg.rounds) and days[-1] + 1 < probe.n_days:
+            policies["learning"] = retrain(
+                cfg,
+                out,
+                r + 1,
+                world_dir,
+                markets["learning"],
+                start_day,
+                probe.chunk_window(days[-1] + 1)[0],
+            )
+    logger.close()
+    table = pd.DataFrame(rows)
+    return _write(out, table, plot_rounds(table, out / "loop.png"))
+
+
+def retrain(cfg, out: Path, r: int, world_dir: Path, market, start_day: int, start_ts: int):
+    """The learning policy of round ``r``: its two-tower retrained on all logs so far."""
+    from recsys.market.rounds import training_folder
+
+    folder = training_folder(world_dir, market.out, start_day, out / f"round_{r}" / "data")
+    frac = cfg.retrain_valid_frac
+    data = [*_world_data(cfg), f"data.path={folder}", f"data.valid_frac={frac}",
+            f"data.test_frac={frac}"]  # fmt: skip
+    checkpoint = train_two_tower(cfg, out / f"round_{r}" / "two_tower", data)
+    return deploy(cfg, checkpoint, start_ts)
+
+
+def _report(rows: list[dict], r: int, logger) -> None:
+    this = [row for row in rows if row["round"] == r]
+    lines = [f"round {r} (days {this[0]['days']}):"]
+    for row in this:
+        lines.append(
+            f"  {row['arm']:<9} true GMV/viewer-day {row['true_gmv_per_viewer']:8.3f} "
+            f"(se {row['true_gmv_se']:.3f})  CTR {row['ctr']:.4f}  CVR {row['cvr']:.4f}"
+        )
+        logger.scalars(
+            {
+                f"{row['arm']}/true_gmv_per_viewer": row["true_gmv_per_viewer"],
+                f"{row['arm']}/ctr": row["ctr"],
+                f"{row['arm']}/cvr": row["cvr"],
+            },
+            r,
+        )
+    g = this[0]["gain_vs_frozen"]
+    lines.append(f"  learning - frozen: {g['gain']:+.3f} [{g['lo']:+.3f}, {g['hi']:+.3f}]")
+    print("\n".join(lines), flush=True)  # fmt: skip
+
+
+def _write(out: Path, table: pd.DataFrame, png: Path) -> dict:
+    flat = table.drop(columns=["gain_vs_frozen"], errors="ignore")
+    gains = {int(r["round"]): r["gain_vs_frozen"] for r in table.to_dict("records")
+             if isinstance(r.get("gain_vs_frozen"), dict)}  # fmt: skip
+    result = {"rounds": flat.to_dict("records"), "gain_vs_frozen": gains, "plot": str(png)}
+    (out / "loop.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "loop.md").write_text(_markdown(flat))
+    return result
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    cols = list(table.columns)
+    cell = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(False)]
+    return "\n".join(lines) + "\n"
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="loop")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()
