@@ -42,6 +42,7 @@ from recsys.market.checks import check_grants, check_slates
 from recsys.market.coupons import DEFAULT_TIERS, CouponCatalogue, Wallets
 from recsys.market.logs import market_blocks
 from recsys.market.messages import (
+    FATIGUE_DAYS,
     check_messages,
     day_triggers,
     fatigue,
@@ -257,7 +258,10 @@ class Market:
         rows = respond_messages(sent, relevance, self.world.users.hours[user, hour], tired, end,
                                 self._rng(day, MESSAGES))  # fmt: skip
         rows.insert(0, "message_id", np.arange(s.next_message, s.next_message + len(rows)))
-        s.sent = pd.concat([s.sent, rows[["user_id", "ts"]]], ignore_index=True)
+        # Only the last FATIGUE_DAYS of messages ever count towards fatigue.
+        recent = s.sent.loc[s.sent["ts"] >= self.world.config.chunk_window(day)[0]
+                            - FATIGUE_DAYS * 86_400]  # fmt: skip
+        s.sent = pd.concat([recent, rows[["user_id", "ts"]]], ignore_index=True)
         for channel, group in rows.loc[rows["unsubscribed"]].groupby("channel"):
             s.consent.loc[s.consent["user_id"].isin(group["user_id"]), channel] = False
         return rows, self._visit_cards(day, rows.loc[rows["visited"]])
