@@ -103,3 +103,13 @@ def test_pipeline_runs_on_tiny_world(tmp_path):
     assert {"two-tower (static)", "learned (pCTCVR)", "blend"} <= set(lists)
     text = pipeline.table(results)
     assert "two_tower" in text and "learned (pCTCVR)" in text
+    # The market stage: every arm on the same viewers, the oracle on top, random at the bottom.
+    arms = {row["arm"]: row for row in results["market"]["arms"]}
+    assert set(arms) == {"pipeline", "random", "popularity", "oracle"}
+    assert len({row["viewers"] for row in arms.values()}) == 1
+    gmv = {arm: row["true_gmv_per_viewer"] for arm, row in arms.items()}
+    assert gmv["oracle"] > max(gmv["pipeline"], gmv["popularity"]) > gmv["random"]
+    for row in arms.values():
+        assert row["true_gmv_lo"] <= row["true_gmv_per_viewer"] <= row["true_gmv_hi"]
+        assert row["ctr_lo"] <= row["ctr"] <= row["ctr_hi"]
+    assert arms["popularity"]["gain"] == 0.0 and (run / "market" / "market.md").is_file()

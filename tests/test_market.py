@@ -337,3 +337,29 @@ def test_an_idle_policy_leaves_the_world_as_recsys_simulate_writes_it(tiny_world
         ours = pd.read_parquet(tmp_path / "events" / f"part-{day:05d}.parquet")
         world = pd.read_parquet(tiny_world_dir / "events" / f"part-{day:05d}.parquet")
         pd.testing.assert_frame_equal(ours, world)
+
+
+def test_the_batched_pipeline_answers_as_the_service_does(trained_two_tower, tmp_path):
+    """Every slate of a day, answered in chunks, equals GET /recommend's answer for the same
+    viewer and moment (known and unknown viewers, in and out of live sessions)."""
+    from recsys.cli.index import build_indexes
+    from recsys.market.arrivals import arrivals
+    from recsys.market.pipeline import PipelinePolicy
+    from recsys.market.policy import Requests
+    from tests.conftest import compose_config
+
+    ckpt, cache = trained_two_tower
+    build_indexes(compose_config("index", [f"checkpoint={ckpt}", f"cache_dir={cache}"]))
+    market = Market(TINY, tmp_path / "m")
+    start = market.world.config.chunk_window(1)[0]
+    policy = PipelinePolicy.load(ckpt, start_ts=start, cache_dir=str(cache), chunk=7)
+    user, ts = arrivals(market.world, market.schedule, 1, 1.0, np.random.default_rng(3))
+    pseudonym = market.world.users.pseudonym[user][:150]
+    requests = Requests(np.arange(len(pseudonym)), pseudonym, ts[:150], 10)
+    slates = policy.recommend(requests, market.view)
+    expected = np.full_like(slates.product_id, -1)
+    for i, (u, t) in enumerate(zip(pseudonym.tolist(), ts[:150].tolist(), strict=True)):
+        items = policy.service.recommend(u, t, 10, kinds=("product",)).items
+        expected[i, : len(items)] = [item.id for item in items]
+    assert (expected >= 0).any()
+    np.testing.assert_array_equal(slates.product_id, expected)

@@ -1,7 +1,7 @@
 """`recsys-pipeline`: the main job on the embedded synthetic world, one table at the end.
 
     simulate (cached) -> recsys-train (two-tower, both heads) -> recsys-index -> recsys-rank
-    (ESMM on impression logs, with the two-tower score as a feature) -> evaluate
+    (ESMM on impression logs, with the two-tower score as a feature) -> evaluate -> market
 
 Evaluation, all on the same world and the training run's own live time split:
 
@@ -9,7 +9,11 @@ Evaluation, all on the same world and the training run's own live time split:
   baseline tuned on validation and the trained two-tower, with a paired test against the best;
 * top-10 lists of held-out requests over every live product, scored by the world's true
   response model: the two-tower's own ordering, the rankers that re-rank it with session
-  signals, recent popularity and the best possible (truth), with 95 % intervals.
+  signals, recent popularity and the best possible (truth), with 95 % intervals;
+* the market (``recsys.market``): from the day of the test cut, the trained pipeline as served
+  (``PipelinePolicy``: two-tower, index, learned ranker, session signals) runs the world for a
+  few days beside popularity, random and the oracle on the same viewers; true GMV per
+  viewer-day, CTR and CVR with 95% intervals and the paired gain over popularity.
 
 Each stage writes where its own command would (``<out_dir>/two_tower``, its ``index/``,
 ``<out_dir>/rank``), so ``recsys-serve checkpoint=<out_dir>/two_tower
@@ -122,6 +126,38 @@ def evaluate_retrieval(cfg: DictConfig, checkpoint: Path) -> dict[str, dict]:
     return results
 
 
+def run_market(cfg: DictConfig, checkpoint: Path, ranker: Path, out: Path) -> dict:
+    """The trained pipeline, popularity, random and the oracle on the same market days."""
+    from recsys.data.schema import TABLES
+    from recsys.data.tables import read_table
+    from recsys.datasets import ensure_world
+    from recsys.market import MarketConfig, OraclePolicy, PopularityPolicy, RandomPolicy
+    from recsys.market.compare import head_to_head, markdown, starting_on
+    from recsys.market.pipeline import PipelinePolicy
+    from recsys.recommenders.restore import restore
+
+    w, m = cfg.world, cfg.market
+    test_ts = restore(checkpoint, cache_dir=w.cache_dir).data.train_split.meta["test_ts"]
+    config = starting_on(MarketConfig(preset=w.preset, seed=int(w.seed), open_rate=m.open_rate,
+                                      slate_size=m.slate_size), test_ts)  # fmt: skip
+    start_ts = config.sim_config().chunk_window(config.start_day)[0]
+    world = ensure_world(w.preset, int(w.seed), w.cache_dir)
+    history = [read_table(world / "events" / f"part-{d:05d}.parquet", TABLES["events"])
+               for d in range(max(0, config.start_day - 7), config.start_day)]  # fmt: skip
+    policies = {
+        "pipeline": PipelinePolicy.load(checkpoint, start_ts=start_ts, ranker=ranker,
+                                        cache_dir=w.cache_dir),
+        "random": RandomPolicy(seed=int(w.seed)),
+        "popularity": PopularityPolicy().warm(history),
+        "oracle": lambda market: OraclePolicy(market.truth),  # reads its own market's truth
+    }  # fmt: skip
+    table = head_to_head(config, policies, days=int(m.days), out_dir=out / "market",
+                         reference="popularity")  # fmt: skip
+    (out / "market" / "market.md").write_text(markdown(table, "popularity") + "\n")
+    return {"start_day": config.start_day, "days": int(m.days),
+            "arms": table.to_dict("records"), "table": markdown(table, "popularity")}  # fmt: skip
+
+
 def run(cfg: DictConfig) -> dict:
     """Every stage in order; returns (and writes) every measurement behind the table."""
     out = Path(cfg.out_dir)
@@ -130,6 +166,9 @@ def run(cfg: DictConfig) -> dict:
     indexes = build_index(cfg, checkpoint)
     ranking = train_ranker(cfg, checkpoint, out)
     retrieval = evaluate_retrieval(cfg, checkpoint)
+    market = None
+    if int(cfg.market.days) > 0:
+        market = run_market(cfg, checkpoint, out / "rank" / "ranker.pt", out)
     results = {
         "world": OmegaConf.to_container(cfg.world, resolve=True),
         "checkpoint": str(checkpoint),
@@ -137,9 +176,14 @@ def run(cfg: DictConfig) -> dict:
         "retrieval": retrieval,
         "ranking": ranking["lists"],
         "ranker": ranking["ranker"],
+        "market": market,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(table(results))
+    if market is not None:
+        print(f"\nmarket, days {market['start_day']}-{market['start_day'] + market['days'] - 1}"
+              f" (true GMV per viewer-day and its gain over popularity, CTR, CVR; 95% intervals):"
+              f"\n{market['table']}")  # fmt: skip
     log.info("results written to %s", out / "results.json")
     return results
 

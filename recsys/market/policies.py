@@ -70,6 +70,13 @@ class PopularityPolicy(Policy):
         today = bought.value_counts().astype(np.float64)
         self.counts = (self.counts * self.daily_decay).add(today, fill_value=0.0)
 
+    def warm(self, days: list[pd.DataFrame]) -> PopularityPolicy:
+        """Observe the events of days before the market's first (oldest first), as a platform
+        that has run for a while knows its best sellers."""
+        for events in days:
+            self.observe({"events": events})
+        return self
+
     def recommend(self, requests: Requests, market: MarketView) -> Slates:
         indptr, live = market.live_shelf(requests.ts)
         score = self.counts.reindex(live["product_id"]).fillna(0.0).to_numpy()

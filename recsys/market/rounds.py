@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from recsys.market.kpis import Z95, mean_interval
+from recsys.market.kpis import Z95, mean_interval, ratio_interval
 
 ENTITY_FILES = ("users.parquet", "streamers.parquet", "products.parquet",
                 "live_sessions.parquet", "showcase.parquet", "vocab", "truth")  # fmt: skip
@@ -91,17 +91,19 @@ def plot_rounds(rows: pd.DataFrame, path: Path) -> Path:
 
 
 def round_row(folder: Path, days: range) -> dict:
-    """One arm's KPIs over a round's days: true GMV per viewer-day (and its standard error),
-    CTR and CVR pooled over the days."""
+    """One arm's KPIs over ``days``: true GMV per viewer-day (its standard error and 95%
+    interval), and CTR and CVR pooled over the days with delta-method intervals over viewers."""
     g = true_gmv_by_viewer(folder, days) / len(days)
     x = g.to_numpy()
     imp = pd.concat([pd.read_parquet(folder / "impressions" / f"part-{d:05d}.parquet")
                      for d in days])  # fmt: skip
-    clicks, bought = int(imp["click"].sum()), int(imp["purchase"].sum())
-    return {
-        "true_gmv_per_viewer": float(x.mean()),
-        "true_gmv_se": float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan"),
-        "ctr": clicks / len(imp) if len(imp) else float("nan"),
-        "cvr": bought / clicks if clicks else float("nan"),
-        "viewers": len(x),
-    }
+    by = imp.groupby("user_id").agg(n=("click", "size"), click=("click", "sum"),
+                                    purchase=("purchase", "sum"))  # fmt: skip
+    by = by.reindex(g.index, fill_value=0)
+    gmv, lo, hi = mean_interval(x, len(x))
+    row = {"true_gmv_per_viewer": gmv, "true_gmv_lo": lo, "true_gmv_hi": hi,
+           "true_gmv_se": float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")}
+    for name, num, den in (("ctr", "click", "n"), ("cvr", "purchase", "click")):
+        row[name], row[f"{name}_lo"], row[f"{name}_hi"] = ratio_interval(
+            by[num].to_numpy(float), by[den].to_numpy(float))  # fmt: skip
+    return {**row, "viewers": len(x), "impressions": len(imp)}
