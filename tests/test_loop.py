@@ -31,5 +31,6 @@ def test_the_loop_runs_rounds_and_writes_its_table_plot_and_scalars(tiny_world_d
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert json.loads((tmp_path / "loop.json").read_text())["plot"].endswith("loop.png")
     # Round 1 retrained on the world's first day and the learning market's logged day.
-    assert (tmp_path / "round_1" / "data" / "events" / "part-00000.parquet").is_symlink()
+    assert (tmp_path / "round_1" / "learning_data" / "events" / "part-00000.parquet").is_symlink()
+    assert (tmp_path / "round_1" / "frozen_data" / "events" / "part-00000.parquet").is_symlink()
     assert (tmp_path / "round_1" / "two_tower" / "best.pt").is_file()

@@ -6,7 +6,9 @@ The round-0 model trains on the world's days before the validation cut of its ow
 market starts on the day of that cut (``MarketConfig.start_day``), so no policy acts on days its
 model trained on. Each retraining reads a world folder of those first days and the learning
 market's logs (``recsys.market.rounds.training_folder``) and keeps its latest target events for
-validation and test (``retrain_valid_frac`` each).
+validation and test (``retrain_valid_frac`` each). At each redeployment both pipelines' request
+features and session state read their own market's logs so far; the frozen one keeps its
+round-0 weights, so the gap between them is what retraining brings.
 """
 
 from __future__ import annotations
@@ -33,15 +35,17 @@ def train_two_tower(cfg: DictConfig, run_dir: Path, data: list[str]) -> Path:
     return run_dir / BEST
 
 
-def deploy(cfg: DictConfig, checkpoint: Path, start_ts: int):
-    """Index the checkpoint and serve it from ``start_ts`` as a market policy."""
+def deploy(cfg: DictConfig, checkpoint: Path, start_ts: int, history: Path | None = None):
+    """Index the checkpoint (once) and serve it from ``start_ts`` as a market policy, its
+    request features reading ``history`` (a world folder; default: its training data)."""
     from recsys.cli.index import build_indexes
     from recsys.market.pipeline import PipelinePolicy
 
     cache = cfg.world.cache_dir
     overrides = [f"checkpoint={checkpoint}", f"cache_dir={cache}" if cache else "cache_dir=null"]
-    build_indexes(compose_job("index", [*overrides, *cfg.index]))
-    return PipelinePolicy.load(checkpoint, start_ts=start_ts, cache_dir=cache)
+    if not (checkpoint.parent / "index" / "product").is_dir():
+        build_indexes(compose_job("index", [*overrides, *cfg.index]))
+    return PipelinePolicy.load(checkpoint, start_ts=start_ts, cache_dir=cache, data_path=history)
 
 
 def _world_data(cfg: DictConfig) -> list[str]:
@@ -68,7 +72,7 @@ def run(cfg: DictConfig) -> dict:
     """Every round in order; returns (and writes) the per-round table."""
     from recsys.datasets import ensure_world
     from recsys.market import OraclePolicy, RandomPolicy
-    from recsys.market.rounds import paired_gain, plot_rounds, round_row
+    from recsys.market.rounds import paired_gain, plot_rounds, round_row, training_folder
     from recsys.recommenders.restore import restore
     from recsys.training.logger import RunLogger
 
@@ -101,30 +105,26 @@ def run(cfg: DictConfig) -> dict:
         rows[-len(ARMS)]["gain_vs_frozen"] = gain
         _report(rows, r, logger)
         if r + 1 < int(cfg.rounds) and days[-1] + 1 < probe.n_days:
-            policies["learning"] = retrain(
-                cfg,
-                out,
-                r + 1,
-                world_dir,
-                markets["learning"],
-                start_day,
-                probe.chunk_window(days[-1] + 1)[0],
-            )
+            next_ts, here = probe.chunk_window(days[-1] + 1)[0], out / f"round_{r + 1}"
+            logged = {arm: training_folder(world_dir, markets[arm].out, start_day,
+                                           here / f"{arm}_data") for arm in ("learning", "frozen")}
+            ckpt = retrain(cfg, out, r + 1, logged["learning"])
+            policies["learning"] = deploy(cfg, ckpt, next_ts, logged["learning"])
+            # The frozen copy keeps its weights but its features read its own logs up to now,
+            # as the learning copy's do: the difference between the two arms is the retraining.
+            policies["frozen"] = deploy(cfg, ckpt0, next_ts, logged["frozen"])
     logger.close()
     table = pd.DataFrame(rows)
     return _write(out, table, plot_rounds(table, out / "loop.png"))
 
 
-def retrain(cfg, out: Path, r: int, world_dir: Path, market, start_day: int, start_ts: int):
-    """The learning policy of round ``r``: its two-tower retrained on all logs so far."""
-    from recsys.market.rounds import training_folder
-
-    folder = training_folder(world_dir, market.out, start_day, out / f"round_{r}" / "data")
+def retrain(cfg, out: Path, r: int, folder: Path) -> Path:
+    """The checkpoint of round ``r``'s learning policy: its two-tower retrained on ``folder``
+    (the world's first days and every day the learning market logged)."""
     frac = cfg.retrain_valid_frac
     data = [*_world_data(cfg), f"data.path={folder}", f"data.valid_frac={frac}",
             f"data.test_frac={frac}"]  # fmt: skip
-    checkpoint = train_two_tower(cfg, out / f"round_{r}" / "two_tower", data)
-    return deploy(cfg, checkpoint, start_ts)
+    return train_two_tower(cfg, out / f"round_{r}" / "two_tower", data)
 
 
 def _report(rows: list[dict], r: int, logger) -> None:

@@ -47,12 +47,15 @@ class PipelinePolicy(Policy):
         start_ts: int,
         ranker: str | Path | None = None,
         cache_dir: str | None = None,
+        data_path: str | Path | None = None,
         chunk: int = 256,
     ) -> PipelinePolicy:
         """The pipeline of ``checkpoint`` (and ``ranker``, default the blend) serving from
-        ``start_ts``: sessions and popularity from the world's events before it only."""
+        ``start_ts``: sessions and popularity from the world's events before it only.
+        ``data_path``: a world folder over the same entities whose history the model reads
+        instead of its training data's (e.g. everything a market has logged so far)."""
         service = load_trained_service(checkpoint, until=start_ts, ranker=ranker,
-                                       cache_dir=cache_dir)  # fmt: skip
+                                       cache_dir=cache_dir, data_path=data_path)  # fmt: skip
         return cls(service, chunk=chunk)
 
     def recommend(self, requests: Requests, market: MarketView) -> Slates:

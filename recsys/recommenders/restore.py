@@ -44,14 +44,19 @@ def restore(
     device: str = "cpu",
     data_dir: str | None = None,
     cache_dir: str | None = None,
+    data_path: str | Path | None = None,
 ) -> Restored:
     """The trained recommender of ``checkpoint`` in eval mode on ``device``, with its data;
-    ``data_dir`` / ``cache_dir`` override where the run found its data."""
+    ``data_dir`` / ``cache_dir`` override where the run found its data; ``data_path`` reads
+    another world folder over the same entities (e.g. the same world with more days logged), so
+    the model's request features see that history."""
     path = checkpoint_file(checkpoint)
     ckpt = load_checkpoint(path)
     saved = ckpt["config"]
     data_section = dict(saved["data"])
-    for key, value in (("data_dir", data_dir), ("cache_dir", cache_dir)):
+    overrides = (("data_dir", data_dir), ("cache_dir", cache_dir),
+                 ("path", None if data_path is None else str(data_path)))  # fmt: skip
+    for key, value in overrides:
         if value is not None:
             data_section[key] = value
     data_cfg = DataConfig(**data_section)

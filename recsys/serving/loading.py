@@ -60,11 +60,13 @@ def load_trained_service(
     popularity_half_life_s: float = 6 * 3600.0,
     device: str = "cpu",
     cache_dir: str | None = None,
+    data_path: str | Path | None = None,
 ) -> TrainedLiveService:
     """The trained pipeline of ``checkpoint`` serving from ``until`` (sessions and popularity
     from the world's events before it; a callable picks it from the world's tables);
-    ``cache_dir`` overrides where the run found its synthetic world."""
-    restored = restore(checkpoint, device=device, cache_dir=cache_dir)
+    ``cache_dir`` overrides where the run found its synthetic world; ``data_path`` serves from
+    another world folder over the same entities (``recsys.recommenders.restore``)."""
+    restored = restore(checkpoint, device=device, cache_dir=cache_dir, data_path=data_path)
     tables = restored.data.tables
     if not isinstance(restored.recommender, RequestScorer):
         raise ValueError(
