@@ -82,6 +82,9 @@ class MarketConfig:
     # Days before this one are the world's own, as recsys-simulate wrote them (no policy, no
     # logs, no drift): a policy trained on a world's first days acts only after them.
     start_day: int = 0
+    # Seed of the market's own draws (arrivals, responses, refunds, messages, consent, drift);
+    # None: ``seed``. Replications of one experiment on one world vary it alone.
+    draw_seed: int | None = None
     catalogue: CouponCatalogue = DEFAULT_TIERS
     response: ResponseConfig = field(default_factory=ResponseConfig)
 
@@ -138,7 +141,8 @@ class Market:
         return self.world.config.n_days
 
     def _rng(self, day: int, part: int) -> np.random.Generator:
-        seq = np.random.SeedSequence(self.config.seed, spawn_key=(MARKET, day, part))
+        seed = self.config.seed if self.config.draw_seed is None else self.config.draw_seed
+        seq = np.random.SeedSequence(seed, spawn_key=(MARKET, day, part))
         return np.random.default_rng(seq)
 
     def _organic_state(self) -> dict:
