@@ -2,7 +2,9 @@
 
 Index 0 is padding and index 1 is "unknown" (out of vocabulary); known ids map to 2..n+1 in
 ascending raw-id order, so the same ids always give the same vocabulary. A vocabulary is
-saved beside data and checkpoints so that every stage maps ids identically.
+saved beside data and checkpoints so that every stage maps ids identically. ``extend`` grows a
+vocabulary with new ids after the old ones (ingesting more days): old ids keep their indices,
+so the ids are then in index order, no longer sorted.
 """
 
 from __future__ import annotations
@@ -23,7 +25,15 @@ N_RESERVED = 2
 @dataclass(frozen=True)
 class Vocab:
     name: str
-    ids: np.ndarray  # (n,) sorted unique raw int64 ids
+    ids: np.ndarray  # (n,) unique raw int64 ids in index order (sorted unless extended)
+
+    def __post_init__(self) -> None:
+        ids = np.asarray(self.ids, dtype=np.int64)
+        ascending = len(ids) < 2 or bool(np.all(ids[1:] > ids[:-1]))
+        # An extended vocabulary looks ids up through the permutation that sorts them.
+        sorter = None if ascending else np.argsort(ids, kind="stable")
+        object.__setattr__(self, "_sorter", sorter)
+        object.__setattr__(self, "_sorted", ids if sorter is None else ids[sorter])
 
     @classmethod
     def build(cls, name: str, raw_ids: np.ndarray) -> Vocab:
@@ -41,17 +51,25 @@ class Vocab:
     def n_known(self) -> int:
         return len(self.ids)
 
+    def extend(self, raw_ids: np.ndarray) -> Vocab:
+        """This vocabulary plus the ids it lacks, appended in ascending order."""
+        new = Vocab.build(self.name, raw_ids).ids
+        new = new[self.encode(new) == OOV]
+        return Vocab(self.name, np.concatenate([self.ids.astype(np.int64), new]))
+
     def encode(self, raw_ids: np.ndarray) -> np.ndarray:
         """Map raw ids to dense indices; unknown ids become OOV."""
         raw = np.asarray(raw_ids, dtype=np.int64)
-        pos = np.searchsorted(self.ids, raw)
-        pos_clipped = np.minimum(pos, max(len(self.ids) - 1, 0))
+        sorter, ids = self._sorter, self._sorted
+        pos = np.searchsorted(ids, raw)
+        pos_clipped = np.minimum(pos, max(len(ids) - 1, 0))
         known = (
-            (pos < len(self.ids)) & (self.ids[pos_clipped] == raw)
-            if len(self.ids)
+            (pos < len(ids)) & (ids[pos_clipped] == raw)
+            if len(ids)
             else (np.zeros(raw.shape, dtype=bool))
         )
-        return np.where(known, pos + N_RESERVED, OOV).astype(np.int64)
+        index = pos_clipped if sorter is None else sorter[pos_clipped]
+        return np.where(known, index + N_RESERVED, OOV).astype(np.int64)
 
     def decode(self, index: np.ndarray) -> np.ndarray:
         """Map dense indices back to raw ids; reserved indices raise."""

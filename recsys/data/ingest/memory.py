@@ -1,4 +1,4 @@
-"""Ingestion: raw live-commerce tables -> pseudonymised, validated world folder with vocabularies.
+"""Ingestion of tables already in memory -> pseudonymised, validated world folder, vocabularies.
 
 Raw user ids (strings or integers, e.g. a platform's account ids) are replaced by keyed-hash
 pseudonyms before anything is validated or written, so no derived artifact ever holds them.

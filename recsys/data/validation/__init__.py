@@ -21,6 +21,7 @@ A table lacking a schema column is a structural fault, not a row fault: it raise
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -32,7 +33,7 @@ import pyarrow.parquet as pq
 
 from recsys.data.schema import TABLES, TableSchema
 from recsys.data.tables import LiveCommerceTables, load_tables
-from recsys.data.validation.checks import Finding, Known, check_table
+from recsys.data.validation.checks import Finding, Known, Parsed, check_table
 from recsys.data.validation.coercion import clean_frame, parse_table
 
 Mode = Literal["strict", "lenient"]
@@ -112,21 +113,12 @@ def validate(
     accepted: dict[str, pd.DataFrame] = {}
     counts, rejected, ignored = {}, {}, {}
     for name in CHECK_ORDER:
-        schema = TABLES[name]
-        raw = _table_frame(tables, schema, source)
-        parsed = parse_table(raw, schema)
-        findings = check_table(name, raw, parsed, Known.from_accepted(accepted))
-        if findings and mode == "strict":
-            raise _first_error(findings, raw, schema, source)
-        bad = np.zeros(len(raw), dtype=bool)
-        for f in findings:
-            bad[f.rows] = True
-        accepted[name] = clean_frame(raw, parsed, ~bad, schema)
-        rejected[name] = _quarantine_frame(raw, findings)
-        counts[name] = _counts(len(raw), int(bad.sum()), findings)
-        extra = [str(c) for c in raw.columns if c not in schema.names]
-        if extra:
-            ignored[name] = extra
+        raw = _table_frame(tables, TABLES[name], source)
+        result = check_frame(name, raw, Known.from_accepted(accepted), mode=mode, source=source)
+        accepted[name], rejected[name] = result.accepted, result.rejected
+        counts[name] = result.counts
+        if result.ignored:
+            ignored[name] = result.ignored
     paths = {} if quarantine_dir is None else _write_quarantine(rejected, Path(quarantine_dir))
     return ValidationReport(
         tables=LiveCommerceTables(**accepted),
@@ -136,6 +128,61 @@ def validate(
         rejected=rejected,
         quarantine=paths,
         ignored_columns=ignored,
+    )
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """One table (or one chunk of it) checked: accepted rows, quarantined rows, counts."""
+
+    accepted: pd.DataFrame  # cast to the schema dtypes
+    rejected: pd.DataFrame  # original values, ``_row`` (offset applied) and ``_reason``
+    counts: TableCounts
+    ignored: list[str]  # columns not in the schema
+
+
+# Findings a caller adds once the table's own checks ran: (parsed columns, rows flagged so far).
+ExtraChecks = Callable[[Parsed, np.ndarray], list[Finding]]
+
+
+def check_frame(
+    name: str,
+    raw: pd.DataFrame,
+    known: Known,
+    *,
+    mode: Mode,
+    source: str,
+    row_offset: int | np.ndarray = 0,
+    before: Sequence[Finding] = (),
+    after: ExtraChecks | None = None,
+) -> FrameResult:
+    """Check one table's rows against ``known`` (the accepted rows of the tables it refers to).
+
+    ``raw`` may be a chunk of a larger file: ``row_offset`` is the file row of its first row
+    (or the file row of each of its rows), so strict errors and quarantined ``_row`` values
+    name rows of the file. ``before`` holds
+    faults found while reading (an unreadable line); ``after`` adds checks that need state
+    beyond the chunk (a key seen in an earlier chunk).
+    """
+    schema = TABLES[name]
+    raw = raw.reset_index(drop=True)
+    parsed = parse_table(raw, schema)
+    findings = [*before, *check_table(name, raw, parsed, known)]
+    if after is not None:
+        flagged = np.zeros(len(raw), dtype=bool)
+        for f in findings:
+            flagged[f.rows] = True
+        findings += [f for f in after(parsed, flagged) if len(f.rows)]
+    if findings and mode == "strict":
+        raise _first_error(findings, raw, schema, source, row_offset)
+    bad = np.zeros(len(raw), dtype=bool)
+    for f in findings:
+        bad[f.rows] = True
+    return FrameResult(
+        accepted=clean_frame(raw, parsed, ~bad, schema),
+        rejected=_quarantine_frame(raw, findings, row_offset),
+        counts=_counts(len(raw), int(bad.sum()), findings),
+        ignored=[str(c) for c in raw.columns if c not in schema.names],
     )
 
 
@@ -163,8 +210,16 @@ def _table_frame(tables: LiveCommerceTables, schema: TableSchema, source: str) -
     return df.reset_index(drop=True)
 
 
+def _file_rows(rows: np.ndarray, offset: int | np.ndarray) -> np.ndarray:
+    return np.asarray(offset)[rows] if np.ndim(offset) else rows + offset
+
+
 def _first_error(
-    findings: list[Finding], raw: pd.DataFrame, schema: TableSchema, source: str
+    findings: list[Finding],
+    raw: pd.DataFrame,
+    schema: TableSchema,
+    source: str,
+    offset: int | np.ndarray = 0,
 ) -> ValidationError:
     row = min(int(f.rows[0]) for f in findings)
     for f in findings:  # findings are in check order: the first one holding the row wins
@@ -176,7 +231,8 @@ def _first_error(
         value = raw[schema.key].iloc[row]
         key = f"{schema.key}={value!r}" if isinstance(value, str) else f"{schema.key}={value}"
     return ValidationError(
-        source=source, table=schema.name, row=row, field=f.field,
+        source=source, table=schema.name, row=int(_file_rows(np.array([row]), offset)[0]),
+        field=f.field,
         reason=f.reason, detail=str(f.details[at]), key=key,
     )  # fmt: skip
 
@@ -188,7 +244,9 @@ def _counts(n_input: int, n_rejected: int, findings: list[Finding]) -> TableCoun
     return TableCounts(n_input, n_input - n_rejected, n_rejected, reasons)
 
 
-def _quarantine_frame(raw: pd.DataFrame, findings: list[Finding]) -> pd.DataFrame:
+def _quarantine_frame(
+    raw: pd.DataFrame, findings: list[Finding], offset: int | np.ndarray = 0
+) -> pd.DataFrame:
     """One row per rejected input row: its original values, position and every reason."""
     if not findings:
         empty = raw.iloc[:0].copy()
@@ -197,7 +255,7 @@ def _quarantine_frame(raw: pd.DataFrame, findings: list[Finding]) -> pd.DataFram
         return _as_storable(empty)
     rows, joined = _joined_reasons(findings)
     out = raw.iloc[rows].reset_index(drop=True)
-    out["_row"] = rows
+    out["_row"] = _file_rows(rows, offset)
     out["_reason"] = pd.Series(joined, dtype="str")
     return _as_storable(out)
 

@@ -1,0 +1,160 @@
+"""Raw table files read in chunks of rows: Parquet, CSV and JSON Lines.
+
+A table is one file or a folder of part files (read in name order). Each chunk carries the
+file it came from and the file row of its first row, so every fault names file and row. Rows
+that cannot be read at all are not dropped: they come as empty rows with a reason (a JSON
+line that does not parse; the last line of a text file that ends without a line break, i.e. a
+file cut off mid-write), and validation rejects them with that reason.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+SUFFIXES = {"parquet": (".parquet", ".pq"), "csv": (".csv", ".tsv"), "jsonl": (".jsonl", ".json")}
+TRUNCATED = "truncated last line (the file does not end with a line break)"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    frame: pd.DataFrame
+    file: Path
+    first_row: int  # 0-based row of the file (data rows; a CSV header is not counted)
+    unreadable: dict[int, str] = field(default_factory=dict)  # chunk row -> why
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    chunk_rows: int = 1_000_000
+    delimiter: str = ","
+    text_columns: tuple[str, ...] = ()  # raw columns read as text whatever they look like
+
+
+def file_format(path: Path, declared: str) -> str:
+    if declared != "auto":
+        return declared
+    for fmt, suffixes in SUFFIXES.items():
+        if path.suffix.lower() in suffixes:
+            return fmt
+    raise ValueError(f"{path}: unknown format by its suffix; set format=parquet|csv|jsonl")
+
+
+def table_files(path: Path, declared: str) -> list[Path]:
+    """The file, or the folder's files of the format (by suffix), in name order; a path without
+    a suffix also finds ``<path>.parquet`` / ``.csv`` / ... (``users`` -> ``users.csv``)."""
+    if not path.exists() and not path.suffix:
+        suffixes = [s for fmt, ss in SUFFIXES.items() if declared in ("auto", fmt) for s in ss]
+        path = next((path.with_suffix(s) for s in suffixes if path.with_suffix(s).is_file()), path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f"no raw table at {path} (nor a file of it with a known suffix)")
+    suffixes = tuple(s for fmt, ss in SUFFIXES.items() if declared in ("auto", fmt) for s in ss)
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+    if not files:
+        raise FileNotFoundError(f"{path}: no {declared} part files ({', '.join(suffixes)})")
+    return files
+
+
+def total_rows(files: Sequence[Path], declared: str) -> int | None:
+    """Rows of every file when the format says so cheaply (Parquet metadata), else None."""
+    if all(file_format(f, declared) == "parquet" for f in files):
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    return None
+
+
+def read_chunks(path: Path, declared: str, options: ReadOptions) -> Iterator[Chunk]:
+    for file in table_files(path, declared):
+        if file.stat().st_size == 0:
+            continue  # an empty part file holds no rows (and no CSV header to read)
+        fmt = file_format(file, declared)
+        reader = {"parquet": _parquet, "csv": _csv, "jsonl": _jsonl}[fmt]
+        yield from _mark_truncated(reader(file, options), file, fmt)
+
+
+def _parquet(file: Path, options: ReadOptions) -> Iterator[Chunk]:
+    row = 0
+    for batch in pq.ParquetFile(file).iter_batches(batch_size=options.chunk_rows):
+        frame = batch.to_pandas()
+        yield Chunk(frame, file, row)
+        row += len(frame)
+
+
+def _csv(file: Path, options: ReadOptions) -> Iterator[Chunk]:
+    delimiter = "\t" if file.suffix.lower() == ".tsv" else options.delimiter
+    header = pd.read_csv(file, sep=delimiter, nrows=0).columns
+    text = {c: "str" for c in options.text_columns if c in header}
+    row = 0
+    with pd.read_csv(
+        file, sep=delimiter, chunksize=options.chunk_rows, dtype=text,
+        float_precision="round_trip",
+    ) as reader:  # fmt: skip
+        for frame in reader:
+            yield Chunk(frame.reset_index(drop=True), file, row)
+            row += len(frame)
+
+
+def _jsonl(file: Path, options: ReadOptions) -> Iterator[Chunk]:
+    row = 0
+    with file.open(encoding="utf-8") as handle:
+        lines = (line for line in handle if line.strip())
+        while batch := list(itertools.islice(lines, options.chunk_rows)):
+            yield _json_chunk(batch, file, row, options.text_columns)
+            row += len(batch)
+
+
+def _json_chunk(lines: list[str], file: Path, row: int, text_columns) -> Chunk:
+    try:
+        frame = pd.read_json(io.StringIO("".join(lines)), lines=True, dtype=False)
+        unreadable: dict[int, str] = {}
+    except ValueError:
+        # Some line does not parse: read line by line so that only that line is lost.
+        records, unreadable = [], {}
+        for i, line in enumerate(lines):
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as err:
+                value, unreadable[i] = {}, f"not JSON ({err.msg} at column {err.colno})"
+            if not isinstance(value, dict):
+                value, unreadable[i] = {}, "not a JSON object"
+            records.append(value)
+        frame = pd.DataFrame.from_records(records)
+    for column in text_columns:
+        if column in frame.columns:
+            frame[column] = (
+                frame[column].astype(object).where(frame[column].isna(), frame[column].astype(str))
+            )
+    return Chunk(frame.reset_index(drop=True), file, row, unreadable)
+
+
+def _mark_truncated(chunks: Iterator[Chunk], file: Path, fmt: str) -> Iterator[Chunk]:
+    """The chunks, the last one with its last row marked when a text file is cut off."""
+    previous = None
+    for chunk in chunks:
+        if previous is not None:
+            yield previous
+        previous = chunk
+    if previous is None:
+        return
+    if fmt != "parquet" and len(previous.frame) and not _ends_with_newline(file):
+        last = len(previous.frame) - 1
+        previous = Chunk(previous.frame, file, previous.first_row,
+                         {**previous.unreadable, last: TRUNCATED})  # fmt: skip
+    yield previous
+
+
+def _ends_with_newline(file: Path) -> bool:
+    with file.open("rb") as handle:
+        handle.seek(0, io.SEEK_END)
+        if handle.tell() == 0:
+            return True
+        handle.seek(-1, io.SEEK_END)
+        return handle.read(1) == b"\n"
