@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from recsys.data.validation.online import OnlineEventChecker
 from recsys.ranking import SessionEvent
 from recsys.serving import (
     DecayedPopularity,
@@ -35,7 +36,8 @@ def busy_now(tiny_world) -> int:
 @pytest.fixture()
 def client(tiny_world, busy_now):
     service = PopularityLiveService.from_tables(tiny_world, until=busy_now)
-    return TestClient(create_app(service, clock=FixedClock(busy_now)))
+    checker = OnlineEventChecker.from_tables(tiny_world)
+    return TestClient(create_app(service, clock=FixedClock(busy_now), checker=checker))
 
 
 def live_truth(tables, now: int) -> tuple[set[int], set[int]]:
@@ -120,7 +122,7 @@ def test_session_events_move_recommendations(client, tiny_world, busy_now):
         | room,
     ]
     response = client.post("/events", json={"events": events})
-    assert response.status_code == 200 and response.json() == {"accepted": 3}
+    assert response.status_code == 200 and response.json() == {"accepted": 3, "rejected": []}
     _, rooms_after, products_after = recommend(client, UNKNOWN_USER, k=100)
     top = rooms_after[0]
     assert top["id"] == picked["id"] and top["score"] > picked["score"] + 2
@@ -202,7 +204,8 @@ def test_internal_errors_are_500_json_and_the_service_survives():
     ):
         assert response.status_code == 500
         assert response.json()["error"] == "internal error"
-    assert client.get("/healthz").json() == {"status": "ok", "now": 5}
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and health["now"] == 5
 
 
 class Recording(RecommenderService):
@@ -281,12 +284,15 @@ def test_serve_config_builds_a_working_app(tiny_world_dir, tiny_world):
         build_app(bad)
 
 
-def test_events_with_unknown_ids_are_taken(client, busy_now):
+def test_unknown_viewers_are_taken_unknown_products_are_not(client, busy_now):
     events = [
         _event(ts=busy_now - 5, product_id=10**12),
         _event(event_type="coupon_claim", product_id=None, coupon_value=5.0, ts=busy_now - 4),
     ]
-    assert client.post("/events", json={"events": events}).json() == {"accepted": 2}
+    assert client.post("/events", json={"events": events}).json() == {
+        "accepted": 1,
+        "rejected": [{"index": 0, "reason": "product_id: unknown product 1000000000000"}],
+    }
     body, _, products = recommend(client, 1, k=3)
     assert body["cold_start"] is True
     assert all("you hold a 5 coupon for it" in p["reasons"] for p in products)

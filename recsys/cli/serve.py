@@ -69,25 +69,41 @@ def limit_threads(n: int) -> None:
     threadpool_limits(limits=n, user_api="blas")
 
 
+def _section(cfg: DictConfig, name: str) -> dict:
+    return OmegaConf.to_container(cfg[name], resolve=True)
+
+
 def build_app(cfg: DictConfig):
     """The FastAPI app the config describes (without starting a server)."""
+    from recsys.data.validation.online import EventWindow
     from recsys.ranking.session import SessionConfig
     from recsys.serving import create_app
+    from recsys.serving.admission import AdmissionConfig
 
     threads = int(cfg.threads)
     limit_threads(threads)
-    session = SessionConfig(**OmegaConf.to_container(cfg.session, resolve=True))
-    service, clock, start = (_trained if cfg.checkpoint else _popularity)(cfg, session)
+    session = SessionConfig(**_section(cfg, "session"))
+    window = EventWindow(**_section(cfg, "validation"))
+    service, clock, start, checker = (_trained if cfg.checkpoint else _popularity)(
+        cfg, session, window
+    )
     log.info("serving from %s; %s", start, service.health(start))
     # What is loaded lives as long as the server: keep it out of the collector's full passes
     # (~0.3 s each over the 100k-product world's objects, a stall for every request waiting).
     gc.collect()
     gc.freeze()
     # OpenMP thread counts are per thread: the worker sets its own.
-    return create_app(service, clock=clock, worker_init=partial(limit_threads, threads))
+    return create_app(
+        service,
+        clock=clock,
+        checker=checker,
+        admission=AdmissionConfig(**_section(cfg, "admission")),
+        worker_init=partial(limit_threads, threads),
+    )
 
 
-def _popularity(cfg: DictConfig, session):
+def _popularity(cfg: DictConfig, session, window):
+    from recsys.data.validation.online import OnlineEventChecker
     from recsys.serving import PopularityLiveService
 
     for name in ("index", "ranker_checkpoint"):
@@ -101,11 +117,12 @@ def _popularity(cfg: DictConfig, session):
         session_config=session,
         popularity_half_life_s=float(cfg.popularity_half_life_s),
     )
-    return service, clock, start
+    return service, clock, start, OnlineEventChecker.from_tables(tables, window=window)
 
 
-def _trained(cfg: DictConfig, session):
+def _trained(cfg: DictConfig, session, window):
     """The trained pipeline of ``cfg.checkpoint``; its world replaces ``cfg.world``."""
+    from recsys.data.validation.online import OnlineEventChecker
     from recsys.serving.loading import load_trained_service
     from recsys.serving.trained import FlowConfig
 
@@ -113,6 +130,7 @@ def _trained(cfg: DictConfig, session):
 
     def start_at(tables) -> int:
         picked["clock"], picked["start"] = _clock(cfg.clock, tables)
+        picked["checker"] = OnlineEventChecker.from_tables(tables, window=window)
         return picked["start"]
 
     service = load_trained_service(
@@ -126,7 +144,7 @@ def _trained(cfg: DictConfig, session):
         device=cfg.device,
         cache_dir=cfg.world.cache_dir,
     )
-    return service, picked["clock"], picked["start"]
+    return service, picked["clock"], picked["start"], picked["checker"]
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="serve")

@@ -1,47 +1,36 @@
 """The recommendation HTTP service (FastAPI): ingest session events, serve live recommendations.
 
-Endpoints::
+``create_app`` wires a ``RecommenderService`` into an app: the core routes
+(``recsys.serving.routes``: /healthz, /events, /recommend, /metrics), admission control
+(``recsys.serving.admission``), error handling, and one ``ServiceContext`` on
+``app.state.ctx`` that any further router reads (``app.include_router(other_router)``).
 
-    GET  /healthz                          {"status": "ok", "now": ..., recommender facts}
-    POST /events    {"events": [...]}      {"accepted": n}
-    GET  /recommend?user=U&k=10[&now=T][&kind=all|room|product]
-
-Bad requests get a clear 4xx: malformed JSON 400; anything that fails validation (unknown
-event type, a field the event type requires, an id out of int64 range, ``k`` outside
-[1, 100], a user id that is not an integer) 422, each with ``messages`` naming the field.
-An unknown user is not an error: they get the recommender's cold-start ranking with
+Bad requests get a clear 4xx: malformed JSON 400; anything that fails typing (unknown event
+type, a field the event type requires, an id out of int64 range, ``k`` outside [1, 100], a
+user id that is not an integer) 422, each with ``messages`` naming the field; a body over the
+size limit 413; a full queue 429 and a passed deadline 503, both with ``Retry-After``. Events
+that type but break a rule of ``recsys.data.validation.online`` are refused one by one in the
+answer. An unknown user is not an error: they get the recommender's cold-start ranking with
 ``cold_start: true``. Whatever fails inside is logged and answered with a 500 JSON body; the
 server keeps serving.
-
-Recommendations and event ingestion run one at a time on one worker thread, in arrival order,
-while the event loop parses, validates and answers. The work is Python and numpy under one
-interpreter lock: requests run side by side on a thread pool only take turns on it, and
-under load their switching (plus the math libraries' own threads) costs more CPU than the
-requests themselves, which is how a server at 80% load tips into overload.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Annotated, Literal
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from recsys.data.validation.online import OnlineEventChecker
+from recsys.serving.admission import AdmissionConfig, AdmissionMiddleware, DeadlineExceeded
 from recsys.serving.clock import WallClock
-from recsys.serving.protocol import ITEM_KINDS, RecommenderService
-from recsys.serving.schemas import (
-    INT64_MAX,
-    K_MAX,
-    EventBatch,
-    IngestOut,
-    RecommendationOut,
-)
+from recsys.serving.protocol import RecommenderService
+from recsys.serving.routes import router
+from recsys.serving.runtime import ServiceContext
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +49,19 @@ def _invalid(errors: list[dict]) -> JSONResponse:
     )
 
 
-def _install_error_handling(app: FastAPI) -> None:
+def _install_error_handling(app: FastAPI, ctx: ServiceContext) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         return _invalid(list(exc.errors()))
+
+    @app.exception_handler(DeadlineExceeded)
+    async def too_late(request: Request, exc: DeadlineExceeded) -> JSONResponse:
+        ctx.metrics.reject("deadline")
+        return JSONResponse(
+            status_code=503,
+            content={"error": "deadline exceeded", "detail": str(exc)},
+            headers={"retry-after": str(ctx.admission.retry_after_s)},
+        )
 
     @app.middleware("http")
     async def contain_errors(request: Request, call_next):
@@ -81,48 +79,32 @@ def create_app(
     recommender: RecommenderService,
     *,
     clock: Callable[[], int] | None = None,
+    checker: OnlineEventChecker | None = None,
+    admission: AdmissionConfig | None = None,
     title: str = "recsys live recommendations",
     worker_init: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The service around one recommender; ``clock`` gives "now" when a request names none;
-    ``worker_init`` runs first on the worker thread (e.g. to set its math thread counts)."""
-    clock = clock or WallClock()
-    worker = ThreadPoolExecutor(
-        max_workers=1, thread_name_prefix="recommender", initializer=worker_init
+    ``checker`` judges posted events against the tables the recommender started from (None:
+    typing only); ``worker_init`` runs first on the worker thread (e.g. to set its math thread
+    counts)."""
+    ctx = ServiceContext(
+        recommender=recommender,
+        clock=clock or WallClock(),
+        checker=checker,
+        admission=admission or AdmissionConfig(),
+        worker_init=worker_init,
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        worker.shutdown(wait=True, cancel_futures=True)
-
-    async def on_worker(fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(worker, fn, *args)
+        ctx.shutdown()
 
     app = FastAPI(title=title, lifespan=lifespan)
-    app.state.recommender, app.state.clock = recommender, clock
-    _install_error_handling(app)
-
-    @app.get("/healthz")
-    def healthz() -> dict:
-        now = clock()
-        return {"status": "ok", "now": now, **recommender.health(now)}
-
-    @app.post("/events", response_model=IngestOut)
-    async def post_events(batch: EventBatch) -> IngestOut:
-        events = [e.to_event() for e in batch.events]
-        return IngestOut(accepted=await on_worker(recommender.ingest, events))
-
-    @app.get("/recommend", response_model=RecommendationOut)
-    async def recommend(
-        user: Annotated[int, Query(ge=0, le=INT64_MAX, description="raw user id")],
-        k: Annotated[int, Query(ge=1, le=K_MAX, description="items per kind")] = 10,
-        now: Annotated[int | None, Query(ge=0, le=INT64_MAX, description="Unix seconds")] = None,
-        kind: Literal["all", "room", "product"] = "all",
-    ) -> RecommendationOut:
-        kinds = ITEM_KINDS if kind == "all" else (kind,)
-        at = clock() if now is None else now
-        answer = await on_worker(recommender.recommend, user, at, k, kinds)
-        return RecommendationOut.build(answer, k)
-
+    app.state.ctx = ctx
+    app.state.recommender, app.state.clock = recommender, ctx.clock
+    _install_error_handling(app, ctx)
+    app.include_router(router)
+    app.add_middleware(AdmissionMiddleware, config=ctx.admission, metrics=ctx.metrics)
     return app

@@ -58,8 +58,14 @@ class EventBatch(BaseModel):
     events: Annotated[list[EventIn], Field(min_length=1, max_length=MAX_EVENTS_PER_REQUEST)]
 
 
+class RejectedOut(BaseModel):
+    index: int  # position of the event in the posted batch
+    reason: str  # every rule it breaks, as the offline quarantine words them
+
+
 class IngestOut(BaseModel):
     accepted: int
+    rejected: list[RejectedOut] = []
 
 
 class ItemOut(BaseModel):
