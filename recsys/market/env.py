@@ -155,7 +155,7 @@ class Market:
         """Run ``days`` more days (default: to the world's last), resuming after the last
         complete day in ``out_dir``; returns each run day's counts."""
         self._start(policy)
-        self._burn_in()
+        self.burn_in()
         last = self.n_days if days is None else min(self.n_days, self.state.day + days)
         steps = range(self.state.day, last)
         return [self.step(policy, d) for d in tqdm(steps, desc="market", disable=not progress)]
@@ -180,7 +180,7 @@ class Market:
             self._drift(day)
             policy.observe(self.read_day(day))
 
-    def _burn_in(self) -> None:
+    def burn_in(self) -> None:
         """The world's own days before ``start_day``: its state moves on, nothing is logged."""
         if self.state.day >= self.config.start_day:
             return
