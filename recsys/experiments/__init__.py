@@ -20,6 +20,12 @@ relative lift, CUPED, cluster-robust errors, Holm, explicit not-estimable rows.
 ``sequential``: asymptotic confidence sequences, valid under daily peeking.
 ``power``: power, MDE and sample size (Welch, optionally with CUPED's rho).
 ``synthetic``: Monte-Carlo checks of all of it on draws with a planted truth.
+``arms``: an A/B test inside the market (``SplitPolicy`` routes each unit's decisions to its
+arm's policy, logs exposures and every arm's true card probabilities; ``run_experiment``).
+``logs``: any logs folder in the project's schema -> one row per analysis unit, its arm, its
+pre-period covariates, and the true metric values when the market's truth is there.
+``report``: ``ab_report`` (KPIs per arm, plain and CUPED deltas, SRM, daily looks with the
+always-valid boundary, the truth beside each estimate) and ``write_report`` (md, json, png).
 """
 
 from recsys.experiments.analysis import (
@@ -27,12 +33,14 @@ from recsys.experiments.analysis import (
     Metric,
     Sample,
     analyse,
+    arm_values,
     compare,
     estimates,
     holm,
     to_frame,
     with_holm,
 )
+from recsys.experiments.arms import SplitPolicy, run_experiment
 from recsys.experiments.assignment import (
     Design,
     Experiment,
@@ -42,7 +50,9 @@ from recsys.experiments.assignment import (
     bucket,
     check_weights,
 )
+from recsys.experiments.logs import METRICS, exposure_log, true_values, unit_table
 from recsys.experiments.power import minimum_detectable_effect, power, sample_size
+from recsys.experiments.report import Report, ab_report, write_report
 from recsys.experiments.segments import heterogeneity, segment_effects
 from recsys.experiments.sequential import (
     always_valid_p,
@@ -62,15 +72,20 @@ from recsys.experiments.srm import (
 )
 
 __all__ = [
+    "METRICS",
     "Design",
     "Estimate",
     "Experiment",
     "Layer",
     "Metric",
+    "Report",
     "Sample",
+    "SplitPolicy",
+    "ab_report",
     "SrmCheck",
     "always_valid_p",
     "analyse",
+    "arm_values",
     "assign",
     "attach_arms",
     "boundary",
@@ -79,6 +94,7 @@ __all__ = [
     "chi2_p_values",
     "compare",
     "estimates",
+    "exposure_log",
     "halfwidth",
     "heterogeneity",
     "holm",
@@ -86,6 +102,7 @@ __all__ = [
     "minimum_detectable_effect",
     "mixing_rho",
     "power",
+    "run_experiment",
     "sample_size",
     "segment_effects",
     "sequential",
@@ -93,6 +110,9 @@ __all__ = [
     "srm_power",
     "srm_test",
     "to_frame",
+    "true_values",
+    "unit_table",
     "with_holm",
+    "write_report",
     "z_boundary",
 ]

@@ -346,6 +346,40 @@ def analyse(
     return with_holm(estimates(frame, metrics, arms, **kw), alpha)
 
 
+def arm_values(
+    frame: pd.DataFrame,
+    metrics: Sequence[Metric],
+    arms: Sequence[str],
+    *,
+    arm_col: str = "arm",
+    cluster: str | None = None,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Each metric's value per arm with its t-interval (``metric``, ``arm``, ``units``,
+    ``value``, ``ci_lo``, ``ci_hi``, ``estimable``, ``reason``); ``units`` counts clusters
+    when ``cluster`` is given. An arm with fewer than two units or a zero denominator is an
+    explicit not-estimable row."""
+    groups = {str(k): rows for k, rows in frame.groupby(arm_col, sort=False)}
+    out = []
+    for metric in metrics:
+        plain = Metric(metric.name, metric.numerator, metric.denominator)
+        for arm in arms:
+            s = _sample(groups.get(arm, frame.iloc[:0]), plain, cluster)
+            row = {"metric": metric.name, "arm": arm, "units": s.n, "value": NAN,
+                   "ci_lo": NAN, "ci_hi": NAN, "estimable": False, "reason": ""}  # fmt: skip
+            if s.n < 2:
+                out.append(row | {"reason": f"arm {arm!r} has {s.n} unit(s); at least 2 needed"})
+                continue
+            if s.x is not None and s.x.sum() == 0:
+                out.append(row | {"reason": f"arm {arm!r}: zero denominator"})
+                continue
+            value, lin = _linearise(s)
+            half = float(stats.t.ppf(1 - alpha / 2, s.n - 1) * lin.std(ddof=1) / np.sqrt(s.n))
+            out.append(row | {"value": value, "ci_lo": value - half, "ci_hi": value + half,
+                              "estimable": True})  # fmt: skip
+    return pd.DataFrame(out)
+
+
 def to_frame(estimates: Sequence[Estimate]) -> pd.DataFrame:
     """Estimates as a DataFrame, one row each, columns in the dataclass's order."""
     columns = list(Estimate.__dataclass_fields__)
