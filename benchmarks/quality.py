@@ -3,6 +3,8 @@
     python benchmarks/quality.py --dataset amazon-beauty-bert4rec --protocol full
     python benchmarks/quality.py --dataset amazon-games-sasrec --protocol sampled
     python benchmarks/quality.py --dataset synthetic-small --target product --protocol live
+    python benchmarks/quality.py --data-path my/ratings.csv --columns user=uid item=sku time=ts
+    python benchmarks/quality.py --data-path worlds/shop --protocol live   (a recsys-ingest folder)
 
 Writes ``benchmarks/results/quality_<dataset>_<protocol>.json`` (per model: test and validation
 metrics, chosen hyperparameters and the tuning grid, fit and recommend seconds, peak memory, a
@@ -25,8 +27,10 @@ import torch
 from harness.references import references_for
 
 from recsys.data.splits import fold_unsampled_validation, new_item_targets
-from recsys.datasets import make_split
+from recsys.data.tables import load_tables
+from recsys.datasets import INTERACTION_FORMATS, make_split
 from recsys.evaluation.selection import QualitySettings, markdown_table, run_quality
+from recsys.inputs.tokens import world_context
 from recsys.recommenders.candidates import (
     DEFAULT_MODELS,
     benchmark_context,
@@ -40,7 +44,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--dataset", required=True, help="a shared dataset name or synthetic-<preset>")
+    p.add_argument("--dataset", help="a shared dataset name or synthetic-<preset>; with "
+                   "--data-path only a label (default: the file's name)")  # fmt: skip
+    p.add_argument("--data-path", help="an unregistered interaction file or world folder")
+    p.add_argument("--data-format", default="auto", choices=("auto", "world", *INTERACTION_FORMATS),
+                   help="auto: a folder with events/ is a world, .inter is RecBole, .txt is "
+                   "'user item' lines, .csv/.tsv/.parquet/.jsonl a table")  # fmt: skip
+    p.add_argument("--columns", nargs="*", default=[], metavar="ROLE=NAME",
+                   help="table format: user=..., item=..., time=... column names")  # fmt: skip
     p.add_argument("--protocol", default="full", choices=("full", "sampled", "live"))
     p.add_argument("--target", default="product", choices=("product", "room"), help="synthetic")
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
@@ -64,7 +75,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--data-dir", default=None, help="shared data folder ($RECSYS_DATA_DIR)")
     p.add_argument("--out-dir", default=str(RESULTS))
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not args.dataset and not args.data_path:
+        p.error("one of --dataset or --data-path is required")
+    if args.data_path:
+        args.data_format = data_format(Path(args.data_path), args.data_format)
+        args.dataset = args.dataset or Path(args.data_path).stem
+    return args
+
+
+def data_format(path: Path, declared: str) -> str:
+    """The format of an unregistered file or folder, from its shape when ``auto``."""
+    if declared != "auto":
+        return declared
+    if (path / "events").is_dir():
+        return "world"
+    by_suffix = {".inter": "recbole", ".txt": "user_item_lines"}
+    return by_suffix.get(path.suffix.lower(), "table")
 
 
 def parse_grids(items: list[str]) -> dict[str, list[dict]]:
@@ -80,7 +107,7 @@ def parse_grids(items: list[str]) -> dict[str, list[dict]]:
 
 
 def label(args: argparse.Namespace) -> str:
-    if args.dataset.startswith("synthetic-"):
+    if args.dataset.startswith("synthetic-") or args.data_format == "world":
         return f"{args.dataset}-{args.target}"
     return args.dataset
 
@@ -91,16 +118,21 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     started, load_before = time.time(), os.getloadavg()
+    columns = dict(item.split("=", 1) for item in args.columns)
     split, timestamps = make_split(
-        args.dataset, target=args.target, data_dir=args.data_dir, seed=args.seed
-    )
+        args.dataset, target=args.target, data_dir=args.data_dir, seed=args.seed,
+        path=args.data_path, format=args.data_format if args.data_path else "world",
+        columns=columns,
+    )  # fmt: skip
     if args.protocol != "live" and split.valid.has_candidates:
         split = new_item_targets(split)
     if args.fold_valid:
         split = fold_unsampled_validation(split, args.max_valid_users, args.seed)
     grids = {**(quick_grids() if args.quick else {}), **parse_grids(args.grid)}
     context = None
-    if any(m in MODELS for m in args.models) and args.dataset.startswith("synthetic-"):
+    if any(m in MODELS for m in args.models) and args.data_format == "world":
+        context = world_context(load_tables(args.data_path))
+    elif any(m in MODELS for m in args.models) and args.dataset.startswith("synthetic-"):
         context = benchmark_context(args.dataset, seed=args.seed, data_dir=args.data_dir)
     candidates = build_candidates(
         split,

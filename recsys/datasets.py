@@ -8,8 +8,10 @@ interactions; its tables ride along for the live split.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,7 +26,7 @@ from recsys.data.live import (
     room_features,
     room_interactions,
 )
-from recsys.data.loaders import read_user_item_lines, read_user_sequences
+from recsys.data.loaders import read_interaction_table, read_user_item_lines, read_user_sequences
 from recsys.data.recbole import read_recbole
 from recsys.data.splits import leave_one_out, live_time_split
 from recsys.data.tables import LiveCommerceTables, load_tables
@@ -34,7 +36,11 @@ DATA_ENV = "RECSYS_DATA_DIR"
 CACHE_ENV = "RECSYS_CACHE_DIR"
 SYNTHETIC_PREFIX = "synthetic-"
 
-Format = Literal["user_item_lines", "user_sequences", "item_sequences", "recbole", "synthetic"]
+Format = Literal[
+    "user_item_lines", "user_sequences", "item_sequences", "recbole", "table", "synthetic"
+]
+# Interaction files any path may hold (``read_interactions``); registered datasets are these too.
+INTERACTION_FORMATS = ("user_item_lines", "user_sequences", "item_sequences", "recbole", "table")
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class LoadedDataset:
     spec: DatasetSpec
     tables: LiveCommerceTables | None = None  # synthetic worlds only
     path: Path | None = None
+    timed: bool = False  # the order key is a real time, not a position in the file
 
 
 _LOO = "leave-one-out, full ranking, seen items removed"
@@ -177,17 +184,40 @@ def load_dataset(
 
 
 def _read_public(spec: DatasetSpec, folder: Path) -> LoadedDataset:
-    if spec.format == "recbole":
-        data = read_recbole(folder, spec.file, name=spec.name)
-        return LoadedDataset(
-            data.interactions, data.item_features, data.user_features, spec, path=folder
-        )
-    path = folder / spec.file
-    if spec.format == "user_item_lines":
-        inter = read_user_item_lines(path, name=spec.name)
+    suffix = ".inter" if spec.format == "recbole" else ""
+    loaded = read_interactions(folder / f"{spec.file}{suffix}", spec.format, name=spec.name)
+    return dataclasses.replace(loaded, spec=spec)
+
+
+def read_interactions(
+    path: str | Path,
+    format: str,
+    *,
+    name: str | None = None,
+    columns: Mapping[str, str] | None = None,
+) -> LoadedDataset:
+    """Any interaction file, registered or not, in one of ``INTERACTION_FORMATS``:
+    ``user item`` lines, one line per user (``user_sequences`` with the user id first,
+    ``item_sequences`` without), a RecBole ``.inter`` file (its ``.item`` / ``.user`` files
+    beside it are read too), or a ``table`` (CSV / TSV / Parquet / JSON Lines) whose user,
+    item and optional time columns ``columns`` names (defaults ``user``, ``item``, ``time``)."""
+    path = Path(path)
+    name = name or path.stem
+    spec = DatasetSpec(name, format, str(path.parent), path.name, protocol=_LOO)
+    if format == "recbole":
+        data = read_recbole(path.parent, path.name.removesuffix(".inter"), name=name)
+        return LoadedDataset(data.interactions, data.item_features, data.user_features, spec,
+                             path=path, timed=True)  # fmt: skip
+    timed = False
+    if format == "user_item_lines":
+        inter = read_user_item_lines(path, name=name)
+    elif format in ("user_sequences", "item_sequences"):
+        inter = read_user_sequences(path, user_ids=format == "user_sequences", name=name)
+    elif format == "table":
+        inter, timed = read_interaction_table(path, name=name, **dict(columns or {}))
     else:
-        inter = read_user_sequences(path, user_ids=spec.format == "user_sequences", name=spec.name)
-    return LoadedDataset(inter, None, None, spec, path=path)
+        raise ValueError(f"{path}: format must be one of {INTERACTION_FORMATS}, not {format!r}")
+    return LoadedDataset(inter, None, None, spec, path=path, timed=timed)
 
 
 def check_counts(loaded: LoadedDataset) -> None:
@@ -269,17 +299,28 @@ def make_split(
     data_dir: str | Path | None = None,
     seed: int = 0,
     cache_dir: str | Path | None = None,
+    path: str | Path | None = None,
+    format: str = "world",
+    columns: Mapping[str, str] | None = None,
 ) -> tuple[Split, bool]:
     """The split and whether its times are real timestamps (not file order).
 
-    Public datasets use leave-one-out (users with < 3 events train only); synthetic worlds use
-    the live time split, whose targets carry the rooms or shelves live at their time.
+    Public datasets and interaction files use leave-one-out (users with < 3 events train
+    only); worlds use the live time split, whose targets carry the rooms or shelves live at
+    their time. With ``path``, ``dataset`` only labels the data: a world folder
+    (``format="world"``) or an interaction file in one of ``INTERACTION_FORMATS``.
     """
-    loaded = load_dataset(dataset, data_dir, seed=seed, target=target, cache_dir=cache_dir)
+    if path is not None and format == "world":
+        tables = load_tables(path)
+        return live_time_split(tables, target=target, name=f"{dataset}-{target}"), True
+    if path is not None:
+        loaded = read_interactions(path, format, name=dataset, columns=columns)
+    else:
+        loaded = load_dataset(dataset, data_dir, seed=seed, target=target, cache_dir=cache_dir)
     if loaded.tables is not None:
         split = live_time_split(loaded.tables, target=target, name=f"{dataset}-{target}")
         return split, True
     split = leave_one_out(
         loaded.interactions, name=dataset, item_features=loaded.item_features, min_len=3
     )
-    return split, loaded.spec.format == "recbole"
+    return split, loaded.timed

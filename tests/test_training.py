@@ -72,8 +72,13 @@ def _metrics_only(metrics: dict) -> dict:
 @pytest.mark.parametrize("model", MODEL_CONFIGS)
 @pytest.mark.parametrize("trainer", TRAINER_CONFIGS)
 def test_every_shipped_train_config_instantiates(data, model, trainer, tmp_path):
+    (tmp_path / "events").mkdir()  # what data=world checks its path holds
+    (tmp_path / "ratings.txt").write_text("1 2\n")
+    path = {"world": [f"data.path={tmp_path}"],
+            "interactions": [f"data.path={tmp_path / 'ratings.txt'}"]}.get(data, [])  # fmt: skip
     cfg = _compose(
-        "train", [f"data={data}", f"model={model}", f"trainer={trainer}", f"run_dir={tmp_path}"]
+        "train",
+        [f"data={data}", f"model={model}", f"trainer={trainer}", f"run_dir={tmp_path}", *path],
     )
     settings = model_settings(cfg)
     assert settings["name"] == cfg.model.name and settings["model"].dim > 0

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from recsys.data.interactions import Interactions
 from recsys.data.vocab import Vocab
@@ -156,3 +157,59 @@ def _check_unique_users(line_user: np.ndarray, path: Path) -> None:
         raise DataFormatError(
             path, again, "user", f"user {line_user[first - 1]} already has line {first}"
         )
+
+
+def read_interaction_table(
+    path: str | Path,
+    *,
+    name: str | None = None,
+    user: str = "user",
+    item: str = "item",
+    time: str | None = "time",
+) -> tuple[Interactions, bool]:
+    """A table of interactions (CSV, TSV, Parquet or JSON Lines, by suffix) and whether it has
+    times. Integer ids are kept; text ids (e.g. ASINs) are numbered in sorted text order.
+    ``time`` (Unix seconds, or date-time text) may be absent: file order is the order key."""
+    path = Path(path)
+    frame = _read_any_table(path)
+    line = 2 if path.suffix.lower() in (".csv", ".tsv") else 1  # file line of row 0 (a header)
+    for role, column in (("user", user), ("item", item)):
+        if column not in frame.columns:
+            found = [str(c) for c in frame.columns]
+            raise DataFormatError(path, None, column, f"no {role} column in {found} "
+                                  f"(set columns.{role})")  # fmt: skip
+    missing = frame[[user, item]].isna().any(axis=1).to_numpy()
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0])
+        raise DataFormatError(path, row + line, user if pd.isna(frame[user].iloc[row]) else item,
+                              "missing id")  # fmt: skip
+    timed = time is not None and time in frame.columns
+    ts = _times(frame[time], path, time, line) if timed else np.arange(len(frame), dtype=np.int64)
+    return encode_interactions(_int_ids(frame[user]), _int_ids(frame[item]), ts,
+                               name=name or path.stem), timed  # fmt: skip
+
+
+def _read_any_table(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    if suffix in (".jsonl", ".json"):
+        return pd.read_json(path, lines=True, dtype=False)
+    return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+
+
+def _int_ids(column: pd.Series) -> np.ndarray:
+    if pd.api.types.is_integer_dtype(column.dtype):
+        return column.to_numpy(np.int64)
+    codes, _ = pd.factorize(column.astype(str), sort=True)
+    return codes.astype(np.int64)
+
+
+def _times(column: pd.Series, path: Path, name: str, line: int) -> np.ndarray:
+    if pd.api.types.is_numeric_dtype(column.dtype) and not column.isna().any():
+        return column.to_numpy(np.int64)
+    stamps = pd.to_datetime(column, utc=True, errors="coerce")
+    if stamps.isna().any():
+        row = int(np.flatnonzero(stamps.isna().to_numpy())[0])
+        raise DataFormatError(path, row + line, name, f"not a time: {column.iloc[row]!r}")
+    return ((stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(np.int64)

@@ -1,14 +1,17 @@
 """The data a training run needs: splits per prediction head, and a world's token context.
 
-Public datasets give one head ("product", the items) with the leave-one-out split of the
-quality benchmark. A synthetic live-commerce world gives two heads, next product and next live
-room ("streamer"), with live time splits cut at the same two times, so one model trained on the
-world's tokens before the validation cut is validated and tested on both heads; each target is
-ranked among the products on the shelves (or the rooms) live at its time.
+Public datasets and interaction files (``data=interactions data.path=FILE data.format=...``)
+give one head ("product", the items) with the leave-one-out split of the quality benchmark.
+A world folder (``data=world data.path=DIR``: ``recsys-ingest``'s or ``recsys-simulate``'s)
+is read like a synthetic world. A live-commerce world gives two heads, next product and next
+live room ("streamer"), with live time splits cut at the same two times, so one model trained
+on the world's tokens before the validation cut is validated and tested on both heads; each
+target is ranked among the products on the shelves (or the rooms) live at its time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +20,14 @@ import numpy as np
 from recsys.data.interactions import Split
 from recsys.data.splits import leave_one_out, live_time_split
 from recsys.data.tables import LiveCommerceTables, load_tables
-from recsys.datasets import load_dataset, world_folder
+from recsys.datasets import (
+    DATASETS,
+    INTERACTION_FORMATS,
+    SYNTHETIC_PREFIX,
+    load_dataset,
+    read_interactions,
+    world_folder,
+)
 from recsys.evaluation.protocols import PROTOCOLS
 from recsys.inputs.tokens import TokenContext, world_context
 
@@ -32,19 +42,44 @@ class DataConfig:
     protocols: tuple[str, ...] = ("full",)  # protocols of the final evaluation
     valid_frac: float = 0.1  # synthetic worlds: share of target events in each time window
     test_frac: float = 0.1
-    # A world folder of the project's tables (e.g. a market run's, with the world's own days);
-    # ``name`` then only labels it.
+    # A world folder of the project's tables (recsys-ingest's, recsys-simulate's, a market
+    # run's), or with an interaction ``format`` an interaction file; ``name`` then only labels it.
     path: str | None = None
+    format: str = "world"  # world | one of recsys.datasets.INTERACTION_FORMATS
+    columns: Mapping[str, str] | None = None  # format "table": user / item / time column names
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "protocols", tuple(self.protocols))
-        if self.path is not None and not (Path(self.path) / "events").is_dir():
-            raise FileNotFoundError(f"data {self.name!r}: {self.path} has no events/ folder")
+        self._check_source()
         for p in (self.val_protocol, *self.protocols):
             if p not in PROTOCOLS:
                 raise ValueError(
                     f"data {self.name!r}: protocol must be one of {PROTOCOLS}, got {p!r}"
                 )
+
+    def _check_source(self) -> None:
+        """A known format, and a path that holds what the format reads; without a path the
+        name must be registered (and the format, when given, its own)."""
+        fmt, path, registered = self.format, self.path, DATASETS.get(self.name)
+        if fmt != "world" and fmt not in INTERACTION_FORMATS:
+            raise ValueError(f"data {self.name!r}: format must be world or one of "
+                             f"{INTERACTION_FORMATS}, got {fmt!r}")  # fmt: skip
+        if path is None and registered is None and not self.name.startswith(SYNTHETIC_PREFIX):
+            raise ValueError(f"data {self.name!r} is neither a registered dataset nor a "
+                             "synthetic-<preset> world: set data.path")  # fmt: skip
+        if path is None and fmt != "world":
+            if registered is None:
+                raise ValueError(f"data {self.name!r}: format {fmt!r} needs data.path=FILE")
+            if registered.format != fmt:
+                raise ValueError(f"data {self.name!r}: the registered file is "
+                                 f"{registered.format!r}, not {fmt!r}")  # fmt: skip
+        if path is not None and fmt == "world" and not (Path(path) / "events").is_dir():
+            raise FileNotFoundError(
+                f"data {self.name!r}: {path} has no events/ folder "
+                "(a world folder from recsys-ingest or recsys-simulate)"
+            )
+        if path is not None and fmt != "world" and not Path(path).exists():
+            raise FileNotFoundError(f"data {self.name!r}: no interaction file at {path}")
 
 
 @dataclass(frozen=True)
@@ -74,18 +109,24 @@ class SequentialData:
 
 
 def world_folder_of(config: DataConfig) -> Path | None:
-    """The world folder the data comes from (None for public datasets)."""
+    """The world folder the data comes from (None for public datasets and interaction files)."""
+    if config.format != "world":
+        return None
     if config.path is not None:
         return Path(config.path)
     return world_folder(config.name, config.world_seed, config.cache_dir)
 
 
 def load_sequential_data(config: DataConfig) -> SequentialData:
-    if config.path is not None:
+    if config.path is not None and config.format == "world":
         return _world_data(config, load_tables(config.path))
-    loaded = load_dataset(
-        config.name, config.data_dir, seed=config.world_seed, cache_dir=config.cache_dir
-    )
+    if config.path is not None:
+        loaded = read_interactions(config.path, config.format, name=config.name,
+                                   columns=config.columns)  # fmt: skip
+    else:
+        loaded = load_dataset(
+            config.name, config.data_dir, seed=config.world_seed, cache_dir=config.cache_dir
+        )
     if loaded.tables is None:
         split = leave_one_out(
             loaded.interactions, name=config.name, item_features=loaded.item_features, min_len=3
