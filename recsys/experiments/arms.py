@@ -48,8 +48,8 @@ from recsys.market.env import Market
 from recsys.market.policy import CouponGrants, MarketView, Messages, Policy, Requests, Slates
 from recsys.simulation.response import ResponseConfig, WorldTruth, simulate_outcomes
 
-SHADOW_COLUMNS = ("request_id", "user_id", "streamer_id", "position", "arm", "p_click",
-                  "p_buy", "price")  # fmt: skip
+SHADOW_COLUMNS = ("request_id", "user_id", "position", "session_id", "streamer_id",
+                  "product_id", "arm", "p_click", "p_buy", "price")  # fmt: skip
 
 
 def _subset(requests: Requests, rows: np.ndarray, k: int | None = None) -> Requests:

@@ -244,7 +244,8 @@ def plot_looks(report: Report, path: Path) -> Path:
     for a in (ax, az):
         a.set_xlabel("market day")
         a.grid(alpha=0.3)
-        a.legend(fontsize=8)
+        if a.get_legend_handles_labels()[0]:
+            a.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
