@@ -40,7 +40,8 @@ def run(cfg: DictConfig | Mapping):
     from recsys.data.ingest import ingest_files
 
     report = ingest_files(settings_from(cfg))
-    log.info("%s", report.summary())
+    total = sum(c.input for c in report.counts.values())
+    log.info("ingest: %d rows read, %d rejected -> %s", total, report.n_rejected, report.out_dir)
     return report
 
 

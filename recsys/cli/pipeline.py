@@ -72,14 +72,21 @@ def train_two_tower(cfg: DictConfig, out: Path) -> Path:
     world = cfg.world
     run_dir = out / "two_tower"
     overrides = [
-        f"data=synthetic-{world.preset}",
-        f"data.world_seed={world.seed}",
+        *world_data(world),
         f"data.cache_dir={world.cache_dir}" if world.cache_dir else "data.cache_dir=null",
         f"run_dir={run_dir}",
         *cfg.two_tower,
     ]
     train(compose_job("train", overrides))
     return run_dir / BEST
+
+
+def world_data(world: DictConfig) -> list[str]:
+    """The two-tower's data: the world folder of ``world.path`` (e.g. recsys-ingest's), else
+    the simulated preset."""
+    if world.get("path"):
+        return ["data=world", f"data.path={world.path}"]
+    return [f"data=synthetic-{world.preset}", f"data.world_seed={world.seed}"]
 
 
 def build_index(cfg: DictConfig, checkpoint: Path) -> dict:
@@ -167,7 +174,9 @@ def run(cfg: DictConfig) -> dict:
     ranking = train_ranker(cfg, checkpoint, out)
     retrieval = evaluate_retrieval(cfg, checkpoint)
     market = None
-    if int(cfg.market.days) > 0:
+    if int(cfg.market.days) > 0 and cfg.world.get("path"):
+        log.warning("market stage skipped: it simulates the preset's world, not %s", cfg.world.path)
+    elif int(cfg.market.days) > 0:
         market = run_market(cfg, checkpoint, out / "rank" / "ranker.pt", out)
     results = {
         "world": OmegaConf.to_container(cfg.world, resolve=True),
@@ -180,6 +189,10 @@ def run(cfg: DictConfig) -> dict:
     }
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(table(results))
+    if ranking["lists"].get("outcomes") == "logged":
+        from recsys.ranking.logged import logged_markdown
+
+        print(f"\n{ranking['truth']}:\n{logged_markdown(ranking['lists'])}")
     if market is not None:
         print(f"\nmarket, days {market['start_day']}-{market['start_day'] + market['days'] - 1}"
               f" (true GMV per viewer-day and its gain over popularity, CTR, CVR; 95% intervals):"
@@ -206,7 +219,9 @@ def _retrieval_cells(retrieval: dict, name: str) -> list[str]:
 def _ranking_cells(lists: dict, name: str | None) -> list[str]:
     row = lists.get(name) if name else None
     scales = {"ctr": (100, 2), "cvr": (100, 2), "ctcvr": (100, 3), "ndcg@10": (1, 4)}
-    return [_cell(row[m]["value"] if row else None, *scales[m]) for m in RANKING_COLUMNS]
+    # Lists scored on logged outcomes (a world without truth) have none of these columns.
+    return [_cell(row[m]["value"] if row and m in row else None, *scales[m])
+            for m in RANKING_COLUMNS]  # fmt: skip
 
 
 def table(results: dict) -> str:

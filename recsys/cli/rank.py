@@ -1,5 +1,7 @@
 """`recsys-rank`: train the ranker and compare it offline on a synthetic world
-(recsys/conf/rank.yaml; the steps and time windows are in ``recsys.ranking.experiment``).
+(recsys/conf/rank.yaml; the steps and time windows are in ``recsys.ranking.experiment``), or
+on a world without planted truth, e.g. a platform's ingested logs, on its logged outcomes
+(``recsys.ranking.logged``: it says so, and lists are scored by replaying logged next actions).
 
 Writes ``<run_dir>/ranker.pt`` (``recsys.ranking.ranker_io.load_ranker`` reads it; the
 service loads it the same way) and ``<run_dir>/ranking.json`` (every ordering's CTR, CVR,
@@ -51,7 +53,8 @@ def load_world(cfg: Mapping):
         )
     w = cfg["world"]
     fracs = {"valid_frac": float(w["valid_frac"]), "test_frac": float(w["test_frac"])}
-    return world_by_name(w["name"], seed=int(w["seed"]), cache_dir=cfg["cache_dir"], **fracs)
+    return world_by_name(w["name"], seed=int(w["seed"]), cache_dir=cfg["cache_dir"],
+                         path=w.get("path"), **fracs)  # fmt: skip
 
 
 def run(cfg: DictConfig | Mapping) -> dict:
@@ -59,6 +62,7 @@ def run(cfg: DictConfig | Mapping) -> dict:
     import torch
 
     from recsys.ranking.experiment import run_experiment
+    from recsys.ranking.logged import run_logged
     from recsys.ranking.ranker_io import save_ranker
 
     settings = settings_from(cfg)
@@ -70,7 +74,8 @@ def run(cfg: DictConfig | Mapping) -> dict:
     load_s = time.perf_counter() - began
     log.info("world %s (%s) loaded in %.1f s", world.name, world.checkpoint or "no two-tower",
              load_s)  # fmt: skip
-    record, ranker = run_experiment(world, settings)
+    # Without planted truth the run says so and ranks on logged outcomes (ranking.logged).
+    record, ranker = (run_experiment if world.truth is not None else run_logged)(world, settings)
     record["seconds"] = {"load": round(load_s, 2), **record["seconds"]}
     meta = {k: record[k] for k in ("world", "checkpoint", "windows", "model_features")}
     meta["test_lists"] = _saved_lists(record, ranker.mode)
@@ -89,10 +94,14 @@ def _saved_lists(record: dict, mode: str) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="rank")
 def main(cfg: DictConfig) -> None:
+    from recsys.ranking.logged import logged_markdown
     from recsys.ranking.offline_eval import lists_markdown
 
     record = run(cfg)
-    print(lists_markdown(record["lists"]))
+    logged = record["lists"].get("outcomes") == "logged"
+    if logged:
+        print(record["truth"] + "\n")
+    print((logged_markdown if logged else lists_markdown)(record["lists"]))
     print(f"\nranker ({record['ranker']['mode']}) -> {record['ranker']['path']}")
 
 

@@ -24,8 +24,9 @@ def _tables(world: DictConfig):
     from recsys.data.tables import load_tables
     from recsys.datasets import ensure_world
 
-    if world.data_dir:
-        return load_tables(Path(world.data_dir))
+    folder = world.get("path") or world.data_dir
+    if folder:
+        return load_tables(Path(folder))
     return load_tables(ensure_world(world.preset, int(world.seed), world.cache_dir))
 
 

@@ -86,7 +86,7 @@ class RankWorld:
     name: str
     folder: Path
     tables: LiveCommerceTables
-    truth: WorldTruth
+    truth: WorldTruth | None  # None: no planted truth (a platform's logs; ranking.logged)
     valid_ts: int
     test_ts: int
     end_ts: int
@@ -99,8 +99,10 @@ class RankWorld:
 
 
 def _world(name, folder, tables, valid_ts, test_ts, **kwargs) -> RankWorld:
-    end_ts = int(read_manifest(folder)["time_range"][1])
-    truth = WorldTruth.from_folder(folder)
+    folder = Path(folder)
+    span = read_manifest(folder).get("time_range") or [None, None]
+    end_ts = int(span[1]) if span[1] is not None else int(tables.events["ts"].max())
+    truth = WorldTruth.from_folder(folder) if (folder / "truth").is_dir() else None
     return RankWorld(name, folder, tables, truth, int(valid_ts), int(test_ts), end_ts, **kwargs)
 
 
@@ -126,11 +128,13 @@ def world_by_name(
     cache_dir: str | None = None,
     valid_frac: float = 0.1,
     test_frac: float = 0.1,
+    path: str | None = None,
 ) -> RankWorld:
-    """A world without a two-tower; split times as ``live_time_split`` would place them."""
-    folder = world_folder(name, seed, cache_dir)
+    """A world without a two-tower (the world folder at ``path``, else the named synthetic
+    world); split times as ``live_time_split`` would place them."""
+    folder = Path(path) if path is not None else world_folder(name, seed, cache_dir)
     if folder is None:
-        raise ValueError(f"{name!r} is not a synthetic world: the ranker trains on impressions")
+        raise ValueError(f"{name!r} is not a live-commerce world: the ranker needs room entries")
     tables = load_tables(folder)
     valid_ts, test_ts = time_cutoffs(target_events(tables, "product").inter.ts, valid_frac,
                                      test_frac)  # fmt: skip
