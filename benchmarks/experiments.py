@@ -16,6 +16,15 @@
 - **Cross-checks**: Welch, Student and chi-square results against scipy / statsmodels.
 
 Writes ``benchmarks/results/experiments_synthetic.{json,md}`` and prints the markdown.
+
+    python benchmarks/experiments.py --market            # coverage in the market simulator
+    python benchmarks/experiments.py --pipeline-report RUN   # a recsys-experiment run, recorded
+
+``--market`` replicates one A/B in the market with the true effect known
+(``benchmarks/experiments_market.py``) into ``experiments_market.json``; ``--pipeline-report``
+records a finished ``recsys-experiment`` run (ranker vs the two-tower's own ordering) into
+``experiments_pipeline.json`` (its report and plot beside it). Every run rewrites
+``benchmarks/results/experiments.{json,md}`` from the parts present, each with its command.
 """
 
 from __future__ import annotations
@@ -25,10 +34,12 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
 
+import experiments_market as em  # noqa: E402 (benchmarks/ is on the path of its scripts)
 import numpy as np
 from scipy import stats
 from statsmodels.stats.power import TTestIndPower
@@ -248,6 +259,45 @@ def run(args: argparse.Namespace, command: str) -> dict:
     return report
 
 
+def market_part(args: argparse.Namespace, command: str) -> dict:
+    """The coverage study in the market."""
+    started = time.perf_counter()
+    rows = em.coverage_study(args.designs, args.market_reps, args.workers)
+    return {"command": command, "designs": args.designs, "workers": args.workers,
+            "summary": em.summarise(rows), "seconds": time.perf_counter() - started,
+            "machine": {"cpus": os.cpu_count(), "loadavg": os.getloadavg()}}  # fmt: skip
+
+
+def pipeline_part(run: Path, out: Path) -> dict:
+    """A finished recsys-experiment run: its report, command and plot."""
+    command = (run / "command.txt").read_text().strip()
+    record = json.loads((run / "report.json").read_text())
+    keep = out / "experiments_pipeline"
+    keep.mkdir(parents=True, exist_ok=True)
+    for name in ("report.md", "sequential.png"):
+        shutil.copyfile(run / name, keep / name)
+    seconds = float((run / "seconds.txt").read_text()) if (run / "seconds.txt").is_file() else 0
+    return {"command": command, "seconds": seconds, "report": record,
+            "report_path": str((keep / "report.md").relative_to(out.parent.parent))}  # fmt: skip
+
+
+def combine(out: Path) -> list[str]:
+    """experiments.{json,md} from every part present in ``out``."""
+    parts = {name: json.loads((out / f"experiments_{name}.json").read_text())
+             for name in ("synthetic", "market", "pipeline")
+             if (out / f"experiments_{name}.json").is_file()}  # fmt: skip
+    lines = ["# A/B experimentation (`recsys.experiments`): synthetic draws and the market", ""]
+    if "synthetic" in parts:
+        lines += markdown(parts["synthetic"])[1:]
+    if "market" in parts:
+        lines += em.coverage_lines(parts["market"])
+    if "pipeline" in parts:
+        lines += em.pipeline_lines(parts["pipeline"])
+    (out / "experiments.json").write_text(json.dumps(parts, indent=2) + "\n")
+    (out / "experiments.md").write_text("\n".join(lines) + "\n")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--experiments", type=int, default=2_000)
@@ -257,16 +307,28 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--cuped-reps", type=int, default=5_000)
     p.add_argument("--coverage-reps", type=int, default=1_000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--market", action="store_true", help="the market coverage study instead")
+    p.add_argument("--market-reps", type=int, default=200)
+    p.add_argument("--designs", nargs="+", default=list(em.DESIGNS), choices=list(em.DESIGNS))
+    p.add_argument("--workers", type=int, default=2, help="processes of the market study")
+    p.add_argument("--pipeline-report", type=Path, help="a recsys-experiment run folder")
     p.add_argument("--out-dir", default=str(RESULTS))
     args = p.parse_args(argv)
     words = sys.argv[1:] if argv is None else argv
-    report = run(args, " ".join(["python benchmarks/experiments.py", shlex.join(words)]).strip())
-    lines = markdown(report)
+    command = " ".join(["python benchmarks/experiments.py", shlex.join(words)]).strip()
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "experiments_synthetic.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "experiments_synthetic.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    if args.market:
+        report = market_part(args, command)
+        (out / "experiments_market.json").write_text(json.dumps(report, indent=2) + "\n")
+    elif args.pipeline_report:
+        report = pipeline_part(args.pipeline_report, out)
+        (out / "experiments_pipeline.json").write_text(json.dumps(report, indent=2) + "\n")
+    else:
+        report = run(args, command)
+        (out / "experiments_synthetic.json").write_text(json.dumps(report, indent=2) + "\n")
+        (out / "experiments_synthetic.md").write_text("\n".join(markdown(report)) + "\n")
+    print("\n".join(combine(out)))
     return report
 
 
