@@ -61,7 +61,8 @@ def _write(frame: pd.DataFrame, out: Path, name: str, fmt: str, per_file: int) -
         return path
     folder = out / name
     for i, start in enumerate(range(0, max(len(frame), 1), per_file)):
-        _write_one(frame.iloc[start : start + per_file], folder / f"part-{i:05d}{WRITERS[fmt]}", fmt)
+        part = folder / f"part-{i:05d}{WRITERS[fmt]}"
+        _write_one(frame.iloc[start : start + per_file], part, fmt)
     return folder
 
 

@@ -35,7 +35,9 @@ class Chunk:
 class ReadOptions:
     chunk_rows: int = 1_000_000
     delimiter: str = ","
-    text_columns: tuple[str, ...] = ()  # raw columns read as text whatever they look like
+    # Raw columns read as text whatever they look like: ids stay exact (no float detour when a
+    # CSV column has blanks) and a user id hashes the same from every format.
+    text_columns: tuple[str, ...] = ()
 
 
 def file_format(path: Path, declared: str) -> str:
@@ -93,10 +95,7 @@ def _csv(file: Path, options: ReadOptions) -> Iterator[Chunk]:
     header = pd.read_csv(file, sep=delimiter, nrows=0).columns
     text = {c: "str" for c in options.text_columns if c in header}
     row = 0
-    with pd.read_csv(
-        file, sep=delimiter, chunksize=options.chunk_rows, dtype=text,
-        float_precision="round_trip",
-    ) as reader:  # fmt: skip
+    with pd.read_csv(file, sep=delimiter, chunksize=options.chunk_rows, dtype=text) as reader:
         for frame in reader:
             yield Chunk(frame.reset_index(drop=True), file, row)
             row += len(frame)
@@ -112,27 +111,23 @@ def _jsonl(file: Path, options: ReadOptions) -> Iterator[Chunk]:
 
 
 def _json_chunk(lines: list[str], file: Path, row: int, text_columns) -> Chunk:
-    try:
-        frame = pd.read_json(io.StringIO("".join(lines)), lines=True, dtype=False)
-        unreadable: dict[int, str] = {}
-    except ValueError:
-        # Some line does not parse: read line by line so that only that line is lost.
-        records, unreadable = [], {}
-        for i, line in enumerate(lines):
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as err:
-                value, unreadable[i] = {}, f"not JSON ({err.msg} at column {err.colno})"
-            if not isinstance(value, dict):
-                value, unreadable[i] = {}, "not a JSON object"
-            records.append(value)
-        frame = pd.DataFrame.from_records(records)
+    # Line by line into object columns: a line that does not parse costs only its row, and
+    # integers stay exact (a column with a null would otherwise turn 64-bit ids into floats).
+    records, unreadable = [], {}
+    for i, line in enumerate(lines):
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as err:
+            value, unreadable[i] = {}, f"not JSON: {err.msg} at column {err.colno}"
+        if not isinstance(value, dict):
+            value, unreadable[i] = {}, "not a JSON object"
+        records.append(value)
+    frame = pd.DataFrame(records, dtype=object)
     for column in text_columns:
         if column in frame.columns:
-            frame[column] = (
-                frame[column].astype(object).where(frame[column].isna(), frame[column].astype(str))
-            )
-    return Chunk(frame.reset_index(drop=True), file, row, unreadable)
+            present = frame[column].notna()
+            frame.loc[present, column] = frame.loc[present, column].map(str)
+    return Chunk(frame, file, row, unreadable)
 
 
 def _mark_truncated(chunks: Iterator[Chunk], file: Path, fmt: str) -> Iterator[Chunk]:

@@ -167,7 +167,8 @@ def _previous_world(out: Path) -> tuple[dict[str, pd.DataFrame] | None, dict | N
 
 def _chunks(run: _Run, name: str):
     src = run.settings.tables[name]
-    text = tuple(c for c in (src.raw_name("user_id"),) if c and "user_id" in src.schema.names)
+    ints = [c.name for c in src.schema.columns if c.kind == "int"]
+    text = tuple(raw for raw in map(src.raw_name, ints) if raw is not None)
     options = ReadOptions(run.settings.chunk_rows, run.settings.delimiter, text)
     return read_chunks(src.location(Path(run.settings.source)), run.settings.format, options)
 
@@ -188,7 +189,8 @@ class _Rows:
 
     def unreadable_finding(self) -> list[Finding]:
         bad = self.unreadable != ""
-        return [finding("row", "unreadable", bad, " (", self.unreadable, ")")] if bad.any() else []
+        why = self.unreadable.astype(str)  # plain text, not quoted like a raw value
+        return [finding("row", "unreadable", bad, "(", why, ")")] if bad.any() else []
 
 
 def _prepare(run: _Run, name: str, chunk: Chunk, first_id: int) -> _Rows:
