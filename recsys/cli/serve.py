@@ -88,6 +88,7 @@ def build_app(cfg: DictConfig):
     service, clock, start, checker = (_trained if cfg.checkpoint else _popularity)(
         cfg, session, window
     )
+    service = _shared_state(cfg, service)
     log.info("serving from %s; %s", start, service.health(start))
     # What is loaded lives as long as the server: keep it out of the collector's full passes
     # (~0.3 s each over the 100k-product world's objects, a stall for every request waiting).
@@ -101,6 +102,27 @@ def build_app(cfg: DictConfig):
         admission=AdmissionConfig(**_section(cfg, "admission")),
         worker_init=partial(limit_threads, threads),
     )
+
+
+def _shared_state(cfg: DictConfig, service):
+    """The service whose live state several workers share (``state.backend=redis``)."""
+    backend, workers = cfg.state.backend, int(cfg.workers)
+    if backend == "memory":
+        if workers > 1:
+            raise ValueError(
+                f"serve: workers={workers} need state shared between them: state.backend=redis"
+            )
+        return service
+    if backend != "redis":
+        raise ValueError(f"serve: state.backend={backend!r}: expected memory or redis")
+    # Only a Redis-backed service needs the client library.
+    from recsys.serving.redis_log import RedisEventLog
+    from recsys.serving.state import SharedStateService
+
+    events = RedisEventLog(url=cfg.state.redis_url, key=cfg.state.key)
+    if cfg.state.fresh:
+        events.reset()
+    return SharedStateService(service, events)
 
 
 def _popularity(cfg: DictConfig, session, window):
@@ -150,9 +172,10 @@ def _trained(cfg: DictConfig, session, window):
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="serve")
 def main(cfg: DictConfig) -> None:
-    import uvicorn
+    from recsys.serving.workers import serve
 
-    uvicorn.run(build_app(cfg), host=cfg.host, port=int(cfg.port), log_level=cfg.log_level)
+    app = build_app(cfg)
+    serve(app, host=cfg.host, port=int(cfg.port), workers=int(cfg.workers), log_level=cfg.log_level)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ the others are applied. The batch as a whole is 200 unless it does not parse or 
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -36,7 +37,8 @@ router = APIRouter()
 def healthz(request: Request) -> dict:
     ctx = request.app.state.ctx
     now = ctx.clock()
-    return {"status": "ok", "now": now, **ctx.recommender.health(now), **ctx.metrics.summary()}
+    facts = ctx.recommender.health(now)
+    return {"status": "ok", "now": now, **facts, "worker_pid": os.getpid(), **ctx.metrics.summary()}
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
