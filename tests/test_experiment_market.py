@@ -180,3 +180,19 @@ def test_the_oracle_arm_config_builds(tiny_world_dir, tmp_path):
     market = Market(TINY, tmp_path)
     policy = build_policy(cfg.treatment, cfg, market, 0, [])
     assert policy.name == "oracle" and policy.truth is market.truth
+
+
+def test_units_outside_the_traffic_are_left_out_and_lost_exposures_refused(tmp_path):
+    exp = Experiment("ramp", {"control": 0.5, "treatment": 0.5}, traffic=0.4)
+    market = Market(TINY, tmp_path)
+    run_experiment(market, exp, {"control": PopularityPolicy(), "treatment": RandomPolicy()},
+                   days=1, counterfactual=False)  # fmt: skip
+    viewers = pd.read_parquet(tmp_path / "requests")["user_id"].unique()
+    inside = viewers[exp.assign(viewers) >= 0]
+    units = unit_table(tmp_path, exp)
+    assert set(units["user_id"]) == set(inside) and len(inside) < 0.6 * len(viewers)
+    assert not (tmp_path / "truth" / "arms").exists()
+    part = tmp_path / "exposures" / "part-00001.parquet"
+    pd.read_parquet(part).iloc[1:].to_parquet(part)  # one exposed viewer's row lost
+    with pytest.raises(ValueError, match="in the logs but have no exposure"):
+        unit_table(tmp_path, exp)

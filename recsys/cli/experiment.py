@@ -94,15 +94,26 @@ def pre_period(cfg: DictConfig, start_day: int) -> list:
     return [read_table(world / "events" / f"part-{d:05d}.parquet", TABLES["events"]) for d in days]
 
 
+def command_line() -> str:
+    """The command of this run as typed (``command.txt`` beside the report)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return "recsys-experiment (configuration composed in code)"
+    return " ".join(["recsys-experiment", *HydraConfig.get().overrides.task])
+
+
 def run(cfg: DictConfig) -> dict:
     """Run the experiment and write its report; returns the report's record."""
+    import time
+
     import pandas as pd
 
     from recsys.experiments.arms import run_experiment
     from recsys.experiments.report import ab_report, markdown, write_report
     from recsys.market import Market, MarketConfig
 
-    experiment, out = experiment_of(cfg), Path(cfg.out_dir)
+    experiment, out, started = experiment_of(cfg), Path(cfg.out_dir), time.perf_counter()
     start = start_day_of(cfg)
     config = MarketConfig(preset=cfg.world.preset, seed=int(cfg.world.seed), start_day=start,
                           draw_seed=cfg.draw_seed, open_rate=float(cfg.open_rate),
@@ -121,6 +132,8 @@ def run(cfg: DictConfig) -> dict:
     report = ab_report(market.out, experiment, pre_events=pre, alpha=float(cfg.alpha),
                        tuning=float(cfg.sequential_tuning))  # fmt: skip
     paths = write_report(report, out)
+    (out / "command.txt").write_text(command_line() + "\n")
+    (out / "seconds.txt").write_text(f"{time.perf_counter() - started:.1f}\n")
     print(markdown(report), flush=True)
     return {"report": report, "paths": paths, "start_day": start,
             "config": OmegaConf.to_container(cfg, resolve=False)}  # fmt: skip

@@ -127,10 +127,11 @@ def unit_table(
     log = exposure_log(folder, experiment, days)
     unit = "user_id" if experiment.unit == "viewer" else "streamer_id"
     out = attach_arms(rows, log, experiment.name, unit=unit)
-    if len(out) < len(rows):
-        lost = rows.loc[~rows[unit].isin(out[unit]), unit].iloc[:5].tolist()
-        raise ValueError(f"{folder}: {len(rows) - len(out)} units with impressions have no "
-                         f"exposure of {experiment.name!r}, e.g. {lost}")  # fmt: skip
+    # Units outside the experiment's traffic are never exposed; any other unit must be.
+    lost = rows.loc[~rows[unit].isin(out[unit]), unit].drop_duplicates().to_numpy(np.int64)
+    if (inside := lost[experiment.assign(lost) >= 0]).size:
+        raise ValueError(f"{folder}: {inside.size} units of experiment {experiment.name!r} are in "
+                         f"the logs but have no exposure, e.g. {inside[:5].tolist()}")  # fmt: skip
     return out.reset_index(drop=True)
 
 
