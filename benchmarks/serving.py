@@ -3,6 +3,7 @@
     python benchmarks/serving.py [--rps 100 | --rps-sweep 50,100,200] [--seconds 60]
         [--warmup-seconds 5] [--k 20] [--kind all] [--events-share 0.1] [--max-in-flight 64]
         [--seed 0] [--serve-arg world.preset=small ...] [--label NAME] [--out-dir DIR]
+        [--redis] [--overload 2]
 
 Starts ``recsys-serve`` (with the ``--serve-arg`` Hydra overrides) on a free local port, waits
 for ``/healthz``, warms it up, then for each rate: times ``/healthz`` alone at that rate (the
@@ -11,8 +12,15 @@ floor: client, HTTP stack and event loop, no recommender work) and then the requ
 ``--events-share`` of ``/events`` batches), sent on a fixed schedule by
 ``harness.loadgen``. Latency counts from the time each request was due (client
 queueing included) and from the time it was written; both are reported. The server's CPU
-seconds and resident memory come from /proc. Target: p99 <= 20 ms for ``/recommend`` with
-k=20 at 100 requests/s and no errors.
+seconds and resident memory come from /proc, summed over its worker processes (``workers=N``),
+with the proportional set size showing how much of the workers' memory is shared. Target:
+p99 <= 20 ms for ``/recommend`` with k=20 at 200 requests/s and no errors.
+
+``--redis`` starts a private ``redis-server`` for the run and serves with
+``state.backend=redis`` (add ``--serve-arg workers=2``). After the sweep, the highest rate whose
+``/recommend`` p99 stays within ``--hold-p99-ms`` (50) with no errors is reported, and
+``--overload F`` runs once more at F times that rate: the p99 of the admitted requests, and
+how fast the shed ones (429) got their answer.
 
 Writes ``<out-dir>/serving[_label].json`` and ``.md``; the server's log goes to a temporary
 folder (printed), never to the results.
@@ -27,8 +35,6 @@ import os
 import platform
 import shlex
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,11 +43,11 @@ from pathlib import Path
 
 from harness.http_client import HttpRequest
 from harness.loadgen import LoadConfig, run_open_loop
+from harness.processes import HOST, RedisProcess, ServerProcess, children
 from harness.request_mix import KINDS, LiveWorld, MixConfig, RequestMix
 
 RESULTS = Path(__file__).resolve().parent / "results"
-HOST = "127.0.0.1"
-TARGET = {"rps": 100.0, "k": 20, "p99_ms": 20.0}
+TARGET = {"rps": 200.0, "k": 20, "p99_ms": 20.0}
 SERVE_DEFAULTS = {"log_level": "warning"}  # per-request access logs would cost server CPU
 
 
@@ -67,6 +73,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--server-cpus", help="pin the server to these CPUs (e.g. 0), the client to the others"
     )
     p.add_argument("--out-dir", type=Path, default=RESULTS)
+    p.add_argument("--redis", action="store_true", help="serve with state in a private Redis")
+    p.add_argument("--hold-p99-ms", type=float, default=50.0)
+    p.add_argument("--overload", type=float, default=0.0, help="factor over the highest rate")
     args = p.parse_args(argv)
     args.rates = [float(r) for r in args.rps_sweep.split(",")] if args.rps_sweep else [args.rps]
     return args
@@ -116,81 +125,26 @@ def live_world(root: Path, now: int) -> LiveWorld:
     return LiveWorld.at(t["users"], t["live_sessions"], t["showcase"], now)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 def get_json(port: int, path: str, timeout: float = 5.0) -> dict:
     with urllib.request.urlopen(f"http://{HOST}:{port}{path}", timeout=timeout) as r:
         return json.loads(r.read())
 
 
-class ServerProcess:
-    """``recsys-serve`` in a child process with its own session (a Ctrl-C reaches us, not it)."""
-
-    def __init__(self, overrides: list[str], log_dir: Path, cpus: set[int] | None = None) -> None:
-        self.port, self.log_path = free_port(), log_dir / "serve.log"
-        given = {o.lstrip("+~").split("=", 1)[0] for o in overrides}
-        defaults = [f"{k}={v}" for k, v in SERVE_DEFAULTS.items() if k not in given]
-        self.args = [*overrides, *defaults, f"host={HOST}", f"port={self.port}"]
-        cmd = [
-            sys.executable,
-            "-m",
-            "recsys.cli.serve",
-            *self.args,
-            f"hydra.run.dir={log_dir / 'hydra'}",
-        ]
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        if cpus:  # before the server starts its threads: they inherit it
-            os.sched_setaffinity(self.proc.pid, cpus)
-
-    def wait_healthy(self, timeout_s: float) -> dict:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"recsys-serve exited with {self.proc.returncode}:\n{self.tail()}"
-                )
-            try:
-                return get_json(self.port, "/healthz", timeout=2.0)
-            except OSError:
-                time.sleep(0.25)
-        raise TimeoutError(f"recsys-serve not healthy after {timeout_s} s:\n{self.tail()}")
-
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the server process (all its threads), from /proc/<pid>/stat."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def memory_mib(self) -> dict:
-        """Current and peak resident memory, from /proc/<pid>/status."""
-        status = Path(f"/proc/{self.proc.pid}/status").read_text().splitlines()
-        kib = {
-            k: int(v.split()[0])
-            for k, _, v in (s.partition(":") for s in status)
-            if k in ("VmRSS", "VmHWM")
-        }
-        return {
-            "rss_mib": round(kib["VmRSS"] / 1024, 1),
-            "peak_rss_mib": round(kib["VmHWM"] / 1024, 1),
-        }
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+def wait_healthy(server: ServerProcess, timeout_s: float, workers: int) -> dict:
+    """/healthz of the server once it answers, all its workers started."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            code = server.proc.returncode
+            raise RuntimeError(f"recsys-serve exited with {code}:\n{server.tail()}")
+        try:
+            health = get_json(server.port, "/healthz", timeout=2.0)
+            if workers == 1 or len(children(server.proc.pid)) >= workers:
+                return health
+        except OSError:
+            pass
+        time.sleep(0.25)
+    raise TimeoutError(f"recsys-serve not healthy after {timeout_s} s:\n{server.tail()}")
 
 
 def load_config(args: argparse.Namespace, rps: float) -> LoadConfig:
@@ -202,16 +156,21 @@ def load_config(args: argparse.Namespace, rps: float) -> LoadConfig:
     )
 
 
-async def timed_run(server: ServerProcess, requests: list[HttpRequest], config: LoadConfig):
-    """One load run and what it cost the server."""
+async def timed_run(
+    server: ServerProcess, requests: list[HttpRequest], config: LoadConfig, redis=None
+):
+    """One load run and what it cost the server (and its Redis, when it has one)."""
     cpu, wall = server.cpu_seconds(), time.monotonic()
+    redis_cpu = redis.cpu_seconds() if redis is not None else 0.0
     result = await run_open_loop(HOST, server.port, requests, config)
     cpu, wall = server.cpu_seconds() - cpu, time.monotonic() - wall
+    redis_cpu = redis.cpu_seconds() - redis_cpu if redis is not None else None
     answered = int(result.status.astype(bool).sum())  # requests the server responded to
     cost = {
         "server_cpu_s": round(cpu, 2),
         "server_cpu_cores": round(cpu / wall, 3),
         "server_cpu_ms_per_answer": round(cpu * 1e3 / max(answered, 1), 3),
+        "redis_cpu_s": None if redis_cpu is None else round(redis_cpu, 2),
         "wall_s": round(wall, 2),
         "load_avg_1m": round(os.getloadavg()[0], 2),
         **server.memory_mib(),
@@ -219,7 +178,9 @@ async def timed_run(server: ServerProcess, requests: list[HttpRequest], config: 
     return result, cost
 
 
-async def measure_rate(server: ServerProcess, mix: RequestMix, args, rps: float, speed: float):
+async def measure_rate(
+    server: ServerProcess, mix: RequestMix, args, rps: float, speed: float, redis=None
+):
     """The /healthz floor, then the request mix, at one rate."""
     config = load_config(args, rps)
     floor_n = max(1, round(rps * args.floor_seconds))
@@ -228,7 +189,7 @@ async def measure_rate(server: ServerProcess, mix: RequestMix, args, rps: float,
     )
     now = get_json(server.port, "/healthz")["now"]
     result, cost = await timed_run(
-        server, mix.requests(round(rps * args.seconds), rps, now, speed), config
+        server, mix.requests(round(rps * args.seconds), rps, now, speed), config, redis
     )
     return {
         "rps": rps,
@@ -243,8 +204,8 @@ async def measure_rate(server: ServerProcess, mix: RequestMix, args, rps: float,
 
 
 async def run_rates(
-    server: ServerProcess, mix: RequestMix, args, speed: float
-) -> tuple[dict, list]:
+    server: ServerProcess, mix: RequestMix, args, speed: float, redis=None
+) -> tuple[dict, list, dict | None]:
     now = get_json(server.port, "/healthz")["now"]
     warm_n = round(args.rates[0] * args.warmup_seconds)
     warm, _ = await timed_run(
@@ -253,9 +214,30 @@ async def run_rates(
     warmup = {"requests": warm_n, "ok": warm.summary()["ok"], "errors": warm.summary()["errors"]}
     rows = []
     for rps in args.rates:
-        rows.append(await measure_rate(server, mix, args, rps, speed))
+        rows.append(await measure_rate(server, mix, args, rps, speed, redis))
         print(markdown_row(rows[-1]), flush=True)
-    return warmup, rows
+    best = highest_holding(rows, args.hold_p99_ms)
+    overload = None
+    if args.overload > 0 and best is not None:
+        rps = round(best * args.overload, 1)
+        overload = await measure_rate(server, mix, args, rps, speed, redis)
+        print(markdown_row(overload), flush=True)
+    return warmup, rows, overload
+
+
+def recommend_p99(row: dict) -> float | None:
+    return row["by_endpoint"]["recommend"]["latency_ms"]["from_schedule"]["p99"]
+
+
+def highest_holding(rows: list[dict], p99_ms: float) -> float | None:
+    """The highest rate whose /recommend p99 stayed within ``p99_ms`` with no errors at all
+    (no request shed either)."""
+    held = [
+        r["rps"]
+        for r in rows
+        if r["errors"]["total"] == 0 and (recommend_p99(r) or float("inf")) <= p99_ms
+    ]
+    return max(held, default=None)
 
 
 def machine() -> dict:
@@ -269,15 +251,36 @@ def machine() -> dict:
 
 def verdict(report: dict) -> str:
     at = [r for r in report["rates"] if r["rps"] == TARGET["rps"]]
+    target = f"p99 <= {TARGET['p99_ms']:g} ms for k=20 at {TARGET['rps']:g} rps with no errors"
     if report["settings"]["k"] != TARGET["k"] or not at:
-        return "Target (p99 <= 20 ms for k=20 at 100 rps, no errors) not measured by this run."
-    r = at[0]
-    p99 = r["by_endpoint"]["recommend"]["latency_ms"]["from_schedule"]["p99"]
-    errors = r["errors"]["total"]
+        return f"Target ({target}) not measured by this run."
+    p99, errors = recommend_p99(at[0]), at[0]["errors"]["total"]
     met = p99 is not None and p99 <= TARGET["p99_ms"] and errors == 0
+    outcome = "MET" if met else "NOT MET"
+    return f"Target {target}: {outcome} (/recommend p99 {p99} ms, {errors} errors)."
+
+
+def overload_text(report: dict) -> str:
+    """The highest rate that held, and what twice (``--overload``) of it did."""
+    hold, best = report["settings"]["hold_p99_ms"], report["highest_holding"]
+    if best is None:
+        return f"No rate of this sweep held /recommend p99 <= {hold:g} ms with no errors."
+    text = (
+        f"Highest rate of this sweep holding /recommend p99 <= {hold:g} ms with no errors: "
+        f"{best:g} rps."
+    )
+    o = report.get("overload")
+    if o is None:
+        return text
+    admitted = o["by_endpoint"]["recommend"]["latency_ms"]["from_schedule"]
+    shed, codes = o["shed_latency_ms"], o["status_codes"]
     return (
-        f"Target p99 <= {TARGET['p99_ms']:g} ms for k=20 at 100 rps with no errors: "
-        f"{'MET' if met else 'NOT MET'} (/recommend p99 {p99} ms, {errors} errors)."
+        f"{text}\n\nOverload at {o['rps']:g} rps ({o['requests']} requests): {o['ok']} answered, "
+        f"status codes {codes}, {o['errors']['timeout']} timeouts, "
+        f"{o['errors']['connection']} connection errors, {o['errors']['dropped']} dropped by the "
+        f"client; admitted /recommend p50 {_ms(admitted['p50'])} / p99 {_ms(admitted['p99'])} ms; "
+        f"429 answers p50 {_ms(shed['from_send']['p50'])} / p99 {_ms(shed['from_send']['p99'])} "
+        f"ms from send ({_ms(shed['from_schedule']['p99'])} ms p99 from schedule)."
     )
 
 
@@ -292,10 +295,12 @@ def markdown_row(r: dict) -> str:
     cells = [
         f"{r['rps']:g}", r["requests"], r["achieved_rps"],
         f"{e['total']} ({e['status']}/{e['timeout']}/{e['connection']}/{e['dropped']})",
+        r["status_codes"].get("429", 0),
         *(_ms(sched[q]) for q in ("p50", "p90", "p99", "max")),
         f"{_ms(sent['p50'])} / {_ms(sent['p99'])}", _ms(rec["p99"]),
         f"{_ms(floor['p50'])} / {_ms(floor['p99'])}",
-        r["server_cpu_cores"], r["server_cpu_ms_per_answer"], r["peak_rss_mib"],
+        r["server_cpu_cores"], r["server_cpu_ms_per_answer"],
+        f"{r['rss_mib']} / {r.get('pss_mib', '-')}",
     ]  # fmt: skip
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
@@ -303,9 +308,9 @@ def markdown_row(r: dict) -> str:
 def markdown(report: dict) -> str:
     s, m = report["settings"], report["machine"]
     head = (
-        "| rps | requests | achieved rps | errors (status/timeout/conn/dropped) | p50 | p90 | p99 "
-        "| max | from send p50 / p99 | /recommend p99 | /healthz floor p50 / p99 | server CPU "
-        "cores | server CPU ms/answer | server peak RSS MiB |"
+        "| rps | requests | achieved rps | errors (status/timeout/conn/dropped) | of them 429 "
+        "| p50 | p90 | p99 | max | from send p50 / p99 | /recommend p99 | /healthz floor p50 / p99 "
+        "| server CPU cores | server CPU ms/answer | server RSS / PSS MiB |"
     )
     return "\n".join(
         [
@@ -321,9 +326,11 @@ def markdown(report: dict) -> str:
             ),
             "Latencies in ms from each request's scheduled send time (open loop), all requests.\n",
             head,
-            "|---:" * 2 + "|---:" * 12 + "|",
+            "|---:" * 2 + "|---:" * 13 + "|",
             *(markdown_row(r) for r in report["rates"]),
+            *([markdown_row(report["overload"])] if report.get("overload") else []),
             f"\n{report['verdict']}\n",
+            overload_text(report) + "\n",
         ]
     )
 
@@ -364,19 +371,27 @@ def benchmark(args, argv: list[str], log_dir: Path) -> dict:
     started = time.monotonic()
     root = world_root(cfg.world)
     server_cpus = pin_cpus(args.server_cpus)
-    server = ServerProcess(list(args.serve_arg), log_dir, server_cpus)
+    redis = RedisProcess(log_dir, server_cpus) if args.redis else None
+    overrides = list(args.serve_arg)
+    if redis is not None:
+        overrides += ["state.backend=redis", f"state.redis_url={redis.url}"]
+    server = ServerProcess(overrides, SERVE_DEFAULTS, log_dir, server_cpus)
     try:
-        health = server.wait_healthy(args.start_timeout_s)
+        health = wait_healthy(server, args.start_timeout_s, int(cfg.workers))
         startup_s = round(time.monotonic() - started, 1)
         speed = 1.0 if cfg.clock.start == "wall" else float(cfg.clock.speed)
         mix = RequestMix(live_world(root, int(health["now"])), mix_config(args))
-        warmup, rates = asyncio.run(run_rates(server, mix, args, speed))
+        warmup, rates, overload = asyncio.run(run_rates(server, mix, args, speed, redis))
         health_end = get_json(server.port, "/healthz")
     finally:
         server.stop()
+        if redis is not None:
+            redis.stop()
     report = {
         "command": recorded_command(argv),
-        "serve_overrides": [redact(a) for a in server.args if not a.startswith("port=")],
+        "serve_overrides": [
+            redact(a) for a in server.args if not a.startswith(("port=", "state.redis_url="))
+        ],
         "settings": {k: v for k, v in vars(args).items() if k not in ("out_dir", "serve_arg")},
         "machine": machine(),
         "load_before": load_before,
@@ -386,6 +401,8 @@ def benchmark(args, argv: list[str], log_dir: Path) -> dict:
         "health_end": health_end,
         "warmup": warmup,
         "rates": rates,
+        "highest_holding": highest_holding(rates, args.hold_p99_ms),
+        "overload": overload,
     }
     report["verdict"] = verdict(report)
     return report

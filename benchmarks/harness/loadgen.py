@@ -73,6 +73,7 @@ class LoadResult:
         """Counts, rates and latency percentiles, of all requests or of one label's."""
         rows = np.ones(len(self.labels), bool) if label is None else self.labels == label
         outcome, ok = self.outcome[rows], self.outcome[rows] == "ok"
+        shed = self.status[rows] == 429
         sent, done = self.sent[rows], self.done[rows]
         errors = {name: int(np.count_nonzero(outcome == name)) for name in ERRORS}
         codes, counts = np.unique(self.status[rows][outcome == "status"], return_counts=True)
@@ -87,6 +88,11 @@ class LoadResult:
             "latency_ms": {
                 "from_schedule": latency_stats(done[ok] - self.scheduled[rows][ok]),
                 "from_send": latency_stats(done[ok] - sent[ok]),
+            },
+            # Requests the server shed (429): how fast the refusal came back.
+            "shed_latency_ms": {
+                "from_schedule": latency_stats(done[shed] - self.scheduled[rows][shed]),
+                "from_send": latency_stats(done[shed] - sent[shed]),
             },
             "send_lag_ms": latency_stats(sent - self.scheduled[rows]),
         }
