@@ -77,7 +77,8 @@ def test_pseudonymised_ingest_changes_only_user_ids(example_raw, tiny_world_dir,
     before, after = load_tables(tiny_world_dir), load_tables(tmp_path / "world")
     for name in ("users", "events"):
         expected = before.table(name).assign(
-            user_id=pseudonymise(before.table(name)["user_id"].to_numpy(), "shop-secret"))
+            user_id=pseudonymise(before.table(name)["user_id"].to_numpy(), "shop-secret")
+        )
         pd.testing.assert_frame_equal(expected, after.table(name), obj=name)
     text = b"".join(p.read_bytes() for p in (tmp_path / "world").rglob("*.parquet"))
     assert str(int(before.users["user_id"].iloc[0])).encode() not in text
@@ -163,7 +164,8 @@ def test_appending_days_grows_vocabularies_and_keeps_old_codes(tiny_world_dir, t
         .to_parquet(first / "users.parquet")  # fmt: skip
     events = tables.events
     events[(events["ts"] < cut) & ~events["user_id"].isin(withheld)].to_parquet(
-        first / "events.parquet")
+        first / "events.parquet"
+    )
     second = tmp_path / "day2"
     export_world(tiny_world_dir, second, format="parquet")
     events[events["ts"] >= cut].to_parquet(second / "events.parquet")
