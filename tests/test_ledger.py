@@ -162,6 +162,26 @@ def test_bad_inputs_are_refused_by_name(logs, tmp_path):
         Ledger(logs)
 
 
+def test_units_are_built_day_by_day_and_every_card_needs_its_truth(logs):
+    """A day some tables did not log still counts (day 1 without slates: only its room
+    purchase and refund); a card without its truth row is refused naming its day's part."""
+    for table in ("requests", "impressions", "truth/impressions"):
+        (logs / table / "part-00001.parquet").unlink()
+    with Ledger(logs) as ledger:
+        d = ledger.daily().set_index("day")
+    assert d.loc[1, ["viewers", "impressions", "orders", "gmv", "refunds"]].tolist() == [
+        0, 0, 1, 40.0, 50.0]  # fmt: skip
+    assert d.loc[0, ["impressions", "new_buyers"]].tolist() == [5, 3]
+    truth = logs / "truth" / "impressions" / "part-00000.parquet"
+    pd.read_parquet(truth).iloc[1:].to_parquet(truth, index=False)
+    with Ledger(logs) as ledger:
+        with pytest.raises(ValueError, match=r"part-00000\.parquet: no row for 1 impression"):
+            ledger.daily()
+    (logs / "events" / "part-x.parquet").write_bytes(truth.read_bytes())
+    with pytest.raises(ValueError, match=r"part-x\.parquet: not named part-<day>\.parquet"):
+        Ledger(logs)
+
+
 def test_ltv_summary_by_hand(logs):
     """Hourly periods: user 1 buys in hours 0 and 24 (one repeat, 40 paid), user 2 and 5 once
     in hour 0; the log ends in hour 24."""

@@ -3,7 +3,9 @@
 Everything is computed in DuckDB. First a table of *units*, one row per (day, user) that did
 anything the KPIs count that day: requested a slate (a *viewer*), saw cards, bought, was
 refunded or was sent a message. Its columns are that user's totals of the day, so the table is
-bounded by users x days whatever the size of the logs. The KPIs are sums over units:
+bounded by users x days whatever the size of the logs; it is built a day at a time from that
+day's parts (``day_units_sql``), so building it holds one day of logs. The KPIs are sums over
+units:
 
 - ``viewers`` distinct users with a request; ``requests``; ``impressions`` cards shown;
   ``clicks``; ``slate_orders`` cards bought from (purchases that came from a slate);
@@ -72,55 +74,74 @@ UNIT_COLUMNS = ("day", "user_id", "viewer", *COUNTS, *AMOUNTS)
 
 NZ_MACRO = "CREATE OR REPLACE MACRO nz(x) AS coalesce(CASE WHEN isnan(x) THEN 0 ELSE x END, 0)"
 
+# One day's parts of the units, each reading only that day's files: DuckDB prunes the parts by
+# the day in their names, so a day's working set is one day of logs however long the run.
 _PARTS = """
-req AS (SELECT day, user_id, count(*) AS requests FROM requests GROUP BY day, user_id),
+req AS (SELECT user_id, count(*) AS requests FROM requests WHERE day = {day} GROUP BY user_id),
 imp AS (
-    SELECT i.day, i.user_id, count(*) AS impressions,
+    SELECT i.user_id, count(*) AS impressions,
            count(*) FILTER (WHERE i.click) AS clicks,
            count(*) FILTER (WHERE i.purchase) AS slate_orders,
            sum(CASE WHEN i.purchase THEN i.amount + nz(i.coupon_value) ELSE 0 END) AS slate_gmv,
-           sum(t.p_click * t.p_buy * t.price) AS true_gmv
-    FROM impressions i
-    LEFT JOIN truth_impressions t ON t.day = i.day AND t.request_id = i.request_id
-        AND t.position = i.position
-    GROUP BY i.day, i.user_id),
+           sum(t.p_click * t.p_buy * t.price) AS true_gmv,
+           count(*) FILTER (WHERE t.request_id IS NULL) AS orphans
+    FROM (SELECT * FROM impressions WHERE day = {day}) i
+    LEFT JOIN (SELECT * FROM truth_impressions WHERE day = {day}) t
+        ON t.request_id = i.request_id AND t.position = i.position
+    GROUP BY i.user_id),
 ev AS (
-    SELECT day, user_id,
+    SELECT user_id,
            count(*) FILTER (WHERE event_type = 'purchase') AS orders,
            coalesce(sum(amount + nz(coupon_value)) FILTER (WHERE event_type = 'purchase'), 0)
                AS gmv,
            coalesce(sum(amount) FILTER (WHERE event_type = 'purchase'), 0) AS paid,
            coalesce(sum(amount) FILTER (WHERE event_type = 'refund'), 0) AS refunds
-    FROM events WHERE event_type IN ('purchase', 'refund') GROUP BY day, user_id),
-first_buy AS (
-    SELECT min(day) AS day, user_id, 1 AS new_buyers
-    FROM events WHERE event_type = 'purchase' GROUP BY user_id),
+    FROM events WHERE day = {day} AND event_type IN ('purchase', 'refund') GROUP BY user_id),
 """
-_REDEEMED = """red AS (SELECT day, user_id, sum(nz(face_value)) AS coupon_cost
-    FROM coupon_redemptions GROUP BY ALL)"""
-_REDEEMED_ON_SLATES = """red AS (SELECT day, user_id, sum(nz(coupon_value)) AS coupon_cost
-    FROM impressions WHERE purchase AND grant_id >= 0 GROUP BY ALL)"""
-_MESSAGES = "msg AS (SELECT day, user_id, sum(nz(cost)) AS message_cost FROM messages GROUP BY ALL)"
-_NO_MESSAGES = "msg AS (SELECT 0 AS day, 0::BIGINT AS user_id, 0.0 AS message_cost WHERE false)"
+_REDEEMED = """red AS (SELECT user_id, sum(nz(face_value)) AS coupon_cost
+    FROM coupon_redemptions WHERE day = {day} GROUP BY user_id)"""
+_REDEEMED_ON_SLATES = """red AS (SELECT user_id, sum(nz(coupon_value)) AS coupon_cost
+    FROM impressions WHERE day = {day} AND purchase AND grant_id >= 0 GROUP BY user_id)"""
+_MESSAGES = """msg AS (SELECT user_id, sum(nz(cost)) AS message_cost
+    FROM messages WHERE day = {day} GROUP BY user_id)"""
+_NO_MESSAGES = "msg AS (SELECT 0::BIGINT AS user_id, 0.0 AS message_cost WHERE false)"
+_DAY_COLUMNS = tuple(c for c in (*COUNTS, *AMOUNTS) if c not in ("new_buyers", "marketing_cost"))
 
 
-def units_sql(has_messages: bool, has_redemptions: bool = True) -> str:
-    """The statement that builds the temporary ``units`` table (one row per day and user);
-    without a ``coupon_redemptions`` table, coupons count where slates redeemed them."""
-    parts = ("req", "imp", "ev", "first_buy", "red", "msg")
-    keys = " UNION ".join(f"SELECT day, user_id FROM {p}" for p in parts)
-    joins = " ".join(f"LEFT JOIN {p} USING (day, user_id)" for p in parts)
+def day_units_sql(day: int, has_messages: bool, has_redemptions: bool = True) -> str:
+    """A query of day ``day``'s units (``new_buyers`` aside: it needs every day, see
+    ``units_sql``), with ``orphans``: the cards without a ``truth/impressions`` row. Without a
+    ``coupon_redemptions`` table, coupons count where slates redeemed them."""
+    parts = ("req", "imp", "ev", "red", "msg")
+    keys = " UNION ".join(f"SELECT user_id FROM {p}" for p in parts)
+    joins = " ".join(f"LEFT JOIN {p} USING (user_id)" for p in parts)
+    columns = ", ".join(f"coalesce({c}, 0) AS {c}" for c in (*_DAY_COLUMNS, "orphans"))
+    ctes = (_PARTS + (_REDEEMED if has_redemptions else _REDEEMED_ON_SLATES) + ",\n"
+            + (_MESSAGES if has_messages else _NO_MESSAGES)).format(day=int(day))  # fmt: skip
+    return f"""
+        WITH {ctes},
+        keys AS ({keys})
+        SELECT {int(day)} AS day, user_id, req.requests IS NOT NULL AS viewer, {columns},
+               coalesce(coupon_cost, 0) + coalesce(message_cost, 0) AS marketing_cost
+        FROM keys {joins}
+    """
+
+
+def units_sql(days_table: str) -> str:
+    """The statement that builds the temporary ``units`` table (one row per day and user) from
+    ``days_table`` (the days' units, ``day_units_sql``) and each buyer's first purchase day
+    (a day on which the buyer has a unit: their orders that day)."""
     columns = ", ".join(
-        f"coalesce({c}, 0) AS {c}" for c in (*COUNTS, *AMOUNTS) if c != "marketing_cost"
+        "(f.user_id IS NOT NULL)::BIGINT AS new_buyers" if c == "new_buyers" else f"d.{c}"
+        for c in (*COUNTS, *AMOUNTS)
     )
     return f"""
         CREATE OR REPLACE TEMP TABLE units AS
-        WITH {_PARTS} {_REDEEMED if has_redemptions else _REDEEMED_ON_SLATES},
-        {_MESSAGES if has_messages else _NO_MESSAGES},
-        keys AS ({keys})
-        SELECT day, user_id, req.requests IS NOT NULL AS viewer, {columns},
-               coalesce(coupon_cost, 0) + coalesce(message_cost, 0) AS marketing_cost
-        FROM keys {joins}
+        WITH first_buy AS (
+            SELECT user_id, min(day) AS day FROM events WHERE event_type = 'purchase'
+            GROUP BY user_id)
+        SELECT d.day, d.user_id, d.viewer, {columns}
+        FROM {days_table} d LEFT JOIN first_buy f ON f.day = d.day AND f.user_id = d.user_id
     """
 
 

@@ -2,12 +2,15 @@
 
 The logs are read where they lie, through views over ``<table>/part-*.parquet`` globs (the day
 is the number in each part's name), so memory is DuckDB's, bounded by ``memory_limit`` (it
-spills to ``temp_directory`` past it); only the small answers (a row per day and group, a row
-per buyer for LTV) come back to pandas.
+spills to ``temp_directory`` past it). The per-user table of each day is built from that day's
+parts alone (DuckDB skips the other files), so the working set is one day of logs, not the
+run: the card-to-truth join never spills however many days are logged. Only the small answers
+(a row per day and group, a row per buyer for LTV) come back to pandas.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import duckdb
@@ -30,6 +33,9 @@ REQUIRED = {
 OPTIONAL = {"messages": ("user_id", "cost"), "coupon_redemptions": ("user_id", "face_value")}
 
 
+PART = re.compile(r"part-(\d+)\.parquet")
+
+
 def _quote(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
@@ -47,7 +53,7 @@ class Ledger:
         threads: int = 1,
         temp_directory: str | Path | None = None,
     ) -> None:
-        self.folder = Path(folder)
+        self.folder, self.days = Path(folder), set()
         if not self.folder.is_dir():
             raise FileNotFoundError(f"ledger: {self.folder}: no such run folder")
         config = {"memory_limit": memory_limit, "threads": threads,
@@ -60,7 +66,6 @@ class Ledger:
             self._view(table, fields)
         present = {t: self._view(t, f, optional=True) for t, f in OPTIONAL.items()}
         self.has_messages, self.has_redemptions = present["messages"], present["coupon_redemptions"]
-        self._check_truth()
         self._units = False
 
     def close(self) -> None:
@@ -84,9 +89,12 @@ class Ledger:
         if not parts:
             raise FileNotFoundError(f"ledger: table {table!r}: no part-*.parquet in {folder}")
         for part in parts:  # footers only: a part without a field would read as NULLs
+            if not PART.fullmatch(part.name):
+                raise ValueError(f"ledger: table {table!r}: {part}: not named part-<day>.parquet")
             missing = [f for f in fields if f not in pq.read_schema(part).names]
             if missing:
                 raise ValueError(f"ledger: table {table!r}: {part}: missing field(s) {missing}")
+            self.days.add(int(PART.fullmatch(part.name).group(1)))
         name, glob = table.replace("/", "_"), _quote(folder / "part-*.parquet")
         self.con.execute(f"""
             CREATE OR REPLACE VIEW {name} AS
@@ -111,16 +119,6 @@ class Ledger:
         ).fetchall()
         if twice:
             raise ValueError(f"ledger: {where}: user_id(s) named twice: {[r[0] for r in twice]}")
-
-    def _check_truth(self) -> None:
-        """Every card needs its truth row, or the true GMV would be silently short."""
-        (orphans,) = self.con.execute("""
-            SELECT count(*) FROM impressions i ANTI JOIN truth_impressions t
-            ON t.day = i.day AND t.request_id = i.request_id AND t.position = i.position
-        """).fetchone()  # fmt: skip
-        if orphans:
-            where = self.folder / "truth/impressions"
-            raise ValueError(f"ledger: {where}: no row for {orphans} impression(s)")
 
     def _use_arms(self, arms: pd.DataFrame | str | Path) -> None:
         """Register the caller's user -> arm mapping (a frame or a Parquet file) as ``arms``."""
@@ -158,10 +156,30 @@ class Ledger:
     # -- answers -------------------------------------------------------------------------------
 
     def _build_units(self) -> None:
-        """Build the per (day, user) table once (in DuckDB; see ``kpis.units_sql``)."""
-        if not self._units:
-            self.con.execute(kpis.units_sql(self.has_messages, self.has_redemptions))
-            self._units = True
+        """Build the per (day, user) table once, a day at a time (``kpis.day_units_sql``)."""
+        if self._units:
+            return
+        for i, day in enumerate(sorted(self.days)):
+            query = kpis.day_units_sql(day, self.has_messages, self.has_redemptions)
+            self.con.execute(("CREATE OR REPLACE TEMP TABLE day_units AS " if i == 0
+                              else "INSERT INTO day_units ") + query)  # fmt: skip
+        self._check_truth()
+        self.con.execute(kpis.units_sql("day_units"))
+        self.con.execute("DROP TABLE day_units")
+        self._units = True
+
+    def _check_truth(self) -> None:
+        """Every card needs its truth row, or the true GMV would be silently short."""
+        bad = self.con.execute("""
+            SELECT day, sum(orphans)::BIGINT FROM day_units GROUP BY day
+            HAVING sum(orphans) > 0 ORDER BY day
+        """).fetchall()  # fmt: skip
+        if bad:
+            where = self.folder / "truth/impressions" / f"part-{bad[0][0]:05d}.parquet"
+            raise ValueError(
+                f"ledger: {where}: no row for {bad[0][1]} impression(s) of its day"
+                f" ({sum(n for _, n in bad)} on {len(bad)} day(s) in all)"
+            )
 
     def daily(
         self, arms: pd.DataFrame | str | Path | None = None, segment: str | None = None
