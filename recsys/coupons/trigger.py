@@ -1,0 +1,108 @@
+"""The real-time trigger: a limited-time coupon for the product a viewer hesitates over.
+
+A viewer hesitates when they clicked or carted a product in a live room and have not bought it
+within ``wait_s``. Then the day's model and dual price decide: the product tier's predicted
+incremental GMV for this viewer minus ``lam`` times its predicted cost must be positive and
+clear the ROI floor, the coupon must be worth less than the product's price, the product must
+still be on sale, and the day's budget must hold the cost. Every answer carries a reason code;
+a refusal is an answer, never silence:
+
+``granted`` | ``unknown_user`` | ``no_hesitation`` | ``still_deciding`` | ``bought`` |
+``already_granted`` | ``not_on_sale`` | ``coupon_exceeds_price`` | ``below_price_of_a_yuan`` |
+``below_roi_floor`` | ``budget_spent``.
+
+The trigger keeps per viewer only the last hesitation (product, time); events arrive through
+``observe`` (the service feeds it every accepted posted event).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from recsys.coupons.policy import CouponModel
+
+HESITATION_EVENTS = ("click", "cart")
+
+
+@dataclass(frozen=True)
+class CouponDecision:
+    user_id: int
+    grant: bool
+    reason: str
+    tier: str | None = None
+    product_id: int | None = None
+    face_value: float | None = None
+    expires_ts: int | None = None
+    expected_gmv: float | None = None
+    expected_cost: float | None = None
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class HesitationTrigger:
+    """Decides limited-time product coupons; ``price_of(product, now)`` is the product's price
+    if it is on a live shelf at ``now``, else None."""
+
+    model: CouponModel
+    tier: str  # the catalogue's limited-time product tier
+    lam: float  # the day's dual price of a yuan
+    budget: float  # the day's budget for triggered coupons
+    price_of: Callable[[int, int], float | None]
+    wait_s: int = 300
+    roi_floor: float = 1.0
+    spent: float = 0.0
+    last: dict[int, tuple[int, int, str]] = field(default_factory=dict)  # user: product, ts, kind
+    granted: set[tuple[int, int]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.column = self.model.catalogue.index(self.tier)
+        t = self.model.catalogue.tiers[self.column]
+        if t.scope != "product":
+            raise ValueError(f"hesitation trigger: tier {self.tier!r} has scope {t.scope!r}, "
+                             f"a product tier is needed")  # fmt: skip
+        if not self.budget > 0 or self.lam < 0 or self.wait_s < 0:
+            raise ValueError(f"hesitation trigger: budget must be > 0, lam and wait_s >= 0; "
+                             f"got {self.budget}, {self.lam}, {self.wait_s}")  # fmt: skip
+
+    def observe(self, user_id: int, event_type: str, ts: int, product_id: int) -> None:
+        if event_type in HESITATION_EVENTS and product_id >= 0:
+            self.last[user_id] = (product_id, ts, event_type)
+        elif event_type == "purchase" and self.last.get(user_id, (-1,))[0] == product_id:
+            self.last[user_id] = (product_id, ts, "purchase")
+
+    def decide(self, user_id: int, now: int) -> CouponDecision:
+        tier = self.model.catalogue.tiers[self.column]
+        value, cost, known = self.model.predict([user_id])
+        if not known[0]:
+            return CouponDecision(user_id, False, "unknown_user")
+        if user_id not in self.last:
+            return CouponDecision(user_id, False, "no_hesitation")
+        product, ts, kind = self.last[user_id]
+        refusal = self._refusal(user_id, product, ts, kind, now)
+        if refusal:
+            return CouponDecision(user_id, False, refusal, product_id=product)
+        v, c = float(value[0, self.column]), float(cost[0, self.column])
+        price = self.price_of(product, now)
+        reason = ("not_on_sale" if price is None else
+                  "coupon_exceeds_price" if tier.face_value >= price else
+                  "below_price_of_a_yuan" if v - self.lam * c <= 0 else
+                  "below_roi_floor" if v < self.roi_floor * c else
+                  "budget_spent" if self.spent + c > self.budget else "")  # fmt: skip
+        if reason:
+            return CouponDecision(user_id, False, reason, product_id=product)
+        self.spent += c
+        self.granted.add((user_id, product))
+        return CouponDecision(user_id, True, "granted", tier.name, product, tier.face_value,
+                              now + tier.validity_s, v, c)  # fmt: skip
+
+    def _refusal(self, user_id: int, product: int, ts: int, kind: str, now: int) -> str:
+        if kind == "purchase":
+            return "bought"
+        if now - ts < self.wait_s:
+            return "still_deciding"
+        if (user_id, product) in self.granted:
+            return "already_granted"
+        return ""
