@@ -201,3 +201,12 @@ def test_a_worker_killed_under_load_loses_no_acknowledged_event(two_workers, tin
     for _ in range(20):
         pids.add(_get(port, "/healthz")["worker_pid"])
     assert pids <= _children(server.pid)
+
+
+def test_several_workers_need_shared_state(tiny_world_dir):
+    from recsys.cli.serve import build_app
+    from tests.conftest import compose_config
+
+    cfg = compose_config("serve", [f"world.data_dir={tiny_world_dir}", "workers=2"])
+    with pytest.raises(ValueError, match="workers=2 need state shared between them"):
+        build_app(cfg)

@@ -81,6 +81,7 @@ def build_app(cfg: DictConfig):
     from recsys.serving import create_app
     from recsys.serving.admission import AdmissionConfig
 
+    _check_state(cfg)
     threads = int(cfg.threads)
     limit_threads(threads)
     session = SessionConfig(**_section(cfg, "session"))
@@ -95,26 +96,43 @@ def build_app(cfg: DictConfig):
     gc.collect()
     gc.freeze()
     # OpenMP thread counts are per thread: the worker sets its own.
-    return create_app(
+    app = create_app(
         service,
         clock=clock,
         checker=checker,
         admission=AdmissionConfig(**_section(cfg, "admission")),
         worker_init=partial(limit_threads, threads),
     )
+    return _coupons(cfg, app) if cfg.get("coupons") and cfg.coupons.model else app
+
+
+def _coupons(cfg: DictConfig, app):
+    """``GET /coupon``: the hesitation trigger of a recsys-coupons run beside the service."""
+    from recsys.coupons.service import attach_coupons, load_trigger
+
+    if int(cfg.workers) > 1:
+        raise ValueError("serve: coupons.model keeps hesitations in one process: workers=1")
+    c = cfg.coupons
+    trigger = load_trigger(c.model, _tables(cfg.world), tier=str(c.tier), budget=float(c.budget),
+                           wait_s=int(c.wait_s), roi_floor=float(c.roi_floor))  # fmt: skip
+    return attach_coupons(app, trigger)
+
+
+def _check_state(cfg: DictConfig) -> None:
+    """Refuse, before loading anything, workers that could not share state."""
+    backend, workers = cfg.state.backend, int(cfg.workers)
+    if backend not in ("memory", "redis"):
+        raise ValueError(f"serve: state.backend={backend!r}: expected memory or redis")
+    if workers < 1 or (backend == "memory" and workers > 1):
+        raise ValueError(
+            f"serve: workers={workers} need state shared between them: state.backend=redis"
+        )
 
 
 def _shared_state(cfg: DictConfig, service):
     """The service whose live state several workers share (``state.backend=redis``)."""
-    backend, workers = cfg.state.backend, int(cfg.workers)
-    if backend == "memory":
-        if workers > 1:
-            raise ValueError(
-                f"serve: workers={workers} need state shared between them: state.backend=redis"
-            )
+    if cfg.state.backend == "memory":
         return service
-    if backend != "redis":
-        raise ValueError(f"serve: state.backend={backend!r}: expected memory or redis")
     # Only a Redis-backed service needs the client library.
     from recsys.serving.redis_log import RedisEventLog
     from recsys.serving.state import SharedStateService
