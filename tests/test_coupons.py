@@ -313,3 +313,48 @@ def test_the_coupon_endpoint_reads_posted_events(tiny_world):
     answer = client.get("/coupon", params={"user": known}).json()
     assert answer["grant"] and answer["reason"] == "granted" and answer["product_id"] == 1
     assert client.get("/coupon", params={"user": -1}).status_code == 422
+
+
+# -- recsys-coupons --------------------------------------------------------------------------
+
+
+def test_recsys_coupons_runs_on_the_tiny_world(tmp_path, tiny_world_dir):
+    """The shipped config composes into a typed config, the study runs end to end, and
+    recsys-serve answers /coupon with its model."""
+    from hydra import compose, initialize_config_module
+
+    from recsys.cli import coupons, serve
+
+    overrides = ["world.preset=tiny", "world.history_days=1", "world.grant_days=2",
+                 "world.slates=random", f"out_dir={tmp_path}"]  # fmt: skip
+    with initialize_config_module(version_base="1.3", config_module="recsys.conf"):
+        cfg = compose(config_name="coupons", overrides=overrides)
+    record = coupons.run(cfg)
+    assert {"coupons.json", "coupons.md", "coupon_model.pkl"} <= {
+        p.name for p in tmp_path.iterdir()
+    }
+    for name in ("learned", "rule", "oracle", "random", "blanket"):
+        value = record["policy_value"][name]
+        assert value["true_spend"] >= 0 and np.isfinite(value["incremental_gmv"])
+    assert (
+        record["policy_value"]["oracle"]["true_spend"] <= record["policy_value"]["oracle"]["budget"]
+    )
+    with initialize_config_module(version_base="1.3", config_module="recsys.conf"):
+        serve_cfg = compose(config_name="serve", overrides=[
+            f"coupons.model={tmp_path / 'coupon_model.pkl'}",
+            f"world.cache_dir={tiny_world_dir.parent}"])  # fmt: skip
+    client = TestClient(serve.build_app(serve_cfg))
+    assert client.get("/coupon", params={"user": 1}).json()["grant"] is False
+    bad = compose_bad_tier(cfg)
+    with pytest.raises(
+        ValueError, match=r"coupons.yaml tiers\[0\] \(member_5\): field 'threshold'"
+    ):
+        coupons.config_of(bad)
+
+
+def compose_bad_tier(cfg):
+    from omegaconf import OmegaConf
+
+    bad = OmegaConf.to_container(cfg, resolve=False)
+    bad["tiers"][0]["threshold"] = 2.0
+    return OmegaConf.create(bad)

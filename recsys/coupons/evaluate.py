@@ -37,7 +37,8 @@ from recsys.coupons.study import GrantData
 from recsys.coupons.uplift import fit_uplift
 from recsys.market.coupons import CouponCatalogue
 
-POLICIES = ("learned", "rule", "oracle", "random", "blanket")
+POLICIES = ("learned", "rule", "oracle_expected", "oracle", "random", "blanket")
+OTHERS = POLICIES[1:]
 
 
 def split_viewers(user_ids: np.ndarray, held_out: float, seed: int) -> np.ndarray:
@@ -67,17 +68,26 @@ def tier_cost(data: GrantData, k: int) -> np.ndarray:
 def ranking_quality(model: CouponModel, test: GrantData) -> dict:
     value, _, _ = model.predict(test.rows["user_id"].to_numpy())
     arm, gmv = test.rows["arm"].to_numpy(), test.rows["gmv"].to_numpy()
+    expected_gmv, _ = test.expected()
     out = {}
     for j, tier in enumerate(model.catalogue.tiers):
         rows = test.offered[:, j] & ((arm == j) | (arm == NO_COUPON))
         q = qini_auuc(value[rows, j], arm[rows] == j, gmv[rows], test.true_gmv[rows, j])
         on = test.offered[:, j]
-        out[tier.name] = q | {
-            "truth_auuc": truth_auuc(value[on, j], test.true_gmv[on, j]),
-            **correlations(value[on, j], test.true_gmv[on, j]),
-            "mean_true_gmv": float(test.true_gmv[on, j].mean()),
-            "mean_predicted_gmv": float(value[on, j].mean()),
-        }
+        first = on & ~test.rows["user_id"].duplicated().to_numpy()  # one row per viewer
+        expected = {f"{k}_expected": v for k, v in
+                    correlations(value[first, j], expected_gmv[first, j]).items()}  # fmt: skip
+        out[tier.name] = (
+            q
+            | expected
+            | {
+                "truth_auuc": truth_auuc(value[on, j], test.true_gmv[on, j]),
+                "truth_auuc_expected": truth_auuc(value[first, j], expected_gmv[first, j]),
+                **correlations(value[on, j], test.true_gmv[on, j]),
+                "mean_true_gmv": float(test.true_gmv[on, j].mean()),
+                "mean_predicted_gmv": float(value[on, j].mean()),
+            }
+        )
     return out
 
 
@@ -99,6 +109,8 @@ def _choices(model: CouponModel, test: GrantData, rows: np.ndarray, b: Budgeting
     offered_known = offered & known[:, None]
     learned = allocate(value, cost, budget, offered_known, b.rules).choice
     oracle = allocate(test.true_gmv[rows], test.true_cost[rows], budget, offered, b.rules).choice
+    gmv, cost = test.expected()
+    expected = allocate(gmv[rows], cost[rows], budget, offered, b.rules).choice
 
     def cut(choice, priority, seed):
         c = np.where(choice >= 0, tier_cost_[np.maximum(choice, 0)], 0.0)
@@ -109,7 +121,8 @@ def _choices(model: CouponModel, test: GrantData, rows: np.ndarray, b: Budgeting
     flat = np.zeros(len(users), dtype=np.int64)
     blanket = blanket_choice(offered, model.catalogue.index(b.blanket_tier))
     return {"learned": learned, "rule": cut(rule, priority, b.seed),
-            "oracle": oracle, "random": cut(random_choice(offered, b.seed), flat, b.seed + 1),
+            "oracle": oracle, "oracle_expected": expected,
+            "random": cut(random_choice(offered, b.seed), flat, b.seed + 1),
             "blanket": cut(blanket, flat, b.seed + 2)}  # fmt: skip
 
 
@@ -140,7 +153,7 @@ def policy_values(model: CouponModel, test: GrantData, b: Budgeting, tier_cost_)
                "incremental_gmv": float(gained[p].sum()), "true_spend": float(spent[p].sum()),
                "budget": budget, "grants": int((spent[p] > 0).sum())}
            for p in POLICIES}  # fmt: skip
-    for other in ("rule", "oracle", "random", "blanket"):
+    for other in OTHERS:
         out[f"learned_over_{other}"] = ratio_of_ratios(*per["learned"], *per[other], seed=b.seed)
     return out
 

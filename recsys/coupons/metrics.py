@@ -61,7 +61,11 @@ def truth_auuc(score, true_effect) -> float:
 
 
 def correlations(pred, truth) -> dict:
+    """Pearson and Spearman correlation (NaN where either side is constant: a tier that never
+    matters has no ranking to judge)."""
     pred, truth = np.asarray(pred, float), np.asarray(truth, float)
+    if len(pred) < 2 or np.ptp(pred) == 0 or np.ptp(truth) == 0:
+        return {"pearson": float("nan"), "spearman": float("nan")}
     return {"pearson": float(stats.pearsonr(pred, truth)[0]),
             "spearman": float(stats.spearmanr(pred, truth)[0])}  # fmt: skip
 

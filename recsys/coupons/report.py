@@ -3,8 +3,8 @@
 ``run_coupons``: randomised grants in the market (``study.collect``), uplift models fitted on
 the training viewers, then on the held-out viewers: ranking quality against the truth, the
 policy value of each allocation at one budget, and a paced day. Writes ``coupons.json``,
-``coupons.md`` and ``coupon_model.pkl`` (what the service's real-time trigger loads) into
-``out_dir`` and returns the record.
+``coupons.md``, ``coupon_model.pkl`` (what the service's real-time trigger loads) and
+``grant_data.pkl`` (the uplift data) into ``out_dir`` and returns the record.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 
 from recsys.coupons.allocate import AllocationRules
 from recsys.coupons.evaluate import (
+    OTHERS,
     POLICIES,
     Budgeting,
     fit_models,
@@ -66,6 +67,8 @@ def run_coupons(config: CouponsConfig, out_dir: str | Path) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     market, data = collect(config.world, config.catalogue, config.propensities, out)
+    with open(out / "grant_data.pkl", "wb") as f:  # the uplift data, for any further study
+        pickle.dump(data, f)
     held = split_viewers(data.features.user_id, config.held_out, config.seed)
     test_mask = np.isin(data.rows["user_id"], data.features.user_id[held])
     train, test = data.select(~test_mask), data.select(test_mask)
@@ -117,18 +120,32 @@ def markdown(record: dict) -> str:
         f"held-out viewer-days); slates: {w['slates']}. Learner behind the allocation: "
         f"`{record['learner']}`.", "",
         "## Uplift ranking on held-out viewers (incremental GMV)", "",
-        "| learner | tier | Qini (share of truth's) | AUUC | AUUC vs truth | Pearson | Spearman |",
+        "Qini and AUUC on the observed outcomes of the randomised held-out viewer-days (Qini as "
+        "a share of the Qini of a ranking by the true effect; AUUC 0.5 for a random ranking); "
+        "against the truth: the share of the true effect a ranking by the prediction gathers "
+        "over all cut-offs (truth AUUC; ~0.5 random, 1 perfect) and the correlations, per "
+        "viewer-day and against each viewer's true effect averaged over their days.", "",
+        "| learner | tier | Qini | AUUC | truth AUUC (day / viewer) | Pearson (day / viewer) "
+        "| Spearman (day / viewer) |",
         "|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for kind, tiers in record["ranking"].items():
         for tier, q in tiers.items():
             lines.append(
                 f"| {kind} | {tier} | {q['qini']:.3f} | {q['auuc']:.3f} | "
-                f"{q['truth_auuc']:.3f} | {q['pearson']:.3f} | {q['spearman']:.3f} |"
+                f"{q['truth_auuc']:.3f} / {q['truth_auuc_expected']:.3f} | "
+                f"{q['pearson']:.3f} / {q['pearson_expected']:.3f} | "
+                f"{q['spearman']:.3f} / {q['spearman_expected']:.3f} |"
             )
     pv = record["policy_value"]
     lines += ["", "## Policy value at equal budget (true incremental GMV per yuan of true cost)",
-              "", "| policy | GMV per yuan [95%] | incremental GMV | true spend | budget "
+              "", "Each held-out day allocated under the same budget; each allocation scored by "
+              "the planted truth of that day. `oracle_expected` allocates by each viewer's true "
+              "effect averaged over their days (the most a model of the viewer can know); "
+              "`oracle` by the day's own true effect (it knows which cards the viewer will "
+              "see). Rule, random and blanket budget at each tier's mean observed cost per "
+              "grant; intervals: bootstrap over viewers.", "",
+              "| policy | GMV per yuan [95%] | incremental GMV | true spend | budget "
               "| grants |", "|---|---|---|---|---|---|"]  # fmt: skip
     for p in POLICIES:
         v = pv[p]
@@ -137,7 +154,7 @@ def markdown(record: dict) -> str:
             f"{v['true_spend']:.0f} | {v['budget']:.0f} | {v['grants']} |"
         )
     lines += [""] + [f"- learned / {o}: {_iv(pv[f'learned_over_{o}'])}"
-                     for o in ("rule", "oracle", "random", "blanket")]  # fmt: skip
+                     for o in OTHERS]  # fmt: skip
     p = record["paced_day"]
     lines += ["", "## Paced day", "",
               f"Day {p['day']}: {p['arrivals']} arrivals decided online from the previous day's "

@@ -4,16 +4,22 @@
 reason code, ``trigger.HesitationTrigger``) to an app made by ``recsys.serving.create_app`` and
 feeds the trigger every event the service accepts on ``POST /events`` (after the service's own
 checks), so a click or cart posted there is what a later ``/coupon`` judges.
+``load_trigger`` builds the trigger from a ``recsys-coupons`` run's ``coupon_model.pkl`` (the
+model and the day's dual price) and a world's shelves (``shelf_prices``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import pickle
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 from fastapi import APIRouter, FastAPI, Query, Request
 
 from recsys.coupons.trigger import HesitationTrigger
+from recsys.data.tables import LiveCommerceTables
 from recsys.ranking.events import NO_ID, SessionEvent
 from recsys.serving.schemas import INT64_MAX
 
@@ -53,3 +59,41 @@ def attach_coupons(app: FastAPI, trigger: HesitationTrigger) -> FastAPI:
     app.state.coupons = trigger
     app.include_router(router)
     return app
+
+
+def shelf_prices(tables: LiveCommerceTables) -> Callable[[int, int], float | None]:
+    """``price_of(product, now)``: the product's price while it is on the shelf of a room on
+    air at ``now``, else None (not on sale)."""
+    shelf = tables.showcase[["session_id", "product_id"]].drop_duplicates()
+    shelf = shelf.merge(tables.live_sessions[["session_id", "start_ts", "end_ts"]], on="session_id")
+    by_product = {int(p): (g["start_ts"].to_numpy(np.int64), g["end_ts"].to_numpy(np.int64))
+                  for p, g in shelf.groupby("product_id")}  # fmt: skip
+    price = tables.products.set_index("product_id")["price"]
+
+    def price_of(product: int, now: int) -> float | None:
+        spans = by_product.get(int(product))
+        if spans is None or not ((spans[0] <= now) & (now <= spans[1])).any():
+            return None
+        return float(price.loc[product])
+
+    return price_of
+
+
+def load_trigger(
+    path: str | Path,
+    tables: LiveCommerceTables,
+    *,
+    tier: str,
+    budget: float,
+    wait_s: int = 300,
+    roi_floor: float = 1.0,
+) -> HesitationTrigger:
+    """The trigger over a ``recsys-coupons`` run's ``coupon_model.pkl``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"coupons: no model at {path} (a recsys-coupons run folder's "
+                                f"coupon_model.pkl)")  # fmt: skip
+    with open(path, "rb") as f:
+        saved = pickle.load(f)
+    return HesitationTrigger(saved["model"], tier, float(saved["lam"]), budget,
+                             shelf_prices(tables), wait_s=wait_s, roi_floor=roi_floor)  # fmt: skip

@@ -54,6 +54,17 @@ class GrantData:
     first_ts: np.ndarray  # (rows,) the viewer's first request that day (-1: none)
     grant_ts: dict[int, int] = field(default_factory=dict)
 
+    def expected(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, K) each viewer's true effects averaged over their days: what a perfect
+        model of the viewer could know before a day (its cards are still to be drawn)."""
+        _, inv = np.unique(self.rows["user_id"].to_numpy(), return_inverse=True)
+        count = np.bincount(inv)[:, None]
+        out = []
+        for a in (self.true_gmv, self.true_cost):
+            mean = np.stack([np.bincount(inv, a[:, j]) for j in range(a.shape[1])], axis=1)
+            out.append((mean / count)[inv])
+        return out[0], out[1]
+
     def select(self, mask: np.ndarray) -> GrantData:
         return GrantData(self.features, self.rows.loc[mask].reset_index(drop=True),
                          self.true_gmv[mask], self.true_cost[mask], self.offered[mask],
