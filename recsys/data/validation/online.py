@@ -31,14 +31,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
-from recsys.data.schema import TABLES
+from recsys.data.schema import EVENT_TYPES, TABLES
 from recsys.data.validation.checks import (
     Finding,
     Known,
     Parsed,
-    event_type_codes,
     finding,
     negatives,
     references,
@@ -52,6 +50,7 @@ from recsys.data.validation.coercion import ParsedColumn
 EVENT_FIELDS = TABLES["events"].names
 # Control (Cc), format (Cf), surrogate (Cs), private-use (Co) and unassigned (Cn) characters.
 _DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+_TYPE_CODE = {name: code for code, name in enumerate(EVENT_TYPES)}
 
 
 @dataclass(frozen=True)
@@ -135,7 +134,8 @@ class OnlineEventChecker:
 
     def findings(self, parsed: Parsed, now: int) -> list[Finding]:
         """Every finding, in the offline check order, then the online-only rules."""
-        codes = event_type_codes(parsed)
+        # The codes ``checks.event_type_codes`` gives, looked up directly: a batch is small.
+        codes = np.array([_TYPE_CODE.get(t, -1) for t in parsed["event_type"].values], np.int64)
         out = [
             *negatives(parsed, "events"),
             *(f for f in references(parsed, "events", self.known) if f.field != "user_id"),
@@ -205,7 +205,7 @@ def _cleaned(record: dict) -> dict:
 
 def _empty_comment(parsed: Parsed) -> Finding:
     comment = parsed["comment"]
-    empty = ~comment.null & pd.Series(comment.values).eq("").to_numpy(dtype=bool)
+    empty = np.array([v == "" for v in comment.values], dtype=bool)
     return finding("comment", "empty after cleaning", empty)
 
 
