@@ -166,6 +166,19 @@ class RoomState:
         s = minute % self.slots
         return self.counts[s] if self.minute_of[s] == minute else None
 
+    def span(self, first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
+        """(counts (k, metrics), online viewers (k,)) of minutes first..last, vectorised."""
+        minutes = np.arange(first, last + 1)
+        slot = minutes % self.slots
+        held = self.minute_of[slot] == minutes
+        counts = np.where(held[:, None], self.counts[slot], 0.0)
+        ring = np.flatnonzero(self.minute_of >= 0)
+        order = ring[np.argsort(self.minute_of[ring])]
+        net = np.cumsum(self.counts[order, M["enters"]] - self.counts[order, M["leaves"]])
+        upto = np.searchsorted(self.minute_of[order], minutes, side="right")
+        online = self.online_base + np.where(upto > 0, net[np.maximum(upto - 1, 0)], 0.0)
+        return counts, online
+
     def online_at(self, minute: int) -> float:
         """Enters minus leaves of every accepted event up to the end of ``minute``."""
         held = self.minute_of

@@ -12,14 +12,15 @@ What it plants:
   ``hot_weights``, the rest sharing what remains), otherwise a chat line;
 * **engagement drops**: from ``start`` for ``drop_minutes`` only ``drop_keep`` of the room's
   interactions (comments, likes, shares, follows, clicks, carts, claims) happen;
-* **attention spikes**: on the product on show at ``start``, ``spike_factor`` x the room's
-  clicks per minute plus ``spike_min`` extra clicks a minute (and carts at ``spike_cart_share``)
+* **attention spikes**: on the product on show at ``start``, ``spike_factor`` x the viewers
+  online then plus ``spike_min`` extra clicks a minute (a ``spike_cart_share`` of them carts)
   from the room's audience, for ``spike_minutes``;
 * **question bursts**: ``burst_askers`` viewers of the room ask one intent within
   ``burst_minutes``.
 
 Incidents go only to rooms busy enough to notice them (``min_rate`` events a minute, at least
-``min_minutes`` long), one of each kind per chosen room, at least ``gap_minutes`` apart.
+``min_minutes`` long; ``incident_share`` of those), one of each kind per chosen room, at least
+``gap_minutes`` apart.
 """
 
 from __future__ import annotations
@@ -37,24 +38,25 @@ LIVE = 3  # seed stream key, after world (0), schedule (1) and chunks (2)
 INTERACTIONS = ("comment", "like", "share", "follow", "click", "cart", "coupon_claim")
 INCIDENT_KINDS = ("drop", "spike", "burst")
 NEW_ID_BASE = 1 << 40  # ids of planted events: far above any world's event ids
+DAY_IDS = 1 << 28  # new ids per day
 
 
 @dataclass(frozen=True)
 class LiveRoomPlan:
     question_share: float = 0.6
     hot_weights: tuple[float, float, float] = (0.4, 0.25, 0.15)
-    min_rate: float = 6.0
+    min_rate: float = 8.0
     min_minutes: int = 90
     incident_share: float = 0.6
     gap_minutes: int = 20
     drop_minutes: int = 10
     drop_keep: float = 0.1
     spike_minutes: int = 3
-    spike_factor: float = 2.0
-    spike_min: int = 6
+    spike_factor: float = 1.5
+    spike_min: int = 15
     spike_cart_share: float = 0.4
     burst_minutes: int = 3
-    burst_askers: int = 12
+    burst_askers: int = 25
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,10 @@ def live_room_day(world_dir, day: int, plan: LiveRoomPlan = LiveRoomPlan()) -> L
     showcase = pd.read_parquet(folder / "showcase.parquet")
     showcase = showcase[showcase["session_id"].isin(sessions["session_id"])]
     hot, mix = _room_mixes(rng, sessions["session_id"].to_numpy(), plan)
+    chosen = _incident_rooms(rng, events, sessions, plan)
     events, questions = _render_comments(rng, events, mix, plan)
-    events, questions, incidents = _plant(rng, events, questions, sessions, showcase, plan)
+    ids = NEW_ID_BASE + day * DAY_IDS  # this day's own range of new event ids
+    events, questions, incidents = _plant(rng, events, questions, chosen, showcase, plan, ids)
     events = events.sort_values(["ts", "event_id"], kind="stable").reset_index(drop=True)
     return LiveRoomDay(
         events=events,
@@ -126,12 +130,15 @@ def _render_comments(rng, events: pd.DataFrame, mix: dict, plan: LiveRoomPlan):
     return events, questions
 
 
-def _plant(rng, events, questions, sessions, showcase, plan: LiveRoomPlan):
+def _incident_rooms(rng, events, sessions, plan: LiveRoomPlan) -> pd.DataFrame:
     span = (sessions["end_ts"] - sessions["start_ts"]).to_numpy() / 60.0
     counts = events.groupby("session_id").size().reindex(sessions["session_id"]).to_numpy()
     busy = (counts / np.maximum(span, 1.0) >= plan.min_rate) & (span >= plan.min_minutes)
-    chosen = sessions[busy & (rng.random(len(sessions)) < plan.incident_share)]
-    added, incidents, next_id = [], [], NEW_ID_BASE + int(events["ts"].min())
+    return sessions[busy & (rng.random(len(sessions)) < plan.incident_share)]
+
+
+def _plant(rng, events, questions, chosen, showcase, plan: LiveRoomPlan, next_id: int):
+    added, incidents = [], []
     for row in chosen.itertuples(index=False):
         drop_at, spike_at, burst_at = _incident_starts(rng, row.start_ts, row.end_ts, plan)
         room = events[events["session_id"] == row.session_id]
@@ -180,9 +187,9 @@ def _spike(rng, room, showcase, session, start, plan: LiveRoomPlan):
         & (showcase["end_ts"] > start)
     ]
     product = int(on_show["product_id"].iloc[0])
-    minutes = max((session.end_ts - session.start_ts) / 60.0, 1.0)
-    per_minute = (room["event_type"] == "click").sum() / minutes
-    n = int(round(plan.spike_minutes * (plan.spike_factor * per_minute + plan.spike_min)))
+    before = room[room["ts"] < start]
+    online = int((before["event_type"] == "enter").sum() - (before["event_type"] == "leave").sum())
+    n = int(round(plan.spike_minutes * (plan.spike_factor * max(online, 0) + plan.spike_min)))
     users = rng.choice(room["user_id"].unique(), n)
     ts = start + np.sort(rng.integers(0, 60 * plan.spike_minutes, n))
     kind = np.where(rng.random(n) < plan.spike_cart_share, "cart", "click")
