@@ -92,7 +92,9 @@ def train(cfg: DictConfig | Mapping) -> dict[str, float]:
     rec = build_recommender(c, data, run_dir=run_dir, resume=resume)
     split = data.train_split
     rec.fit(split.train, item_features=split.item_features)
-    metrics = final_metrics(rec, data, data_cfg.protocols, tuple(c.get("eval_ks", (10, 20, 100))))
+    stages = tuple(c.get("eval_stages", ("valid", "test")))
+    ks = tuple(c.get("eval_ks", (10, 20, 100)))
+    metrics = final_metrics(rec, data, data_cfg.protocols, ks, stages) if stages else {}
     fit = rec.fit_result
     metrics.update(
         {
