@@ -45,12 +45,15 @@ def conform(df: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
     return df[schema.names].astype({c.name: pandas_dtype(c) for c in schema.columns})
 
 
-def write_table(df: pd.DataFrame, path: str | Path, schema: TableSchema) -> None:
-    """Write one table (or one chunk of events) deterministically."""
+def write_table(
+    df: pd.DataFrame, path: str | Path, schema: TableSchema, dictionary: bool | list[str] = True
+) -> None:
+    """Write one table (or one chunk of events) deterministically; ``dictionary`` names the
+    columns worth dictionary encoding (all by default; ids and times gain nothing from it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(conform(df, schema), preserve_index=False)
-    pq.write_table(table, path, compression="zstd")
+    pq.write_table(table, path, compression="zstd", use_dictionary=dictionary)
 
 
 def read_table(path: str | Path, schema: TableSchema) -> pd.DataFrame:

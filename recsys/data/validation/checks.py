@@ -11,6 +11,7 @@ so a row that points at a rejected entity is rejected in turn as pointing at an 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,9 @@ REFERENCES: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 Parsed = dict[str, ParsedColumn]
+# Tables with more ids than this are looked up by hash; smaller ones by binary search, which
+# is faster while the sorted ids stay in cache.
+HASHED_FROM = 50_000
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ class Known:
     session_start: np.ndarray  # (n_sessions + 1,) aligned with ids["live_sessions"], padded
     session_end: np.ndarray
     session_streamer: np.ndarray
+    # Faster lookups of ``ids`` where they pay (``_lookup``): (low, position table) or a hash index.
+    index: dict[str, object] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_accepted(cls, accepted: dict[str, pd.DataFrame]) -> Known:
@@ -79,10 +85,23 @@ class Known:
             np.r_[sessions[c].to_numpy(dtype=np.int64)[order], 0]
             for c in ("start_ts", "end_ts", "streamer_id")
         )
-        return cls(ids, start, end, streamer)
+        index = {name: _lookup(keys) for name, keys in ids.items()}
+        return cls(ids, start, end, streamer, {k: v for k, v in index.items() if v is not None})
 
     def locate(self, table: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Position of each value among the table's sorted ids, and whether it is there."""
+        index = self.index.get(table)
+        if isinstance(index, tuple):  # dense ids: position = table[value - low]
+            low, table_pos = index
+            at = values - low
+            inside = (at >= 0) & (at < len(table_pos))
+            pos = np.where(inside, table_pos[np.where(inside, at, 0)], -1)
+            found = pos >= 0
+            return np.where(found, pos, 0), found
+        if index is not None:
+            pos = index.get_indexer(values)
+            found = pos >= 0
+            return np.where(found, pos, 0), found
         ids = self.ids[table]
         pos = np.searchsorted(ids, values)
         found = pos < len(ids)
@@ -90,13 +109,31 @@ class Known:
         return np.where(found, pos, 0), found
 
 
+def _lookup(keys: np.ndarray):
+    """How a table's sorted unique ids are searched: ids spanning at most a few times their
+    number get a position table (one array read per value); many sparse ids a hash index;
+    few sparse ids binary search (None), fastest while they stay in cache."""
+    if not len(keys) or np.any(keys[1:] == keys[:-1]):
+        return None
+    low, span = int(keys[0]), int(keys[-1]) - int(keys[0]) + 1
+    if span <= 4 * len(keys) + 1024:
+        table = np.full(span, -1, dtype=np.int64)
+        table[keys - low] = np.arange(len(keys))
+        return low, table
+    return pd.Index(keys, copy=False) if len(keys) > HASHED_FROM else None
+
+
 def finding(field: str, reason: str, mask: np.ndarray, *parts: str | np.ndarray) -> Finding:
     """Rows where ``mask`` holds; each row's detail joins ``parts`` (texts, or (N,) arrays read
     at that row), built only for the flagged rows."""
     rows = np.flatnonzero(mask)
     details = np.full(len(rows), "", dtype=object)
+    if not len(rows):
+        return Finding(field, reason, rows, details)
     for part in parts:
-        details = details + (part if isinstance(part, str) else _text(np.asarray(part)[rows]))
+        # Only the flagged rows are taken: a text column may be an Arrow array, whose
+        # conversion to Python strings would cost more than the whole check.
+        details = details + (part if isinstance(part, str) else _text(np.asarray(part[rows])))
     return Finding(field, reason, rows, details)
 
 
@@ -212,10 +249,17 @@ def monotone_in_session(parsed: Parsed, eligible: np.ndarray) -> Finding:
     """
     session, ts, event_id = parsed["session_id"], parsed["ts"], parsed["event_id"]
     rows = np.flatnonzero(eligible & session.present & ts.present & event_id.present)
-    order = rows[np.lexsort((event_id.values[rows], session.values[rows]))]
+    ids = event_id.values[rows]
+    if np.all(ids[1:] > ids[:-1]):  # logs in id order: a stable sort by session suffices
+        codes, distinct = pd.factorize(session.values[rows])
+        # Fewer than 65,536 sessions in a chunk: 16-bit codes sort by radix, in linear time.
+        codes = codes.astype(np.uint16) if len(distinct) < 2**16 else codes
+        order = rows[np.argsort(codes, kind="stable")]
+    else:
+        order = rows[np.lexsort((ids, session.values[rows]))]
     s, t = session.values[order], ts.values[order]
-    running = pd.Series(t).groupby(s, sort=False).cummax().to_numpy()
     first = np.r_[True, s[1:] != s[:-1]]
+    running = _running_max_by_group(t, np.cumsum(first) - 1)
     before = np.r_[t[:1], running[:-1]]  # latest ts among the earlier events of the session
     earlier = np.zeros(len(ts.values), dtype=np.int64)
     earlier[order] = before
@@ -225,6 +269,19 @@ def monotone_in_session(parsed: Parsed, eligible: np.ndarray) -> Finding:
         "ts", "decreases within session",
         mask, "(", ts.values, " after ", earlier, " in session ", session.values, ")",
     )  # fmt: skip
+
+
+def _running_max_by_group(values: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Running maximum restarting at each group (groups contiguous, numbered 0, 1, ...):
+    each group is lifted above all earlier ones, so one accumulate serves them all."""
+    if not len(values):
+        return values
+    low = values.min()
+    span = int(values.max()) - int(low) + 1
+    if span * (int(group[-1]) + 1) >= 2**62:  # would overflow: the grouped way
+        return pd.Series(values).groupby(group, sort=False).cummax().to_numpy()
+    lifted = (values - low) + group * span
+    return np.maximum.accumulate(lifted) - group * span + low
 
 
 def event_findings(parsed: Parsed, known: Known, earlier: list[Finding]) -> list[Finding]:

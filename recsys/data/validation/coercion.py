@@ -31,7 +31,7 @@ _FALSE_TEXT = ("false", "0", "0.0")
 
 @dataclass(frozen=True)
 class ParsedColumn:
-    values: np.ndarray  # (N,) int64 / float64 / bool / object (str); placeholders where absent
+    values: np.ndarray  # (N,) int64 / float64 / bool, or a text array; placeholders where absent
     null: np.ndarray  # (N,) bool: missing in the input
     bad: np.ndarray  # (N,) bool: present but not interpretable as the column's kind
 
@@ -128,8 +128,10 @@ def _parse_bool(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 def _parse_str(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     # Any value has a text form, so numbers in a text column are read as their text ("5").
+    # Text stays in its own array (Arrow-backed, not a million Python strings); checks read it
+    # through pandas, and take Python strings only for the rows they report.
     text = series if series.dtype == "str" else series.astype(object).astype("str")
-    return text.to_numpy(dtype=object, na_value=None), np.ones(len(series), dtype=bool)
+    return text.array, np.ones(len(series), dtype=bool)
 
 
 def clean_column(raw: pd.Series, parsed: ParsedColumn, keep: np.ndarray, dtype: str) -> pd.Series:
@@ -144,7 +146,7 @@ def clean_column(raw: pd.Series, parsed: ParsedColumn, keep: np.ndarray, dtype: 
     if dtype == "float64":
         return pd.Series(np.where(null, np.nan, values))
     if dtype == "str":
-        return pd.Series(np.where(null, None, values), dtype="str")
+        return pd.Series(values, dtype="str")  # text arrays hold missing values as missing
     return pd.Series(values.astype(dtype))
 
 
