@@ -45,7 +45,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--dataset", help="a shared dataset name or synthetic-<preset>; with "
-                   "--data-path only a label (default: the file's name)")  # fmt: skip
+                   "--data-path only a label (default: file-<the file's name>)")  # fmt: skip
     p.add_argument("--data-path", help="an unregistered interaction file or world folder")
     p.add_argument("--data-format", default="auto", choices=("auto", "world", *INTERACTION_FORMATS),
                    help="auto: a folder with events/ is a world, .inter is RecBole, .txt is "
@@ -80,7 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("one of --dataset or --data-path is required")
     if args.data_path:
         args.data_format = data_format(Path(args.data_path), args.data_format)
-        args.dataset = args.dataset or Path(args.data_path).stem
+        # A label of its own, so a file given by path never overwrites a registered run's results.
+        args.dataset = args.dataset or f"file-{Path(args.data_path).stem}"
     return args
 
 

@@ -89,11 +89,12 @@ def sectioned(config: Mapping, split: Split) -> dict:
 
 
 def restore_from_config(cfg: Mapping) -> Restored:
-    """``restore`` with the ``checkpoint``, ``device``, ``data_dir`` and ``cache_dir`` of a
-    command's config (``recsys-evaluate``, ``recsys-index``)."""
+    """``restore`` with the ``checkpoint``, ``device``, ``data_dir``, ``cache_dir`` and
+    ``data_path`` of a command's config (``recsys-evaluate``, ``recsys-index``)."""
     return restore(
         cfg["checkpoint"],
         device=cfg.get("device", "cpu"),
         data_dir=cfg.get("data_dir"),
         cache_dir=cfg.get("cache_dir"),
+        data_path=cfg.get("data_path"),
     )

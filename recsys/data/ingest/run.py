@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import time
@@ -50,6 +51,7 @@ from recsys.data.validation.coercion import parse_column
 from recsys.data.vocab import ENTITY_IDS, Vocab, load_vocabs, save_vocabs
 
 GENERATOR = "recsys.ingest"
+log = logging.getLogger(__name__)
 # Event columns with few distinct values per chunk: dictionary encoding pays only for these.
 DICTIONARY = ["event_type", "session_id", "streamer_id", "product_id", "comment"]
 
@@ -144,9 +146,11 @@ def ingest_files(settings: IngestSettings) -> IngestReport:
     try:
         for name in ENTITY_TABLES:
             run.tables[name] = _entity_table(run, name)
+            _log_table(run, name)
         stages["entities"] = time.perf_counter() - began
         stages["entities_cpu"] = time.process_time() - cpu
         events = _events(run, state)
+        _log_table(run, "events")
         stages["events"] = time.perf_counter() - began - stages["entities"]
         stages["events_cpu"] = time.process_time() - cpu - stages["entities_cpu"]
     except BaseException:
@@ -159,6 +163,12 @@ def ingest_files(settings: IngestSettings) -> IngestReport:
     return IngestReport(out, run.counts, run.present, run.quarantine, previous is not None,
                         round(seconds, 3), run.peak_rows, batch,
                         {k: round(v, 3) for k, v in stages.items()})  # fmt: skip
+
+
+def _log_table(run: _Run, name: str) -> None:
+    c = run.counts[name]
+    log.info("%s: %d rows read, %d accepted (%d already there), %d rejected", name, c.input,
+             c.accepted, run.present.get(name, 0), c.rejected)  # fmt: skip
 
 
 def _previous_world(out: Path) -> tuple[dict[str, pd.DataFrame] | None, dict | None]:
