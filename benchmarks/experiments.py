@@ -286,7 +286,7 @@ def combine(out: Path) -> list[str]:
     parts = {name: json.loads((out / f"experiments_{name}.json").read_text())
              for name in ("synthetic", "market", "pipeline")
              if (out / f"experiments_{name}.json").is_file()}  # fmt: skip
-    lines = ["# A/B experimentation (`recsys.experiments`): synthetic draws and the market", ""]
+    lines = ["# A/B experimentation (`recsys.experiments`): synthetic draws and the market"]
     if "synthetic" in parts:
         lines += markdown(parts["synthetic"])[1:]
     if "market" in parts:

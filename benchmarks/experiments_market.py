@@ -171,7 +171,9 @@ def pipeline_lines(result: dict) -> list[str]:
     gmv = [e for e in rec["effects"] if e["metric"] == "gmv_per_viewer"]
     lines = ["", "## recsys-experiment: session-aware ranker vs the two-tower's own ordering",
              "", f"`{result['command']}` ({result['seconds']:.0f} s); days {rec['days']}, "
-             f"{rec['unit']}-randomised, treatment = ranker, control = two-tower ordering", "",
+             f"{rec['unit']}-randomised, treatment = ranker, control = two-tower ordering; "
+             "`pipeline_run` is a `recsys-pipeline` run on the small world (seed 0): its "
+             "two-tower checkpoint with its index and its learned ranker", "",
              "| metric | adjustment | delta [95% CI] | true effect | covered |",
              "|---|---|---|---:|---|"]  # fmt: skip
     for e in gmv + [e for e in rec["effects"] if e["metric"] != "gmv_per_viewer"]:

@@ -243,6 +243,7 @@ def plot_looks(report: Report, path: Path) -> Path:
     az.set_title("test statistic against the boundary")
     for a in (ax, az):
         a.set_xlabel("market day")
+        a.set_xticks(x)
         a.grid(alpha=0.3)
         if a.get_legend_handles_labels()[0]:
             a.legend(fontsize=8)
