@@ -190,3 +190,21 @@ def test_appending_days_grows_vocabularies_and_keeps_old_codes(tiny_world_dir, t
 def test_a_missing_column_names_the_file_and_the_mapping(example_raw, tmp_path):
     with pytest.raises(ValueError, match="no column 'user_id' for users.user_id"):
         _ingest(example_raw, tmp_path / "world", "pseudonymise=false")  # schema names: wrong
+
+
+def test_iso_times_and_an_absent_optional_column(tiny_world_dir, tmp_path):
+    raw = tmp_path / "raw"
+    export_world(tiny_world_dir, raw, format="csv")
+    events = pd.read_csv(raw / "events.csv")
+    stamps = pd.to_datetime(events["ts"], unit="s", utc=True).dt.tz_convert("Asia/Shanghai")
+    events.assign(ts=stamps.astype(str)).drop(columns="coupon_value").to_csv(
+        raw / "events.csv", index=False
+    )
+    report = _ingest(raw, tmp_path / "world", "pseudonymise=false", "tables.events.time_unit=iso",
+                     "++tables.events.columns.coupon_value=null")  # fmt: skip
+    after = load_tables(tmp_path / "world").events
+    before = load_tables(tiny_world_dir).events
+    claim = (before["event_type"] == "coupon_claim").to_numpy()
+    assert np.array_equal(after["ts"], before["ts"][~claim])  # claims need their coupon value
+    claims = int(claim.sum())
+    assert report.counts["events"].reasons == {"coupon_value: required for event type": claims}

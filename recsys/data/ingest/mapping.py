@@ -6,8 +6,9 @@ keeps its own name, and one mapped to None is absent from the raw table (allowed
 nullable columns; it reads as missing everywhere). ``values`` maps raw values of a column to
 schema values (``event_type: {view_start: enter, buy: purchase}``); raw values it does not
 name pass through unchanged, so an unknown event type is still reported by validation.
-Time columns read in ``time_unit`` (``s``, ``ms``, ``us``) are converted to the schema's
-Unix seconds.
+Time columns read in ``time_unit`` (``s``, ``ms``, ``us``, ``ns``, or ``iso`` for date-time
+text such as ``2024-06-03 20:15:00+08:00``, UTC when no offset is given) are converted to the
+schema's Unix seconds.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ TIME_COLUMNS: dict[str, tuple[str, ...]] = {
     "showcase": ("start_ts", "end_ts"),
     "events": ("ts",),
 }
-TIME_UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+TIME_UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000, "iso": 0}
 
 
 class MappingError(ValueError):
@@ -125,6 +126,8 @@ def _mapped_values(column: pd.Series, values: Mapping[str, str] | None) -> pd.Se
 
 
 def _to_seconds(column: pd.Series, per_second: int) -> pd.Series:
+    if per_second == 0:
+        return _iso_seconds(column)
     if per_second == 1 or pdt.is_bool_dtype(column.dtype):
         return column
     if pdt.is_integer_dtype(column.dtype):
@@ -134,3 +137,11 @@ def _to_seconds(column: pd.Series, per_second: int) -> pd.Series:
     # Text: numbers are converted, anything else stays as read for validation to report.
     numbers = pd.to_numeric(column, errors="coerce")
     return column.astype(object).where(numbers.isna(), np.floor(numbers / per_second))
+
+
+def _iso_seconds(column: pd.Series) -> pd.Series:
+    """Date-time text as Unix seconds; text that is no date-time stays as read, for validation
+    to report."""
+    stamps = pd.to_datetime(column, utc=True, errors="coerce", format="ISO8601")
+    seconds = (stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    return column.astype(object).where(stamps.isna(), seconds.astype("Int64").astype(object))
