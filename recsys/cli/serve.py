@@ -103,7 +103,26 @@ def build_app(cfg: DictConfig):
         admission=AdmissionConfig(**_section(cfg, "admission")),
         worker_init=partial(limit_threads, threads),
     )
-    return _coupons(cfg, app) if cfg.get("coupons") and cfg.coupons.model else app
+    app = _coupons(cfg, app) if cfg.get("coupons") and cfg.coupons.model else app
+    return _live_rooms(cfg, app)
+
+
+def _live_rooms(cfg: DictConfig, app):
+    """``/live``: the live-room dashboard beside the service (``recsys.liveroom.http``)."""
+    live = cfg.get("live_rooms")
+    if not live or not live.enabled:
+        return app
+    if int(cfg.workers) > 1:
+        log.warning("serve: live rooms keep their state in one process: not served with "
+                    "workers=%d (live_rooms.enabled=false silences this)", int(cfg.workers))
+        return app
+    from recsys.liveroom.aggregator import AggregatorConfig
+    from recsys.liveroom.http import attach_live_rooms
+    from recsys.liveroom.rooms import LiveRooms, LiveRoomsConfig
+
+    windows = AggregatorConfig(lateness_s=int(live.lateness_s),
+                               expire_after_s=int(live.expire_after_s))
+    return attach_live_rooms(app, LiveRooms(LiveRoomsConfig(aggregator=windows)))
 
 
 def _coupons(cfg: DictConfig, app):

@@ -11,11 +11,14 @@ event objects and returns the service's answer (the ingest report).
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
@@ -25,7 +28,7 @@ from recsys.simulation.live_room import LiveRoomDay
 
 log = logging.getLogger(__name__)
 PRESENT_ID_BASE = 1 << 50  # ids of present rows: apart from world and planted event ids
-FAST_TICK_S = 15.0  # event time per batch when replaying as fast as possible
+FAST_TICK_S = 60.0  # event time per batch when replaying as fast as possible
 FIELDS = (
     "event_id",
     "ts",
@@ -97,6 +100,7 @@ def replay(
     if speed < 0 or tick_s <= 0:
         raise ValueError(f"replay needs speed >= 0 and tick_s > 0, got {speed}, {tick_s}")
     step = tick_s * speed if speed else FAST_TICK_S
+    records = to_records(frame)
     result, began = ReplayResult(), clock()
     for k, (lo, hi) in enumerate(
         tqdm(ticks(frame["ts"].to_numpy(), step), disable=not progress, desc="replay", unit="tick")
@@ -106,7 +110,7 @@ def replay(
             if wait > 0:
                 sleep(wait)
         result.sent.append((clock(), int(lo), int(hi)))
-        answer = send(to_records(frame.iloc[lo:hi]))
+        answer = send(records[lo:hi])
         for key, value in answer.items():
             if isinstance(value, int):
                 result.totals[key] = result.totals.get(key, 0) + value
@@ -117,3 +121,24 @@ def replay(
         "replayed %d events in %d batches in %.1f s", result.events, result.batches, result.seconds
     )
     return result
+
+
+def http_sender(url: str, *, timeout_s: float = 30.0) -> Callable[[list[dict]], dict]:
+    """``send`` for ``replay``: POST each batch to ``<url>/live/events`` on one kept-alive
+    connection; an answer other than 200 raises with the service's message."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"replay: url {url!r}: expected http://host:port")
+    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout_s)
+    path = parts.path.rstrip("/") + "/live/events"
+
+    def send(events: list[dict]) -> dict:
+        body = json.dumps({"events": events}, ensure_ascii=False).encode()
+        conn.request("POST", path, body=body, headers={"content-type": "application/json"})
+        answer = conn.getresponse()
+        text = answer.read().decode()
+        if answer.status != 200:
+            raise RuntimeError(f"replay: POST {url}{path} answered {answer.status}: {text[:500]}")
+        return json.loads(text)
+
+    return send
