@@ -148,6 +148,20 @@ def test_each_learner_recovers_a_planted_effect(kind):
         assert np.corrcoef(pred[:, j], tau[:, j])[0, 1] > 0.9
 
 
+def test_exposure_covariates_take_noise_out_of_the_dr_learner():
+    """An outcome mostly driven by a covariate the coupon cannot move (how many cards a viewer
+    saw): the DR learner reading it in its nuisances recovers the effect far better."""
+    x, arm, e, _, tau = _randomised(4000, 0)
+    cards = np.random.default_rng(5).poisson(20, len(x)).astype(float)
+    y = 5.0 * cards + np.where(arm >= 0, tau[np.arange(len(x)), arm.clip(0)], 0.0)
+    plain = fit_uplift("dr", x, arm, e, y, 2, alpha=1.0).predict(x)
+    exposed = fit_uplift("dr", x, arm, e, y, 2, alpha=1.0, exposure=cards[:, None]).predict(x)
+    error = [np.mean((p - tau) ** 2) for p in (plain, exposed)]
+    assert error[1] < 0.2 * error[0]
+    with pytest.raises(ValueError, match="read by the dr learner only"):
+        fit_uplift("t", x, arm, e, y, 2, exposure=cards[:, None])
+
+
 def test_uplift_data_are_checked():
     x, arm, e, y, _ = _randomised(50, 0)
     with pytest.raises(ValueError, match="propensities must lie in"):
@@ -326,7 +340,8 @@ def test_recsys_coupons_runs_on_the_tiny_world(tmp_path, tiny_world_dir):
     from recsys.cli import coupons, serve
 
     overrides = ["world.preset=tiny", "world.history_days=1", "world.grant_days=2",
-                 "world.slates=random", f"out_dir={tmp_path}"]  # fmt: skip
+                 "world.slates=random", "world.n_days=4", "ab_days=1",
+                 f"out_dir={tmp_path}"]  # fmt: skip
     with initialize_config_module(version_base="1.3", config_module="recsys.conf"):
         cfg = compose(config_name="coupons", overrides=overrides)
     record = coupons.run(cfg)
@@ -339,6 +354,8 @@ def test_recsys_coupons_runs_on_the_tiny_world(tmp_path, tiny_world_dir):
     assert (
         record["policy_value"]["oracle"]["true_spend"] <= record["policy_value"]["oracle"]["budget"]
     )
+    assert set(record["ab"]["metrics"]) == {"gmv", "cost", "net"}
+    assert min(record["ab"]["viewers"].values()) > 100
     with initialize_config_module(version_base="1.3", config_module="recsys.conf"):
         serve_cfg = compose(config_name="serve", overrides=[
             f"coupons.model={tmp_path / 'coupon_model.pkl'}",

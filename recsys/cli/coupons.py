@@ -44,6 +44,7 @@ def config_of(cfg: DictConfig):
         rules=AllocationRules(float(cfg.roi_floor), float(cfg.max_cost_per_user)),
         blanket_tier=str(cfg.blanket_tier),
         pacing=PacingConfig(**plain["pacing"]),
+        ab_days=int(cfg.ab_days),
         seed=int(cfg.seed),
     )  # fmt: skip
 

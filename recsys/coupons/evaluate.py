@@ -53,7 +53,11 @@ def fit_models(data: GrantData, catalogue: CouponCatalogue, kind: str, alpha: fl
     x = data.features.x[np.searchsorted(data.features.user_id, data.rows["user_id"])]
     arm, e = data.rows["arm"].to_numpy(), data.rows["propensity"].to_numpy()
     k = len(catalogue.tiers)
-    fits = {y: fit_uplift(kind, x, arm, e, data.rows[y].to_numpy(), k, alpha=alpha, seed=seed)
+    exposure = None
+    if kind == "dr":
+        exposure = np.log1p(data.rows[["cards", "card_value"]].to_numpy(np.float64))
+    fits = {y: fit_uplift(kind, x, arm, e, data.rows[y].to_numpy(), k, alpha=alpha,
+                          exposure=exposure, seed=seed)
             for y in ("gmv", "cost")}  # fmt: skip
     return CouponModel(fits["gmv"], fits["cost"], data.features, catalogue)
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import pickle
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from recsys.coupons.ab import run_ab
 from recsys.coupons.allocate import AllocationRules
 from recsys.coupons.evaluate import (
     OTHERS,
@@ -29,9 +30,11 @@ from recsys.coupons.evaluate import (
     split_viewers,
     tier_cost,
 )
+from recsys.coupons.grants import CouponPolicy
 from recsys.coupons.pacing import PacingConfig
+from recsys.coupons.policy import CouponModel, LearnedChooser, RuleChooser
 from recsys.coupons.rules import RuleTiers
-from recsys.coupons.study import WorldConfig, collect
+from recsys.coupons.study import WorldConfig, collect, slate_policy
 from recsys.coupons.uplift import KINDS
 from recsys.market.coupons import CouponCatalogue
 
@@ -51,6 +54,7 @@ class CouponsConfig:
     rules: AllocationRules = field(default_factory=AllocationRules)
     blanket_tier: str = "member_10"
     pacing: PacingConfig = field(default_factory=PacingConfig)
+    ab_days: int = 0  # market days of the learned-vs-rule A/B after the study (0: none)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -94,11 +98,34 @@ def run_coupons(config: CouponsConfig, out_dir: str | Path) -> dict:
         },  # fmt: skip
         "paced_day": paced_day(model, test, budgeting, config.pacing),
     }
+    if config.ab_days > 0:
+        record["ab"] = _ab(config, market, model, costs, out)
     with open(out / "coupon_model.pkl", "wb") as f:
         pickle.dump({"model": model, "lam": record["paced_day"]["lam0"]}, f)
     (out / "coupons.json").write_text(json.dumps(record, indent=2, default=_plain))
     (out / "coupons.md").write_text(markdown(record))
     return record
+
+
+def _ab(config: CouponsConfig, market, model: CouponModel, costs: np.ndarray, out: Path) -> dict:
+    """The learned allocation (treatment) against the rule tiers (control) on the days after
+    the study, in a market that starts there with the study's events as the arms' history."""
+    start = config.world.history_days + config.world.grant_days
+    if start + config.ab_days > market.n_days:
+        raise ValueError(f"coupons: the A/B needs days {start}..{start + config.ab_days - 1}; "
+                         f"the {config.world.preset} world has {market.n_days}")  # fmt: skip
+    history = [market.read_day(d)["events"] for d in range(start)]
+    window = market.world.config.chunk_window
+    rule = RuleChooser(config.rule_tiers, config.catalogue, model.features.profile, costs,
+                       config.budget_per_viewer, config.seed)  # fmt: skip
+    learned = LearnedChooser(model, config.budget_per_viewer, config.rules)
+    arms = {arm: CouponPolicy(slate_policy(market, config.world.slates, config.world.seed),
+                              chooser, config.catalogue, window, history, name=name)
+            for arm, chooser, name in (("control", rule, "rule"),
+                                       ("treatment", learned, "learned"))}  # fmt: skip
+    log.info("coupons: A/B of the learned allocation against the rule tiers, days %d-%d", start,
+             start + config.ab_days - 1)  # fmt: skip
+    return run_ab(replace(market.config, start_day=start), arms, config.ab_days, out / "ab")
 
 
 def _plain(value):
@@ -155,6 +182,7 @@ def markdown(record: dict) -> str:
         )
     lines += [""] + [f"- learned / {o}: {_iv(pv[f'learned_over_{o}'])}"
                      for o in OTHERS]  # fmt: skip
+    lines += _ab_lines(record.get("ab"))
     p = record["paced_day"]
     lines += ["", "## Paced day", "",
               f"Day {p['day']}: {p['arrivals']} arrivals decided online from the previous day's "
@@ -162,3 +190,25 @@ def markdown(record: dict) -> str:
               f"{p['budget']:.1f} ({100 * p['spend_share']:.1f}%), true expected cost "
               f"{p['true_spend']:.1f}, {p['grants']} grants.", ""]  # fmt: skip
     return "\n".join(lines)
+
+
+def _ab_lines(ab: dict | None) -> list[str]:
+    if ab is None:
+        return []
+    lines = [
+        "",
+        "## A/B in the market: learned allocation (treatment) vs rule tiers (control)",
+        "",
+        f"Days {ab['start_day']}-{ab['start_day'] + ab['days'] - 1}, viewers per arm "
+        f"{ab['viewers']}; per viewer over the days, from the logs (Welch 95% interval) "
+        "beside the true effect from the planted truth.",
+        "",
+        "| metric | estimate [95%] | p | true effect | covered |",
+        "|---|---|---|---|---|",
+    ]
+    for name, m in ab["metrics"].items():
+        lines.append(
+            f"| {name} | {m['estimate']:.3f} [{m['low']:.3f}, {m['high']:.3f}] | "
+            f"{m['p_value']:.3f} | {m['true_effect']:.3f} | {m['covered']} |"
+        )
+    return lines

@@ -6,7 +6,8 @@ propensities. Cards come from a slate policy that never reads wallets, so every 
 also gives each viewer's true effect under every tier (``truth.true_effects``).
 
 The result, ``GrantData``, holds one row per (viewer, granted day): features, arm, propensity,
-observed GMV and cost, and the true (incremental GMV, cost) under each tier.
+observed GMV and cost, the day's exposure (cards shown and their summed price: the coupon
+cannot move them) and the true (incremental GMV, cost) under each tier.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class WorldConfig:
     slates: str = "oracle"  # the slate policy beside the coupons: oracle | random
     history_days: int = 5
     grant_days: int = 6
+    n_days: int | None = None  # days the world runs (default: the preset's)
 
     def __post_init__(self) -> None:
         if self.slates not in SLATES:
@@ -47,7 +49,7 @@ class WorldConfig:
 @dataclass
 class GrantData:
     features: Features
-    rows: pd.DataFrame  # user_id, day, arm (-1 none), propensity, gmv, cost, orders
+    rows: pd.DataFrame  # user_id, day, arm, propensity, gmv, cost, orders, cards, card_value
     true_gmv: np.ndarray  # (rows, K)
     true_cost: np.ndarray
     offered: np.ndarray  # (rows, K) bool
@@ -83,8 +85,9 @@ def collect(
     out_dir: str | Path,
 ) -> tuple[Market, GrantData]:
     """Run the market with randomised grants; the uplift data of the granted days."""
-    config = MarketConfig(preset=world.preset, seed=world.seed, open_rate=world.open_rate,
-                          slate_size=world.slate_size, catalogue=catalogue)  # fmt: skip
+    config = MarketConfig(preset=world.preset, seed=world.seed, n_days=world.n_days,
+                          open_rate=world.open_rate, slate_size=world.slate_size,
+                          catalogue=catalogue)  # fmt: skip
     market = Market(config, Path(out_dir) / "market")
     if world.history_days + world.grant_days > market.n_days:
         raise ValueError(f"coupons world: {world.history_days} + {world.grant_days} days asked, "
@@ -123,5 +126,8 @@ def _day_rows(market: Market, policy: CouponPolicy, decisions: pd.DataFrame, day
     rows.insert(1, "day", day)
     rows.insert(2, "arm", mine["arm"].map(names).fillna(-1).to_numpy(np.int64))
     rows.insert(3, "propensity", mine["propensity"].to_numpy(np.float64))
+    cards = day_cards(logs).groupby("user_id")["price"].agg(["size", "sum"]).reindex(users)
+    rows["cards"] = cards["size"].fillna(0).to_numpy(np.float64)
+    rows["card_value"] = cards["sum"].fillna(0.0).to_numpy(np.float64)
     first = logs["requests"].groupby("user_id")["ts"].min().reindex(users).fillna(-1)
     return rows, effects.gmv, effects.cost, targets.offered, first.to_numpy(np.int64)

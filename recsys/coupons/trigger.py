@@ -66,6 +66,11 @@ class HesitationTrigger:
         if not self.budget > 0 or self.lam < 0 or self.wait_s < 0:
             raise ValueError(f"hesitation trigger: budget must be > 0, lam and wait_s >= 0; "
                              f"got {self.budget}, {self.lam}, {self.wait_s}")  # fmt: skip
+        # Features are fixed for the day: every viewer's prediction is made once, up front.
+        users = self.model.features.user_id
+        value, cost, _ = self.model.predict(users)
+        pairs = zip(value[:, self.column].tolist(), cost[:, self.column].tolist(), strict=True)
+        self.predicted = dict(zip(users.tolist(), pairs, strict=True))
 
     def observe(self, user_id: int, event_type: str, ts: int, product_id: int) -> None:
         if event_type in HESITATION_EVENTS and product_id >= 0:
@@ -75,8 +80,7 @@ class HesitationTrigger:
 
     def decide(self, user_id: int, now: int) -> CouponDecision:
         tier = self.model.catalogue.tiers[self.column]
-        value, cost, known = self.model.predict([user_id])
-        if not known[0]:
+        if user_id not in self.predicted:
             return CouponDecision(user_id, False, "unknown_user")
         if user_id not in self.last:
             return CouponDecision(user_id, False, "no_hesitation")
@@ -84,7 +88,7 @@ class HesitationTrigger:
         refusal = self._refusal(user_id, product, ts, kind, now)
         if refusal:
             return CouponDecision(user_id, False, refusal, product_id=product)
-        v, c = float(value[0, self.column]), float(cost[0, self.column])
+        v, c = self.predicted[user_id]
         price = self.price_of(product, now)
         reason = ("not_on_sale" if price is None else
                   "coupon_exceeds_price" if tier.face_value >= price else

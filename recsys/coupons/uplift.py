@@ -12,6 +12,12 @@ over one base regression, all behind ``fit_uplift(kind, ...) -> UpliftModel``:
   ``mu_k - mu_0 + [a=k](y - mu_k)/e_k - [a=none](y - mu_0)/e_0`` with cross-fitted ``mu``
   (two folds), regressed on x.
 
+``exposure`` (optional, DR only): covariates of the row that the coupon cannot move, such as how
+many cards the viewer was shown that day and their prices (the market's arrivals and slates
+never read wallets). The nuisance regressions ``mu`` read them beside x, which takes most of
+the outcome's day-to-day noise out of the pseudo-outcome; the final regression reads x alone, so
+the model still predicts from what is known before the day.
+
 The base regression is ridge on the standardised features, their squares and pairwise products
 (closed form, deterministic, milliseconds). causalml offers the same meta-learners but pulls in
 xgboost, lightgbm, numba and shap; at this size a closed-form ridge fits in milliseconds.
@@ -25,6 +31,7 @@ value (pool-adjacent-violators).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -41,26 +48,34 @@ class Ridge:
     scale: np.ndarray
     coef: np.ndarray
     intercept: float
+    quadratic: bool = True
 
-    @staticmethod
-    def expand(z: np.ndarray) -> np.ndarray:
-        i, j = np.triu_indices(z.shape[1])
-        return np.hstack([z, z[:, i] * z[:, j]])
+    def expand(self, z: np.ndarray) -> np.ndarray:
+        return _expand(z, self.quadratic)
 
     @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, alpha: float = 30.0) -> Ridge:
+    def fit(
+        cls, x: np.ndarray, y: np.ndarray, alpha: float = 30.0, quadratic: bool = True
+    ) -> Ridge:
         if len(x) < 2:
             raise ValueError(f"uplift base regression: {len(x)} rows; at least 2 needed")
         mean, scale = x.mean(axis=0), x.std(axis=0)
         scale = np.where(scale > 0, scale, 1.0)
-        phi = cls.expand((x - mean) / scale)
+        phi = _expand((x - mean) / scale, quadratic)
         centre = phi.mean(axis=0)
         a = (phi - centre).T @ (phi - centre) + alpha * np.eye(phi.shape[1])
         coef = np.linalg.solve(a, (phi - centre).T @ (y - y.mean()))
-        return cls(mean, scale, coef, float(y.mean() - centre @ coef))
+        return cls(mean, scale, coef, float(y.mean() - centre @ coef), quadratic)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.expand((x - self.mean) / self.scale) @ self.coef + self.intercept
+
+
+def _expand(z: np.ndarray, quadratic: bool) -> np.ndarray:
+    if not quadratic:
+        return z
+    i, j = np.triu_indices(z.shape[1])
+    return np.hstack([z, z[:, i] * z[:, j]])
 
 
 @dataclass(frozen=True)
@@ -95,20 +110,19 @@ def _check(x: np.ndarray, arm: np.ndarray, propensity: np.ndarray, y: np.ndarray
                          f"each needs at least 2")  # fmt: skip
 
 
-def _dr(x, arm, e, y, k, alpha, seed):
-    """Cross-fitted AIPW pseudo-outcomes per tier, each regressed on x."""
+def _dr(x, w, arm, e, y, k, base, seed):
+    """Cross-fitted AIPW pseudo-outcomes per tier (nuisances on x and w), each regressed on x."""
+    xw = x if w is None else np.hstack([x, w])
     fold = np.random.default_rng(seed).integers(0, 2, len(x))
     mu = np.zeros((len(x), k + 1))
     for f in (0, 1):
         fit, out = fold != f, fold == f
         for a in range(-1, k):
             rows = fit & (arm == a)
-            mu[out, a + 1] = Ridge.fit(x[rows], y[rows], alpha).predict(x[out])
+            mu[out, a + 1] = base(xw[rows], y[rows]).predict(xw[out])
     control = (arm == -1) * (y - mu[:, 0]) / e
     return tuple(
-        Ridge.fit(
-            x, mu[:, j + 1] - mu[:, 0] + (arm == j) * (y - mu[:, j + 1]) / e - control, alpha
-        )  # fmt: skip
+        base(x, mu[:, j + 1] - mu[:, 0] + (arm == j) * (y - mu[:, j + 1]) / e - control)
         for j in range(k)
     )
 
@@ -122,26 +136,32 @@ def fit_uplift(
     n_tiers: int,
     *,
     alpha: float = 30.0,
+    quadratic: bool = True,
+    exposure: np.ndarray | None = None,
     seed: int = 0,
 ) -> UpliftModel:
     """An uplift model of ``kind`` (``t``, ``x`` or ``dr``) for ``n_tiers`` tiers."""
     if kind not in KINDS:
         raise ValueError(f"uplift learner {kind!r}: one of {KINDS}")
+    if exposure is not None and (kind != "dr" or len(exposure) != len(x)):
+        raise ValueError("uplift data: exposure covariates are read by the dr learner only, one "
+                         "row per row of x")  # fmt: skip
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     arm, e = np.asarray(arm, np.int64), np.asarray(propensity, np.float64)
     _check(x, arm, e, y, n_tiers)
-    mu = tuple(Ridge.fit(x[arm == a], y[arm == a], alpha) for a in range(-1, n_tiers))
+    base = partial(Ridge.fit, alpha=alpha, quadratic=quadratic)
+    mu = tuple(base(x[arm == a], y[arm == a]) for a in range(-1, n_tiers))
     if kind == "t":
         return UpliftModel("t", n_tiers, arms=mu)
     if kind == "dr":
-        return UpliftModel("dr", n_tiers, effects=_dr(x, arm, e, y, n_tiers, alpha, seed))
+        return UpliftModel("dr", n_tiers, effects=_dr(x, exposure, arm, e, y, n_tiers, base, seed))
     control = arm == -1
     share_control = control.mean()
     effects = []
     for j in range(n_tiers):
         treated = arm == j
-        tau1 = Ridge.fit(x[treated], y[treated] - mu[0].predict(x[treated]), alpha)
-        tau0 = Ridge.fit(x[control], mu[j + 1].predict(x[control]) - y[control], alpha)
+        tau1 = base(x[treated], y[treated] - mu[0].predict(x[treated]))
+        tau0 = base(x[control], mu[j + 1].predict(x[control]) - y[control])
         g = treated.mean() / (treated.mean() + share_control)  # weight of the control's fit
         effects.append(_Blend(tau0, tau1, g))
     return UpliftModel("x", n_tiers, effects=tuple(effects))

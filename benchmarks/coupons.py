@@ -1,0 +1,88 @@
+"""Personalised coupons on a simulated world: uplift ranking, policy value at one budget, pacing,
+the learned-vs-rule A/B in the market, and the cost of one real-time trigger decision.
+
+    python benchmarks/coupons.py                           # small, the shipped coupons.yaml
+    python benchmarks/coupons.py world.preset=tiny world.n_days=4 world.history_days=1 \
+        world.grant_days=2 ab_days=1                       # seconds
+
+Arguments are ``recsys-coupons`` overrides. Runs the study (``recsys.cli.coupons.run``) into a
+temporary folder, then times ``HesitationTrigger.decide`` on the trained model for hesitating
+viewers. Writes ``benchmarks/results/coupons.{json,md}`` (or ``coupons_<preset>`` for another
+preset) and prints the markdown.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from hydra import compose, initialize_config_module
+
+from recsys.cli import coupons
+from recsys.coupons.trigger import HesitationTrigger
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def trigger_latency(run_dir: Path, tier: str, n: int = 2000, seed: int = 0) -> dict:
+    """Per-decision time of the hesitation trigger over the trained model, viewers drawn from
+    those with features, each hesitating over a product long enough ago."""
+    with open(run_dir / "coupon_model.pkl", "rb") as f:
+        saved = pickle.load(f)
+    model = saved["model"]
+    trigger = HesitationTrigger(model, tier, float(saved["lam"]), budget=1e12,
+                                price_of=lambda product, now: 199.0, wait_s=300)  # fmt: skip
+    rng = np.random.default_rng(seed)
+    users = rng.choice(model.features.user_id, n)
+    for u in users:
+        trigger.observe(int(u), "cart", 0, int(rng.integers(0, 1000)))
+    seconds = np.empty(n)
+    for i, u in enumerate(users):
+        began = time.perf_counter()
+        trigger.decide(int(u), 1000)
+        seconds[i] = time.perf_counter() - began
+    ms = seconds * 1e3
+    return {"decisions": n, "p50_ms": float(np.percentile(ms, 50)),
+            "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()),
+            "granted": len(trigger.granted)}  # fmt: skip
+
+
+def main(overrides: list[str]) -> dict:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    with tempfile.TemporaryDirectory() as tmp:
+        with initialize_config_module(version_base="1.3", config_module="recsys.conf"):
+            cfg = compose(config_name="coupons", overrides=[*overrides, f"out_dir={tmp}"])
+        began = time.perf_counter()
+        record = coupons.run(cfg)
+        seconds = time.perf_counter() - began
+        markdown = (Path(tmp) / "coupons.md").read_text()
+        product_tier = next(t["name"] for t in record["tiers"] if t["scope"] == "product")
+        latency = trigger_latency(Path(tmp), product_tier)
+    command = shlex.join(["python", "benchmarks/coupons.py", *overrides])
+    record |= {"command": command, "seconds": round(seconds, 1), "trigger_latency": latency,
+               "machine": f"{platform.machine()}, {platform.python_version()}"}  # fmt: skip
+    preset = record["world"]["preset"]
+    name = "coupons" if preset == "small" else f"coupons_{preset}"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    text = (f"Command: `{command}` ({record['seconds']:.0f} s on 2 shared CPU cores).\n\n"
+            + markdown + "\n## Real-time trigger decision\n\n"
+            f"`HesitationTrigger.decide` over the trained model, {latency['decisions']} "
+            f"hesitating viewers: p50 {latency['p50_ms']:.3f} ms, p99 "
+            f"{latency['p99_ms']:.3f} ms per decision ({latency['granted']} granted).\n"
+            )  # fmt: skip
+    (RESULTS / f"{name}.md").write_text(text)
+    print(text)
+    return record
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
