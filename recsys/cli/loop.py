@@ -154,15 +154,30 @@ def _write(out: Path, table: pd.DataFrame, png: Path) -> dict:
              if isinstance(r.get("gain_vs_frozen"), dict)}  # fmt: skip
     result = {"rounds": flat.to_dict("records"), "gain_vs_frozen": gains, "plot": str(png)}
     (out / "loop.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "loop.md").write_text(_markdown(flat))
+    (out / "loop.md").write_text(markdown(result))
     return result
 
 
-def _markdown(table: pd.DataFrame) -> str:
-    cols = list(table.columns)
-    cell = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(False)]
+def markdown(result: dict) -> str:
+    """The loop's table: per round and arm, true GMV per viewer-day, CTR and CVR with 95%
+    intervals, and the learning arm's paired gain over the frozen one."""
+
+    def cell(row: dict, name: str, value: str, scale: float = 1.0, digits: int = 2) -> str:
+        v, lo, hi = (row.get(c, float("nan")) * scale for c in (value, f"{name}_lo", f"{name}_hi"))
+        return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+    head = ["round", "days", "arm", "true GMV / viewer-day", "CTR %", "CVR %",
+            "learning - frozen"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in result["rounds"]:
+        g = result["gain_vs_frozen"].get(row["round"], result["gain_vs_frozen"].get(
+            str(row["round"])))  # fmt: skip
+        gain = f"{g['gain']:+.3f} [{g['lo']:+.3f}, {g['hi']:+.3f}]" if row["arm"] == "learning" \
+            and g else ""  # fmt: skip
+        cells = [str(row["round"]), row["days"], row["arm"],
+                 cell(row, "true_gmv", "true_gmv_per_viewer"), cell(row, "ctr", "ctr", 100),
+                 cell(row, "cvr", "cvr", 100), gain]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
