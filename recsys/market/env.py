@@ -101,7 +101,9 @@ class _State:
     organic: dict
     wallets: Wallets
     consent: pd.DataFrame  # user_id and a bool column per channel
-    sent: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({"user_id": [], "ts": []}))
+    # int64 from the start: a float column would round 64-bit viewer ids and lose the fatigue.
+    sent: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        {"user_id": np.zeros(0, np.int64), "ts": np.zeros(0, np.int64)}))  # fmt: skip
     carts: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
         {c: np.zeros(0, np.int64) for c in ("user_id", "product_id", "ts")}))  # fmt: skip
     next_request: int = 0
