@@ -101,7 +101,7 @@ def test_rooms_expire_after_the_live_ends_and_stragglers_are_counted(day):
     assert report.expired == 3 and report.accepted == 0
     # Memory per room stays bounded by the ring: no room holds ids older than it.
     for state in agg.rooms.values():
-        assert len(state.ids) <= agg.config.slots
+        assert len(agg.table.ids[state.row]) <= agg.config.slots
 
 
 def test_malformed_records_are_rejected_by_row_and_field():

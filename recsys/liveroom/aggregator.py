@@ -3,7 +3,8 @@
 Rules (``batch.py`` recomputes the same numbers from a plain event table, and a test holds the
 two equal):
 
-* an event whose id the room has already accepted is a ``duplicate`` and ignored;
+* an event whose id was already accepted (while its room's ring still holds it) is a
+  ``duplicate`` and ignored;
 * an event older than the room's watermark (its largest accepted event time so far, in
   arrival order) minus ``lateness_s`` is ``too_late``: counted, not folded in; any later
   event is folded into its own minute, however it arrived;
@@ -27,6 +28,7 @@ import numpy as np
 
 from recsys.liveroom.events import Columns
 from recsys.liveroom.room import METRICS, M, RoomState
+from recsys.liveroom.table import RoomTable
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class RoomAggregator:
 
     def __init__(self, config: AggregatorConfig = AggregatorConfig()) -> None:
         self.config = config
+        self.table = RoomTable(slots=config.slots, lateness_s=config.lateness_s)
         self.rooms: dict[int, RoomState] = {}
         self.ended: OrderedDict[int, None] = OrderedDict()
         self.clock = -1  # the newest accepted event time over all rooms
@@ -82,41 +85,39 @@ class RoomAggregator:
     def ingest(self, ev: Columns) -> tuple[IngestReport, Columns]:
         """Fold a batch in; returns what happened and the accepted events (arrival order)."""
         report = IngestReport(sanitised=ev.sanitised)
-        order = np.argsort(ev.room, kind="stable")
-        rooms, starts = np.unique(ev.room[order], return_index=True)
-        kept = []
-        for room, part in zip(rooms.tolist(), np.split(order, starts[1:]), strict=True):
-            if room in self.ended:
-                report.expired += len(part)
-                continue
-            kept.append(part[self._fold(room, ev.take(part), report)])
-        accepted = np.sort(np.concatenate(kept)) if kept else np.zeros(0, dtype=np.int64)
-        report.accepted = len(accepted)
+        rooms, inverse = np.unique(ev.room, return_inverse=True)
+        alive = np.array([r not in self.ended for r in rooms.tolist()], dtype=bool)
+        live = alive[inverse]
+        report.expired = int((~live).sum())
+        index = np.flatnonzero(live)
+        row_of = np.array(
+            [
+                self._row(r) if ok else -1
+                for r, ok in zip(rooms.tolist(), alive.tolist(), strict=True)
+            ],
+            dtype=np.int64,
+        )
+        part = ev.take(index)
+        accepted, report.duplicates, report.too_late = self.table.fold(part, row_of[inverse[index]])
+        report.accepted = int(accepted.sum())
+        if report.accepted:
+            self.clock = max(self.clock, int(part.ts[accepted].max()))
         self._expire()
-        return report, ev.take(accepted)
+        return report, part.take(np.flatnonzero(accepted))
 
-    def _fold(self, room: int, ev: Columns, report: IngestReport) -> np.ndarray:
-        state = self.rooms.get(room)
-        if state is None:
-            state = self.rooms[room] = RoomState(room, slots=self.config.slots)
-        _, first = np.unique(ev.event_id, return_index=True)
-        fresh = np.zeros(len(ev), dtype=bool)
-        fresh[first] = True
-        fresh &= ~state.seen(ev.event_id)
-        report.duplicates += int((~fresh).sum())
-        ts = ev.ts[fresh]
-        before = np.maximum.accumulate(np.concatenate([[state.watermark], ts]))[:-1]
-        on_time = ts >= before - self.config.lateness_s
-        report.too_late += int((~on_time).sum())
-        keep = np.flatnonzero(fresh)[on_time]
-        state.add(ev.take(keep))
-        self.clock = max(self.clock, state.watermark)
-        return keep
+    def _row(self, room: int) -> int:
+        if room not in self.rooms:
+            self.rooms[room] = RoomState(self.table, room, self.table.row(room))
+        return self.rooms[room].row
 
     def _expire(self) -> None:
         cutoff = self.clock - self.config.expire_after_s
+        rows = np.array([s.row for s in self.rooms.values()], dtype=np.int64)
+        if not len(rows) or self.table.watermark[rows].min() >= cutoff:
+            return
         for room in [r for r, s in self.rooms.items() if s.watermark < cutoff]:
             del self.rooms[room]
+            self.table.drop(room)
             self.ended[room] = None
         while len(self.ended) > self.config.max_ended:
             self.ended.popitem(last=False)

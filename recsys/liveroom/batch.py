@@ -29,7 +29,7 @@ COUNTED = {
 
 def accepted_events(events: pd.DataFrame, *, lateness_s: int) -> pd.DataFrame:
     """Rows (arrival order) the aggregator folds in: first copies, not too late."""
-    first = events[~events.duplicated(["session_id", "event_id"], keep="first")]
+    first = events[~events.duplicated("event_id", keep="first")]
     keep = []
     for _, room in first.groupby("session_id", sort=False):
         ts = room["ts"].to_numpy()
@@ -44,7 +44,8 @@ def accepted_events(events: pd.DataFrame, *, lateness_s: int) -> pd.DataFrame:
 
 def batch_snapshot(events: pd.DataFrame, room: int, *, lateness_s: int, windows=(1, 5, 15)) -> dict:
     """The aggregator's ``snapshot(room)`` numbers for the events of ``room`` (see above)."""
-    ev = accepted_events(events[events["session_id"] == room], lateness_s=lateness_s)
+    ev = accepted_events(events, lateness_s=lateness_s)
+    ev = ev[ev["session_id"] == room]
     ev = ev.assign(minute=ev["ts"] // 60)
     minute = int(ev["ts"].max()) // 60
     shows = ev[ev["event_type"] == "present"].sort_values(["ts", "event_id"])
