@@ -26,8 +26,9 @@ def test_fatigue_counts_the_previous_days_messages_of_64_bit_viewer_ids(tmp_path
     logs = [market.read_day(d) for d in range(market.n_days)]
     last = logs[-1]["messages"]
     before = pd.concat([day["messages"] for day in logs[:-1]])
+    user, ts = last["user_id"].to_numpy(np.int64), last["ts"].to_numpy(np.int64)
     expected = fatigue(before["user_id"].to_numpy(np.int64), before["ts"].to_numpy(np.int64),
-                       last["user_id"].to_numpy(np.int64), last["ts"].to_numpy(np.int64))  # fmt: skip
+                       user, ts)  # fmt: skip
     assert expected.max() >= 3  # viewers messaged on earlier days are tired on the last
     counted = fatigue(sent["user_id"].to_numpy(np.int64), sent["ts"].to_numpy(np.int64),
                       last["user_id"].to_numpy(np.int64), last["ts"].to_numpy(np.int64) - 1)

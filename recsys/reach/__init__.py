@@ -1,0 +1,1 @@
+"""Timely reach: triggers from the event stream, decisions to message, personalised copy."""
