@@ -10,7 +10,7 @@ mean zero and variance ``n Var(R)`` to first order. So
   (Welch-Satterthwaite degrees of freedom; ``equal_var=True`` gives Student's pooled test), equal
   to ``scipy.stats.ttest_ind`` to rounding;
 - a **ratio metric** gets the delta-method variance, with the same t machinery (its degrees of
-  freedom are large; they matter only for few clusters);
+  freedom count the units that carry the denominator; they matter for few clusters);
 - **CUPED** (Deng, Xu, Kohavi & Walker 2013) regresses the linearised values on a pre-period
   covariate: ``theta = Cov(l, c) / Var(c)`` on the pooled units of both arms, each arm's
   estimate moves by ``-theta (mean_arm(c) - mean_pooled(c))`` and its variance shrinks by
@@ -18,15 +18,18 @@ mean zero and variance ``n Var(R)`` to first order. So
 - **cluster-robust** errors: when the randomisation unit (a live room) holds several analysis
   units (its viewers), ``cluster=`` sums ``y``, ``x`` (for a mean metric the unit count) and the
   covariate per cluster first, so the metric becomes a ratio of cluster sums whose delta-method
-  variance is the cluster-robust (CR0 x G / (G - 1)) sandwich of the regression on the arm;
+  variance is the cluster-robust sandwich of the regression on the arm, with the CR2 correction
+  and Bell-McCaffrey degrees of freedom of ``smallsample`` (a ratio metric's single units are
+  clusters of one): they count unequal cluster sizes and denominators held by few units;
 - the **relative lift** ``R_t / R_c - 1`` has the delta-method variance
   ``V_t / R_c^2 + R_t^2 V_c / R_c^4``;
 - several arms or metrics: **Holm**'s step-down adjustment (``statsmodels`` ``multipletests``)
   over the family of one ``analyse`` call (effects by segment: ``recsys.experiments.segments``).
 
-An estimate that cannot be made (an arm with fewer than two units, a zero denominator, no
-variation, a zero control value for the lift) is an explicit row with ``estimable`` (or
-``lift_estimable``) False and the ``reason``; its numbers are NaN only beside that flag.
+An estimate that cannot be made (an arm with fewer than two units, a zero denominator or one
+held by a single unit, no variation, a zero control value for the lift) is an explicit row
+with ``estimable`` (or ``lift_estimable``) False and the ``reason``; its numbers are NaN only
+beside that flag.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
+
+from recsys.experiments import smallsample as ss
 
 NAN = float("nan")
 
@@ -126,27 +131,33 @@ def _check_samples(t: Sample, c: Sample) -> None:
             raise ValueError(f"compare: {part!r} has NaN or infinite values")
         if any(a is not None and len(a) != s.n for a, s in zip(arrays, (t, c), strict=True)):
             raise ValueError(f"compare: {part!r} and 'y' differ in length")
+    if t.x is not None and any((s.x < 0).any() for s in (t, c)):
+        raise ValueError("compare: 'x' has negative values; denominators are counts or sums >= 0")
 
 
-def _why_not(t: Sample, c: Sample, arm: str, control: str) -> str:
-    """Why the difference cannot be estimated, or ''."""
-    for name, s in ((arm, t), (control, c)):
-        if s.n < 2:
-            return f"arm {name!r} has {s.n} unit(s); at least 2 are needed"
-        if s.x is not None and s.x.sum() == 0:
-            return f"arm {name!r}: zero denominator (its units sum to 0)"
+def _why_not(s: Sample, name: str) -> str:
+    """Why one arm's value cannot be estimated, or ''."""
+    if s.n < 2:
+        return f"arm {name!r} has {s.n} unit(s); at least 2 are needed"
+    if s.x is not None and s.x.sum() == 0:
+        return f"arm {name!r}: zero denominator (its units sum to 0)"
+    if ss.concentrated(ss.leverages(s.n, s.x)):
+        return f"arm {name!r}: one unit holds the whole denominator; no variance is estimable"
     return ""
 
 
-def _variances(lins: list[np.ndarray], equal_var: bool) -> tuple[float, float, float]:
-    """(variance of the arm's estimate, of the control's, degrees of freedom)."""
+def _variances(
+    lins: list[np.ndarray], levs: list[np.ndarray], equal_var: bool
+) -> tuple[float, float, float]:
+    """(variance of the arm's estimate, of the control's, degrees of freedom): CR2 per arm
+    with Bell-McCaffrey degrees of freedom, combined as Welch (Welch's test itself for a
+    mean metric of single units); Student's pooled variance with ``equal_var``."""
     (lt, lc), (nt, nc) = lins, (len(lins[0]), len(lins[1]))
-    vt, vc = lt.var(ddof=1) / nt, lc.var(ddof=1) / nc
     if equal_var:
         pooled = ((nt - 1) * lt.var(ddof=1) + (nc - 1) * lc.var(ddof=1)) / (nt + nc - 2)
         return pooled / nt, pooled / nc, float(nt + nc - 2)
-    denom = vt**2 / (nt - 1) + vc**2 / (nc - 1)
-    return vt, vc, float((vt + vc) ** 2 / denom) if denom > 0 else np.inf
+    vt, vc = (ss.cr2_variance(lin, h) for lin, h in zip(lins, levs, strict=True))
+    return vt, vc, ss.welch_df(vt, vc, *(ss.effective_df(h) for h in levs))
 
 
 def _lift(est: Estimate, vt: float, vc: float, crit: float) -> Estimate:
@@ -175,19 +186,22 @@ def compare(
     _check_samples(treatment, control)
     method = _method(treatment, equal_var, clustered)
     base = Estimate(metric, arm, control_name, method, treatment.n, control.n, False)
-    if why := _why_not(treatment, control, arm, control_name):
+    if why := _why_not(treatment, arm) or _why_not(control, control_name):
         return replace(base, reason=why)
     values, lins = map(list, zip(*(_linearise(s) for s in (treatment, control)), strict=True))
     theta = 0.0
     if treatment.c is not None:
         values, lins, theta = _cuped((treatment, control), values, lins)
     base = replace(base, value_arm=values[0], value_control=values[1], theta=theta)
-    return _t_test(base, lins, equal_var, alpha)
+    return _t_test(base, lins, [ss.leverages(s.n, s.x) for s in (treatment, control)],
+                   equal_var, alpha)  # fmt: skip
 
 
-def _t_test(base: Estimate, lins: list[np.ndarray], equal_var: bool, alpha: float) -> Estimate:
-    """``base`` (values set) with its t-interval, p-value and lift from the linearised values."""
-    vt, vc, df = _variances(lins, equal_var)
+def _t_test(
+    base: Estimate, lins: list[np.ndarray], levs: list[np.ndarray], equal_var: bool, alpha: float
+) -> Estimate:
+    """``base`` (values set) with its t-interval, p-value and lift from lins and leverages."""
+    vt, vc, df = _variances(lins, levs, equal_var)
     se = float(np.sqrt(vt + vc))
     if not se > 0:
         return replace(base, reason="no variation: both arms' units are constant")
@@ -357,7 +371,8 @@ def arm_values(
 ) -> pd.DataFrame:
     """Each metric's value per arm with its t-interval (``metric``, ``arm``, ``units``,
     ``value``, ``ci_lo``, ``ci_hi``, ``estimable``, ``reason``); ``units`` counts clusters
-    when ``cluster`` is given. An arm with fewer than two units or a zero denominator is an
+    when ``cluster`` is given; CR2 with Bell-McCaffrey degrees of freedom for ratios. An arm
+    with fewer than two units, a zero denominator or its denominator in one unit is an
     explicit not-estimable row."""
     groups = {str(k): rows for k, rows in frame.groupby(arm_col, sort=False)}
     out = []
@@ -367,14 +382,13 @@ def arm_values(
             s = _sample(groups.get(arm, frame.iloc[:0]), plain, cluster)
             row = {"metric": metric.name, "arm": arm, "units": s.n, "value": NAN,
                    "ci_lo": NAN, "ci_hi": NAN, "estimable": False, "reason": ""}  # fmt: skip
-            if s.n < 2:
-                out.append(row | {"reason": f"arm {arm!r} has {s.n} unit(s); at least 2 needed"})
-                continue
-            if s.x is not None and s.x.sum() == 0:
-                out.append(row | {"reason": f"arm {arm!r}: zero denominator"})
+            if why := _why_not(s, arm):
+                out.append(row | {"reason": why})
                 continue
             value, lin = _linearise(s)
-            half = float(stats.t.ppf(1 - alpha / 2, s.n - 1) * lin.std(ddof=1) / np.sqrt(s.n))
+            h = ss.leverages(s.n, s.x)
+            crit = float(stats.t.ppf(1 - alpha / 2, ss.effective_df(h)))
+            half = crit * float(np.sqrt(ss.cr2_variance(lin, h)))
             out.append(row | {"value": value, "ci_lo": value - half, "ci_hi": value + half,
                               "estimable": True})  # fmt: skip
     return pd.DataFrame(out)
