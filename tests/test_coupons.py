@@ -166,8 +166,12 @@ def test_uplift_data_are_checked():
     x, arm, e, y, _ = _randomised(50, 0)
     with pytest.raises(ValueError, match="propensities must lie in"):
         fit_uplift("t", x, arm, np.zeros(50), y, 2)
-    with pytest.raises(ValueError, match="arms none, 0..2 have"):
+    with pytest.raises(ValueError, match="tier 2 has 0 treated and"):
         fit_uplift("dr", x, arm, e, y, 3)
+    offered = np.ones((50, 2), bool)
+    offered[arm == 1, 1] = False
+    with pytest.raises(ValueError, match=r"row \d+ got tier 1, not offered to it"):
+        fit_uplift("t", x, arm, e, y, 2, offered=offered)
     with pytest.raises(ValueError, match="one of"):
         fit_uplift("s", x, arm, e, y, 2)
 

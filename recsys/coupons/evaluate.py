@@ -33,7 +33,7 @@ from recsys.coupons.rules import (
     random_choice,
     rule_choice,
 )
-from recsys.coupons.study import GrantData
+from recsys.coupons.study import EXPOSURE, GrantData
 from recsys.coupons.uplift import fit_uplift
 from recsys.market.coupons import CouponCatalogue
 
@@ -55,11 +55,20 @@ def fit_models(data: GrantData, catalogue: CouponCatalogue, kind: str, alpha: fl
     k = len(catalogue.tiers)
     exposure = None
     if kind == "dr":
-        exposure = np.log1p(data.rows[["cards", "card_value"]].to_numpy(np.float64))
-    fits = {y: fit_uplift(kind, x, arm, e, data.rows[y].to_numpy(), k, alpha=alpha,
-                          exposure=exposure, seed=seed)
+        exposure = np.log1p(data.rows[list(EXPOSURE)].to_numpy(np.float64))
+    fits = {y: fit_uplift(kind, x, arm, e, data.rows[y].to_numpy(), k, offered=data.offered,
+                          alpha=alpha, exposure=exposure, seed=seed)
             for y in ("gmv", "cost")}  # fmt: skip
     return CouponModel(fits["gmv"], fits["cost"], data.features, catalogue)
+
+
+def exposure_balance(data: GrantData, catalogue: CouponCatalogue) -> dict:
+    """Mean exposure per viewer-day by arm: equal across arms when the coupon cannot move it
+    (the condition for reading it in the DR nuisances)."""
+    names = ["none", *[t.name for t in catalogue.tiers]]
+    means = data.rows.groupby("arm")[list(EXPOSURE)].mean()
+    return {names[int(a) + 1]: {k: round(float(v), 3) for k, v in row.items()}
+            for a, row in means.iterrows()}  # fmt: skip
 
 
 def tier_cost(data: GrantData, k: int) -> np.ndarray:

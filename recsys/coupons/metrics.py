@@ -42,7 +42,8 @@ def qini_auuc(score, treated, y, true_effect) -> dict:
         raise ValueError("qini: needs treated and control rows")
     qini, gain = _curves(score, treated, y)
     best, _ = _curves(np.asarray(true_effect, float), treated, y)
-    ideal = _area_above_random(best)
+    # A tier whose true effect never varies has no ranking to share in.
+    ideal = _area_above_random(best) if np.ptp(true_effect) > 0 else 0.0
     return {
         "qini": _area_above_random(qini) / ideal if ideal > 0 else float("nan"),
         "qini_area": _area_above_random(qini) / len(y),

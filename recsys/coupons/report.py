@@ -23,6 +23,7 @@ from recsys.coupons.evaluate import (
     OTHERS,
     POLICIES,
     Budgeting,
+    exposure_balance,
     fit_models,
     paced_day,
     policy_values,
@@ -90,6 +91,7 @@ def run_coupons(config: CouponsConfig, out_dir: str | Path) -> dict:
         "learner": config.learner,
         "viewer_days": {"train": len(train.rows), "held_out": len(test.rows)},
         "arms": data.rows["arm"].value_counts().sort_index().to_dict(),
+        "exposure_by_arm": exposure_balance(data, config.catalogue),
         "tier_cost_per_grant": costs.tolist(),
         "ranking": quality,
         "policy_value": values[config.learner],
@@ -145,7 +147,10 @@ def markdown(record: dict) -> str:
         f"{w['history_days']} history days, then {w['grant_days']} days of randomised grants "
         f"({record['viewer_days']['train']} training and {record['viewer_days']['held_out']} "
         f"held-out viewer-days); slates: {w['slates']}. Learner behind the allocation: "
-        f"`{record['learner']}`.", "",
+        f"`{record['learner']}`. Exposure per viewer-day by arm (the DR nuisances read it; "
+        "the coupon cannot move it): " + "; ".join(
+            f"{arm} {e['cards']:.2f} cards, {e['clicks']:.3f} clicks"
+            for arm, e in record["exposure_by_arm"].items()) + ".", "",
         "## Uplift ranking on held-out viewers (incremental GMV)", "",
         "Qini and AUUC on the observed outcomes of the randomised held-out viewer-days (Qini as "
         "a share of the Qini of a ranking by the true effect; AUUC 0.5 for a random ranking); "

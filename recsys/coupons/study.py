@@ -6,8 +6,9 @@ propensities. Cards come from a slate policy that never reads wallets, so every 
 also gives each viewer's true effect under every tier (``truth.true_effects``).
 
 The result, ``GrantData``, holds one row per (viewer, granted day): features, arm, propensity,
-observed GMV and cost, the day's exposure (cards shown and their summed price: the coupon
-cannot move them) and the true (incremental GMV, cost) under each tier.
+observed GMV and cost, the day's exposure (``EXPOSURE``: cards shown, their summed price,
+clicks and clicked prices, which the coupon cannot move here) and the true (incremental GMV,
+cost) under each tier.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from recsys.market import Market, MarketConfig, OraclePolicy, RandomPolicy
 from recsys.market.coupons import CouponCatalogue
 
 SLATES = ("oracle", "random")
+# What the coupon cannot move in this market (arrivals and slates never read wallets, a click
+# is drawn before any coupon counts): the day's cards, their prices, clicks, clicked prices.
+EXPOSURE = ("cards", "card_value", "clicks", "clicked_value")
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class WorldConfig:
 @dataclass
 class GrantData:
     features: Features
-    rows: pd.DataFrame  # user_id, day, arm, propensity, gmv, cost, orders, cards, card_value
+    rows: pd.DataFrame  # user_id, day, arm, propensity, gmv, cost, orders, then EXPOSURE
     true_gmv: np.ndarray  # (rows, K)
     true_cost: np.ndarray
     offered: np.ndarray  # (rows, K) bool
@@ -126,8 +130,14 @@ def _day_rows(market: Market, policy: CouponPolicy, decisions: pd.DataFrame, day
     rows.insert(1, "day", day)
     rows.insert(2, "arm", mine["arm"].map(names).fillna(-1).to_numpy(np.int64))
     rows.insert(3, "propensity", mine["propensity"].to_numpy(np.float64))
-    cards = day_cards(logs).groupby("user_id")["price"].agg(["size", "sum"]).reindex(users)
-    rows["cards"] = cards["size"].fillna(0).to_numpy(np.float64)
-    rows["card_value"] = cards["sum"].fillna(0.0).to_numpy(np.float64)
+    shown = day_cards(logs).merge(logs["impressions"][["request_id", "position", "click"]],
+                                  on=["request_id", "position"])  # fmt: skip
+    shown["clicked_value"] = shown["price"] * shown["click"]
+    exposure = shown.groupby("user_id").agg(cards=("price", "size"), card_value=("price", "sum"),
+                                            clicks=("click", "sum"),
+                                            clicked_value=("clicked_value", "sum"))  # fmt: skip
+    exposure = exposure.reindex(users).fillna(0.0)
+    for name in EXPOSURE:
+        rows[name] = exposure[name].to_numpy(np.float64)
     first = logs["requests"].groupby("user_id")["ts"].min().reindex(users).fillna(-1)
     return rows, effects.gmv, effects.cost, targets.offered, first.to_numpy(np.int64)

@@ -1,9 +1,13 @@
 """Multi-treatment uplift models: per viewer and tier, the incremental value of a coupon.
 
 The data are randomised grants (``grants.RandomisedChooser``): each row a viewer-day with its
-features, its arm (-1 none, else the tier index), the arm's propensity and an outcome
-(incremental GMV and incremental cost are two fits of the same learner). Three meta-learners
-over one base regression, all behind ``fit_uplift(kind, ...) -> UpliftModel``:
+features, its arm (-1 none, else the tier index), the arm's propensity, which tiers its viewer
+was offered and an outcome (incremental GMV and incremental cost are two fits of the same
+learner). A room or product coupon is only offered to viewers with a favourite room or an
+unbought product, who are more active than the rest, so each tier's effect is learned from the
+viewers offered it alone: its treated rows against the control rows of those viewers (compared
+with every control row, the tier's effect would absorb the difference between the two groups).
+Three meta-learners over one base regression, all behind ``fit_uplift(kind, ...)``:
 
 * ``t``: one regression per arm; the effect of tier k is ``mu_k(x) - mu_none(x)``;
 * ``x``: the X-learner: imputed effects ``y - mu_none(x)`` on tier k's rows and
@@ -80,91 +84,30 @@ def _expand(z: np.ndarray, quadratic: bool) -> np.ndarray:
 
 @dataclass(frozen=True)
 class UpliftModel:
-    """Per tier, a regression of the effect (``effects``) or of the arm's outcome (T-learner)."""
+    """Per tier, a model of its effect (a regression, or a difference of two for ``t``)."""
 
     kind: str
-    n_tiers: int
-    arms: tuple[Ridge, ...] = ()  # T-learner: none first, then each tier
-    effects: tuple[Ridge, ...] = ()
+    effects: tuple
+
+    @property
+    def n_tiers(self) -> int:
+        return len(self.effects)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """(n, n_tiers) predicted effect of each tier."""
         x = np.asarray(x, dtype=np.float64)
-        if self.kind == "t":
-            base = self.arms[0].predict(x)
-            return np.column_stack([m.predict(x) - base for m in self.arms[1:]])
         return np.column_stack([m.predict(x) for m in self.effects])
 
 
-def _check(x: np.ndarray, arm: np.ndarray, propensity: np.ndarray, y: np.ndarray, k: int):
-    n = len(x)
-    if not (len(arm) == len(propensity) == len(y) == n):
-        raise ValueError("uplift data: x, arm, propensity and y differ in length")
-    if not np.isfinite(x).all() or not np.isfinite(y).all():
-        raise ValueError("uplift data: features and outcomes must be finite")
-    if ((propensity <= 0) | (propensity > 1)).any():
-        raise ValueError("uplift data: propensities must lie in (0, 1]")
-    counts = np.bincount(arm + 1, minlength=k + 1)
-    if (counts < 2).any():
-        raise ValueError(f"uplift data: arms none, 0..{k - 1} have {counts.tolist()} rows; "
-                         f"each needs at least 2")  # fmt: skip
+@dataclass(frozen=True)
+class _Difference:
+    """T-learner: the tier's outcome model minus the control's (on viewers offered the tier)."""
 
+    treated: Ridge
+    control: Ridge
 
-def _dr(x, w, arm, e, y, k, base, seed):
-    """Cross-fitted AIPW pseudo-outcomes per tier (nuisances on x and w), each regressed on x."""
-    xw = x if w is None else np.hstack([x, w])
-    fold = np.random.default_rng(seed).integers(0, 2, len(x))
-    mu = np.zeros((len(x), k + 1))
-    for f in (0, 1):
-        fit, out = fold != f, fold == f
-        for a in range(-1, k):
-            rows = fit & (arm == a)
-            mu[out, a + 1] = base(xw[rows], y[rows]).predict(xw[out])
-    control = (arm == -1) * (y - mu[:, 0]) / e
-    return tuple(
-        base(x, mu[:, j + 1] - mu[:, 0] + (arm == j) * (y - mu[:, j + 1]) / e - control)
-        for j in range(k)
-    )
-
-
-def fit_uplift(
-    kind: str,
-    x: np.ndarray,
-    arm: np.ndarray,
-    propensity: np.ndarray,
-    y: np.ndarray,
-    n_tiers: int,
-    *,
-    alpha: float = 30.0,
-    quadratic: bool = True,
-    exposure: np.ndarray | None = None,
-    seed: int = 0,
-) -> UpliftModel:
-    """An uplift model of ``kind`` (``t``, ``x`` or ``dr``) for ``n_tiers`` tiers."""
-    if kind not in KINDS:
-        raise ValueError(f"uplift learner {kind!r}: one of {KINDS}")
-    if exposure is not None and (kind != "dr" or len(exposure) != len(x)):
-        raise ValueError("uplift data: exposure covariates are read by the dr learner only, one "
-                         "row per row of x")  # fmt: skip
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    arm, e = np.asarray(arm, np.int64), np.asarray(propensity, np.float64)
-    _check(x, arm, e, y, n_tiers)
-    base = partial(Ridge.fit, alpha=alpha, quadratic=quadratic)
-    mu = tuple(base(x[arm == a], y[arm == a]) for a in range(-1, n_tiers))
-    if kind == "t":
-        return UpliftModel("t", n_tiers, arms=mu)
-    if kind == "dr":
-        return UpliftModel("dr", n_tiers, effects=_dr(x, exposure, arm, e, y, n_tiers, base, seed))
-    control = arm == -1
-    share_control = control.mean()
-    effects = []
-    for j in range(n_tiers):
-        treated = arm == j
-        tau1 = base(x[treated], y[treated] - mu[0].predict(x[treated]))
-        tau0 = base(x[control], mu[j + 1].predict(x[control]) - y[control])
-        g = treated.mean() / (treated.mean() + share_control)  # weight of the control's fit
-        effects.append(_Blend(tau0, tau1, g))
-    return UpliftModel("x", n_tiers, effects=tuple(effects))
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.treated.predict(x) - self.control.predict(x)
 
 
 @dataclass(frozen=True)
@@ -177,6 +120,96 @@ class _Blend:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.g * self.tau0.predict(x) + (1.0 - self.g) * self.tau1.predict(x)
+
+
+def _check(x, arm, propensity, y, offered) -> None:
+    n, k = offered.shape
+    if not (len(x) == len(arm) == len(propensity) == len(y) == n):
+        raise ValueError("uplift data: x, arm, propensity, y and offered differ in length")
+    if not np.isfinite(x).all() or not np.isfinite(y).all():
+        raise ValueError("uplift data: features and outcomes must be finite")
+    if ((propensity <= 0) | (propensity > 1)).any():
+        raise ValueError("uplift data: propensities must lie in (0, 1]")
+    if ((arm < -1) | (arm >= k)).any():
+        raise ValueError(f"uplift data: arms must lie in -1 (none) .. {k - 1}")
+    granted = np.flatnonzero(arm >= 0)
+    if not offered[granted, arm[granted]].all():
+        row = int(granted[~offered[granted, arm[granted]]][0])
+        raise ValueError(f"uplift data: row {row} got tier {arm[row]}, not offered to it")
+    for j in range(k):
+        treated, control = (arm == j).sum(), ((arm == -1) & offered[:, j]).sum()
+        if treated < 2 or control < 2:
+            raise ValueError(f"uplift data: tier {j} has {treated} treated and {control} "
+                             f"control rows among the viewers offered it; each needs at least "
+                             f"2")  # fmt: skip
+
+
+def _dr_tier(x, w, arm, e, y, j, base, seed):
+    """Tier j's cross-fitted AIPW pseudo-outcomes over the rows offered it (nuisances on x and
+    w), regressed on x."""
+    xw = x if w is None else np.hstack([x, w])
+    fold = np.random.default_rng(seed).integers(0, 2, len(x))
+    mu = np.zeros((len(x), 2))  # control, tier
+    for f in (0, 1):
+        fit, out = fold != f, fold == f
+        for col, a in enumerate((-1, j)):
+            rows = fit & (arm == a)
+            mu[out, col] = base(xw[rows], y[rows]).predict(xw[out])
+    phi = (mu[:, 1] - mu[:, 0] + (arm == j) * (y - mu[:, 1]) / e
+           - (arm == -1) * (y - mu[:, 0]) / e)  # fmt: skip
+    return base(x, phi)
+
+
+def _fit_tier(kind, x, w, arm, e, y, j, base, seed):
+    """The effect model of tier j from the rows of viewers it was offered to."""
+    treated, control = arm == j, arm == -1
+    if kind == "dr":
+        return _dr_tier(x, w, arm, e, y, j, base, seed)
+    mu1, mu0 = base(x[treated], y[treated]), base(x[control], y[control])
+    if kind == "t":
+        return _Difference(mu1, mu0)
+    tau1 = base(x[treated], y[treated] - mu0.predict(x[treated]))
+    tau0 = base(x[control], mu1.predict(x[control]) - y[control])
+    g = treated.sum() / (treated.sum() + control.sum())  # weight of the control's fit
+    return _Blend(tau0, tau1, float(g))
+
+
+def fit_uplift(
+    kind: str,
+    x: np.ndarray,
+    arm: np.ndarray,
+    propensity: np.ndarray,
+    y: np.ndarray,
+    n_tiers: int,
+    *,
+    offered: np.ndarray | None = None,
+    alpha: float = 30.0,
+    quadratic: bool = True,
+    exposure: np.ndarray | None = None,
+    seed: int = 0,
+) -> UpliftModel:
+    """An uplift model of ``kind`` (``t``, ``x`` or ``dr``) for ``n_tiers`` tiers; ``offered``
+    (n, n_tiers): which tiers each row's viewer could have drawn (default: all)."""
+    if kind not in KINDS:
+        raise ValueError(f"uplift learner {kind!r}: one of {KINDS}")
+    if exposure is not None and (kind != "dr" or len(exposure) != len(x)):
+        raise ValueError("uplift data: exposure covariates are read by the dr learner only, one "
+                         "row per row of x")  # fmt: skip
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    arm, e = np.asarray(arm, np.int64), np.asarray(propensity, np.float64)
+    offered = np.ones((len(x), n_tiers), bool) if offered is None else np.asarray(offered, bool)
+    if offered.shape != (len(x), n_tiers):
+        raise ValueError(f"uplift data: offered must be ({len(x)}, {n_tiers}), got "
+                         f"{offered.shape}")  # fmt: skip
+    _check(x, arm, e, y, offered)
+    base = partial(Ridge.fit, alpha=alpha, quadratic=quadratic)
+    w = None if exposure is None else np.asarray(exposure, np.float64)
+    effects = []
+    for j in range(n_tiers):
+        rows = offered[:, j]
+        effects.append(_fit_tier(kind, x[rows], None if w is None else w[rows], arm[rows],
+                                 e[rows], y[rows], j, base, seed))  # fmt: skip
+    return UpliftModel(kind, tuple(effects))
 
 
 def monotone_in_face_value(pred: np.ndarray, catalogue: CouponCatalogue) -> np.ndarray:
