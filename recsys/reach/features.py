@@ -1,7 +1,7 @@
 """What a reach decision knows about a viewer, learned from the logs it has seen.
 
 ``ReachHistory`` folds each day's logs (the project's event schema and the messages table) into
-counts a decision reads: the viewer's active hours (entries by local hour), entries into each
+counts a decision reads: the viewer's active hours (events by local hour), entries into each
 streamer's rooms and each category's, follows, and the messages sent to them with what they
 did. ``features`` turns (trigger, channel, send time) candidates into the model's columns
 (``FEATURES``), from the history as it stood before the day, so the rows a model is trained on
@@ -62,9 +62,12 @@ class ReachHistory:
     def observe(self, logs: dict[str, pd.DataFrame]) -> None:
         ev = logs["events"]
         enter = ev.loc[ev["event_type"] == "enter"]
-        user = enter["user_id"].to_numpy(np.int64)
-        hours = pd.crosstab(user, self.clock.hour(enter["ts"].to_numpy()))
-        self.hours = self.hours.add(hours.reindex(columns=range(24), fill_value=0), fill_value=0)
+        # Active hours from every event: each one says the viewer had the app open then.
+        users, row = np.unique(ev["user_id"].to_numpy(np.int64), return_inverse=True)
+        grid = np.zeros((len(users), 24))
+        np.add.at(grid, (row, self.clock.hour(ev["ts"].to_numpy())), 1.0)
+        hours = pd.DataFrame(grid, index=users, columns=range(24))
+        self.hours = hours if self.hours.empty else self.hours.add(hours, fill_value=0)
         pair = enter.groupby(["user_id", "streamer_id"]).size().astype(np.float64)
         pair.index = pair.index.set_levels([lvl.astype(np.int64) for lvl in pair.index.levels])
         self.pair = self.pair.add(pair, fill_value=0) if len(self.pair) else pair

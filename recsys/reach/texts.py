@@ -63,32 +63,43 @@ def message_texts(rows: pd.DataFrame, market: MarketView, history: ReachHistory,
     if len(send) == 0:
         return rows
     s = rows.iloc[send]
-    labels = tags.labels if tags is not None else {}
-    cat = history.streamer_category.reindex(s["streamer_id"].to_numpy()).map(labels)
-    prod = market.products.set_index("product_id").reindex(s["product_id"].to_numpy())
-    extra = tags.fields(s["user_id"].to_numpy()) if tags is not None else None
-    merged = rows.loc[rows["reason_code"] == "merged", "reason"].str.extract(r"(\d+)$")[0]
-    n_items = merged.astype(np.int64).value_counts() if len(merged) else pd.Series(dtype=int)
+    fields = _fields(s, rows, market, history, tags)
     variant = copy.variant(s["user_id"].to_numpy(), s["kind"].to_numpy())
-    texts = []
-    for i, r in enumerate(s.itertuples(index=False)):
-        p = prod.iloc[i]
-        fields = {
-            "streamer": f"主播{r.streamer_id}" if r.streamer_id >= 0 else "",
-            "category": cat.iat[i] if isinstance(cat.iat[i], str) else "",
-            "product": f"{p['brand']}{labels.get(p['category'], '')}" if r.product_id >= 0
-            and isinstance(p["brand"], str) else "",
-            "price": f"{p['price']:.0f}" if r.product_id >= 0 and p["price"] == p["price"] else "",
-            "start_time": _local(int(r.start_ts), history),
-            "expiry_time": _local(int(r.start_ts), history),
-            "n_items": str(1 + int(n_items.get(r.trigger_id, 0))),
-            "interest": extra.at[r.user_id, "interest"] if extra is not None else "",
-            "price_phrase": extra.at[r.user_id, "price_phrase"] if extra is not None else "",
-        }  # fmt: skip
-        texts.append(copy.write(r.kind, int(variant[i]), fields))
+    kinds = s["kind"].tolist()
+    texts = [copy.write(kinds[i], int(variant[i]), f) for i, f in enumerate(fields)]
     rows.loc[rows.index[send], "copy_variant"] = variant
     rows.loc[rows.index[send], "text"] = texts
     return rows
+
+
+def _fields(s: pd.DataFrame, rows: pd.DataFrame, market: MarketView, history: ReachHistory,
+            tags: ProfileTags | None) -> list[dict[str, str]]:  # fmt: skip
+    """The template fields of each sent row ('' where a field has no value)."""
+    labels = tags.labels if tags is not None else {}
+    n = len(s)
+    streamer = s["streamer_id"].to_numpy(np.int64)
+    cat = history.streamer_category.reindex(streamer).map(labels).fillna("").to_numpy(object)
+    prod = market.products.set_index("product_id").reindex(s["product_id"].to_numpy())
+    has = (s["product_id"].to_numpy(np.int64) >= 0) & prod["brand"].notna().to_numpy()
+    product = np.where(has, prod["brand"].fillna("").astype(str).to_numpy(object)
+                       + prod["category"].map(labels).fillna("").to_numpy(object), "")
+    price = np.where(has, prod["price"].map(lambda v: f"{v:.0f}" if v == v else "").to_numpy(
+        object), "")  # fmt: skip
+    start = s["start_ts"].to_numpy(np.int64)
+    clock = [f"{h:02d}:{m:02d}" for h, m in zip(history.clock.hour(start), start // 60 % 60,
+                                                  strict=True)]  # fmt: skip
+    merged = rows.loc[rows["reason_code"] == "merged", "reason"].str.extract(r"(\d+)$")[0]
+    extra_items = merged.astype(np.int64).value_counts() if len(merged) else pd.Series(dtype=int)
+    items = 1 + extra_items.reindex(s["trigger_id"].to_numpy()).fillna(0).to_numpy(np.int64)
+    extra = tags.fields(s["user_id"].to_numpy()) if tags is not None else None
+    interest = extra["interest"].reindex(s["user_id"]).to_numpy(object) if extra is not None \
+        else np.full(n, "", dtype=object)  # fmt: skip
+    deal = extra["price_phrase"].reindex(s["user_id"]).to_numpy(object) if extra is not None \
+        else np.full(n, "", dtype=object)  # fmt: skip
+    return [{"streamer": f"主播{streamer[i]}" if streamer[i] >= 0 else "", "category": cat[i],
+             "product": product[i], "price": price[i], "start_time": clock[i],
+             "expiry_time": clock[i], "n_items": str(items[i]), "interest": interest[i],
+             "price_phrase": deal[i]} for i in range(n)]  # fmt: skip
 
 
 def _local(ts: int, history: ReachHistory) -> str:

@@ -63,9 +63,12 @@ class TriggerEngine:
             np.int64).tolist()]  # fmt: skip
         self._streamers = set(s["streamer_id"].tolist())
         self._products = set(products["product_id"].tolist())
-        slots = showcase.merge(s[["session_id", "streamer_id"]], on="session_id")
-        self._lineup = {k: g[["product_id", "start_ts"]].to_numpy(np.int64).tolist()
-                        for k, g in slots.groupby("session_id")}  # fmt: skip
+        slots = showcase.sort_values(["session_id", "start_ts"], kind="stable")
+        sid = slots["session_id"].to_numpy(np.int64)
+        cut = np.flatnonzero(np.diff(sid)) + 1
+        rows = slots[["product_id", "start_ts"]].to_numpy(np.int64).tolist()
+        self._lineup = {int(sid[a]): rows[a:b] for a, b in zip(np.r_[0, cut], np.r_[cut, len(sid)],
+                                                                strict=True) if b > a}  # fmt: skip
         self._next_session = 0
         self.seen, self.faults = SeenIds(), Counter()
         self.fans: defaultdict[int, set[int]] = defaultdict(set)  # streamer -> viewers
