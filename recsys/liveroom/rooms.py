@@ -21,6 +21,7 @@ from recsys.liveroom.triggers import RoomTriggers, Suggestion, TriggerConfig, cl
 
 log = logging.getLogger(__name__)
 COMMENT = KIND_CODE["comment"]
+SLACK_S = 3600  # how far out of time order a room's questions may arrive and still be scanned
 
 
 class RoomStore(Protocol):
@@ -79,7 +80,9 @@ class RoomQuestions:
     def window(self, clusterer: QuestionClusterer, first_ts: int, end_ts: int) -> dict[int, int]:
         """Distinct askers per cluster root among questions asked in [first_ts, end_ts)."""
         users: dict[int, set[int]] = {}
-        for ts, user, c in self.recent:
+        for ts, user, c in reversed(self.recent):
+            if ts < first_ts - SLACK_S:
+                break  # questions arrive about in time order; older ones cannot count
             if first_ts <= ts < end_ts:
                 users.setdefault(clusterer.root(c), set()).add(user)
         return {c: len(u) for c, u in users.items()}

@@ -86,8 +86,9 @@ class RoomTable:
         """Fold events of rows ``rows``; returns (accepted mask, duplicates, too late)."""
         fresh = np.zeros(len(ev), dtype=bool)
         fresh[np.unique(ev.event_id, return_index=True)[1]] = True
-        known = self.known
-        fresh &= ~np.fromiter((i in known for i in ev.event_id.tolist()), bool, len(ev))
+        ids, known = ev.event_id.tolist(), self.known
+        if not known.isdisjoint(ids):  # the common case, new ids only, costs one C loop
+            fresh &= ~np.fromiter((i in known for i in ids), bool, len(ev))
         on_time = np.zeros(len(ev), dtype=bool)
         on_time[fresh] = self._on_time(ev.ts[fresh], rows[fresh])
         if on_time.any():
@@ -125,10 +126,11 @@ class RoomTable:
         slot = minute % self.slots
         metric = KIND_METRIC[ev.kind]
         counted = keep & (metric >= 0)
-        np.add.at(self.counts, (rows[counted], slot[counted], metric[counted]), 1.0)
+        cell = (rows * self.slots + slot) * len(METRICS)
+        self._count(cell[counted] + metric[counted], None)
         for name, values, kind in (("gmv", ev.amount, PURCHASE), ("dwell_s", ev.dwell, LEAVE)):
             pick = keep & (ev.kind == kind)
-            np.add.at(self.counts, (rows[pick], slot[pick], M[name]), values[pick])
+            self._count(cell[pick] + M[name], values[pick])
         self._add_products(ev, rows, minute, keep)
         self._add_ids(ev.event_id[keep], rows[keep], minute[keep])
         np.maximum.at(self.watermark, rows, ev.ts)
@@ -137,6 +139,15 @@ class RoomTable:
             first = np.full(len(self.watermark), np.iinfo(np.int64).max)
             np.minimum.at(first, rows, ev.ts)
             self.first_ts[touched[unset]] = first[touched[unset]]
+
+    def _count(self, flat: np.ndarray, weights: np.ndarray | None) -> None:
+        """Add 1 (or ``weights``) at flat indexes of ``counts``: one bincount over the whole
+        table when the batch is large next to it, else ``np.add.at`` on the cells touched."""
+        table = self.counts.reshape(-1)
+        if 4 * len(flat) >= len(table):
+            table += np.bincount(flat, weights, minlength=len(table))
+        else:
+            np.add.at(table, flat, 1.0 if weights is None else weights)
 
     def _advance(self, rows: np.ndarray, newest: np.ndarray) -> None:
         """Move each room's ring forward so it ends at its newest minute."""
