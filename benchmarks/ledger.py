@@ -9,7 +9,7 @@
    ends, so this is the same policy at a fraction of the cost (checked against the plain
    policy on a sample of each day's requests).
 2. For each ``n`` in ``--days``, a folder of links to the first ``n`` days' parts is measured,
-   each engine in a fresh Python process (peak RSS by ``wait4``): ``Ledger.daily()`` and
+   each engine in a fresh Python process (its own peak RSS, ``VmHWM``): ``Ledger.daily()`` and
    ``Ledger.ltv()`` at each DuckDB ``--limits`` value with ``--threads``, and the in-memory
    pandas ``recsys.market.daily_kpis`` (skipped, with the reason, when the machine has too
    little free memory for it). A bare process (imports only) gives the baseline RSS.
@@ -82,16 +82,21 @@ def _subset(requests: Requests, rows: np.ndarray) -> Requests:
                     requests.k)  # fmt: skip
 
 
-def generate(run: Path, preset: str, days: int) -> dict:
-    """The market run with at least ``days`` days (resumed after its last complete day)."""
+def generate(run: Path, preset: str, days: int) -> list[dict]:
+    """The market run with at least ``days`` days (resumed after its last complete day); the
+    record of every invocation that ran some of its days (``<run>/generation.json``)."""
     market = Market(MarketConfig(preset=preset, seed=0), run)
     done = len(list(run.glob("state/day-*.pkl")))
-    started = time.perf_counter()
+    record = run / "generation.json"
+    history = json.loads(record.read_text()) if record.exists() else []
     if done < days:
         print(f"market: {preset}, days {done}..{days - 1} into {run}", flush=True)
+        started = time.perf_counter()
         market.run(LiveSetPopularity(market.view), days=days - done, progress=True)
-    seconds = time.perf_counter() - started
-    return {"days_run_now": max(0, days - done), "seconds": seconds}
+        history.append({"days": f"{done}-{days - 1}", "seconds": time.perf_counter() - started,
+                        "loadavg": os.getloadavg()})  # fmt: skip
+        record.write_text(json.dumps(history, indent=2) + "\n")
+    return history
 
 
 def prefix(run: Path, days: int, work: Path) -> Path:
@@ -141,21 +146,29 @@ def worker(engine: str, folder: Path, limit: str, threads: int, answer: Path) ->
         daily_kpis(folder).to_parquet(answer)
         timings["daily_s"] = time.perf_counter() - started
     # engine "bare": nothing but the imports, the baseline RSS of every process
+    timings["peak_rss_mb"] = peak_rss_mb()
     answer.with_suffix(".json").write_text(json.dumps(timings))
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory since its ``exec`` (``VmHWM``: unlike a child's
+    ``ru_maxrss``, it does not start from the forking parent's peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def measure(engine: str, folder: Path, limit: str, threads: int, answer: Path) -> dict:
-    """Run ``worker`` in a child process; its wall seconds, peak RSS and timings."""
+    """Run ``worker`` in a fresh process; its wall seconds, peak RSS and timings."""
     cmd = [sys.executable, __file__, "--worker", engine, "--folder", str(folder),
            "--limit", limit, "--threads", str(threads), "--answer", str(answer)]  # fmt: skip
     started = time.perf_counter()
-    child = subprocess.Popen(cmd)
-    _, status, usage = os.wait4(child.pid, 0)
+    code = subprocess.run(cmd).returncode
     wall = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{engine} ({limit}) on {folder}: exit {status}")
-    row = {"engine": engine, "limit": limit if engine == "ledger" else None,
-           "wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024}  # fmt: skip
+    if code != 0:
+        raise RuntimeError(f"{engine} ({limit}) on {folder}: exit {code}")
+    row = {"engine": engine, "limit": limit if engine == "ledger" else None, "wall_s": wall}
     return row | json.loads(answer.with_suffix(".json").read_text())
 
 
@@ -196,7 +209,7 @@ def free_mb() -> float:
     return float("nan")
 
 
-def measure_size(folder: Path, args: argparse.Namespace, work: Path) -> dict:
+def measure_size(folder: Path, days: int, args: argparse.Namespace, work: Path) -> dict:
     """Every engine on one folder, and whether their answers agree."""
     logs = log_stats(folder)
     answers, rows = {}, [measure("bare", folder, "-", 1, work / f"{folder.name}-bare.parquet")]
@@ -211,6 +224,9 @@ def measure_size(folder: Path, args: argparse.Namespace, work: Path) -> dict:
         "rows": rows,
         "ledger_max_rel_between_limits": between_limits(list(answers.values())),
     }
+    if args.pandas_days is not None and days not in args.pandas_days:
+        size["pandas_skipped"] = f"not asked for (--pandas-days), would need ~{need:,.0f} MB"
+        return size
     if free_mb() < need:
         size["pandas_skipped"] = f"needs ~{need:,.0f} MB, {free_mb():,.0f} MB free"
         return size
@@ -221,34 +237,62 @@ def measure_size(folder: Path, args: argparse.Namespace, work: Path) -> dict:
     return size
 
 
+def _seconds(row: dict, key: str) -> str:
+    return f"{row[key]:.1f}" if key in row else "-"
+
+
 def markdown(report: dict) -> list[str]:
     lines = [f"# The ledger over a `{report['preset']}` market run's logs", "",
              f"`{report['command']}`", "", report["note"], "",
              "| days | log rows | on disk MB | in memory MB | engine | DuckDB limit | wall s "
-             "| daily s | LTV s | peak RSS MB |",
-             "|---:|---:|---:|---:|---|---|---:|---:|---:|---:|"]  # fmt: skip
+             "| daily s | LTV s | peak RSS MB | above bare MB |",
+             "|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for n, size in report["sizes"].items():
-        total = size["logs"]["total"]
+        total, bare = size["logs"]["total"], size["rows"][0]["peak_rss_mb"]
         for r in size["rows"]:
             lines.append(
                 f"| {n} | {total['rows']:,} | {total['disk_bytes'] / 2**20:,.0f} | "
                 f"{total['memory_bytes'] / 2**20:,.0f} | {r['engine']} | {r['limit'] or ''} | "
-                f"{r['wall_s']:.1f} | {r.get('daily_s', float('nan')):.1f} | "
-                f"{r.get('ltv_s', float('nan')):.1f} | {r['peak_rss_mb']:,.0f} |"
+                f"{r['wall_s']:.1f} | {_seconds(r, 'daily_s')} | {_seconds(r, 'ltv_s')} | "
+                f"{r['peak_rss_mb']:,.0f} | {r['peak_rss_mb'] - bare:,.0f} |"
             )
-    lines += ["", "| days | answers agree | detail |", "|---:|---|---|"]
+    n, largest = max(report["sizes"].items(), key=lambda item: int(item[0]))
+    runs = "; ".join(f"days {g['days']} in {g['seconds']:.0f} s" + (f" ({g['note']})"
+                     if "note" in g else "") for g in report["generation"])  # fmt: skip
+    lines += ["", f"The market run's days were generated (popularity slates): {runs}.", "",
+              f"The logs of the largest size ({n} days):", "",
+              "| table | rows | on disk MB | in memory MB |", "|---|---:|---:|---:|"]  # fmt: skip
+    for table, t in largest["logs"].items():
+        lines.append(f"| {table} | {t['rows']:,} | {t['disk_bytes'] / 2**20:,.1f} | "
+                     f"{t['memory_bytes'] / 2**20:,.1f} |")  # fmt: skip
+    lines += ["", "| days | check | result |", "|---:|---|---|"]
     for n, size in report["sizes"].items():
-        between = size["ledger_max_rel_between_limits"]
-        lines.append(f"| {n} | ledger limits with each other | max rel diff {between:.1e} |")
-        if "pandas_skipped" in size:
-            lines.append(f"| {n} | pandas skipped | {size['pandas_skipped']} |")
-        for lim, a in size.get("ledger_vs_pandas", {}).items():
-            lines.append(
-                f"| {n} | ledger {lim} vs pandas: {'yes' if a['ok'] else 'NO'} | counts "
-                f"equal {a['counts_equal']}, sums max rel {a['sums_max_rel']:.1e}, "
-                f"KPIs max rel {a['kpis_max_rel']:.1e} |"
-            )
+        lines += [f"| {n} | {check} | {result} |" for check, result in _checks(size)]
     return lines
+
+
+def _checks(size: dict) -> list[tuple[str, str]]:
+    """(check, result) lines of one size: agreement, LTV, pandas against the ledger."""
+    ledgers = {r["limit"]: r for r in size["rows"] if r["engine"] == "ledger"}
+    buyers = {r["ltv"]["buyers"] for r in ledgers.values()}
+    means = [r["ltv"]["mean_ltv"] for r in ledgers.values()]
+    spread = (max(means) - min(means)) / max(means)  # the fit stops within its tolerance
+    out = [("ledger limits with each other",
+            f"max rel diff {size['ledger_max_rel_between_limits']:.1e}"),
+           ("LTV (BG/NBD x Gamma-Gamma, 30 days)",
+            f"buyers {' / '.join(f'{b:,}' for b in sorted(buyers))} at every limit, mean "
+            f"{means[0]:,.1f} (max rel diff between limits {spread:.1e})")]  # fmt: skip
+    if "pandas_skipped" in size:
+        return out + [("pandas", f"skipped: {size['pandas_skipped']}")]
+    pandas = next(r for r in size["rows"] if r["engine"] == "pandas")
+    for lim, a in size["ledger_vs_pandas"].items():
+        out.append((f"ledger {lim} vs pandas: {'agree' if a['ok'] else 'DISAGREE'}",
+                    f"counts equal: {a['counts_equal']}, sums max rel {a['sums_max_rel']:.1e}, "
+                    f"KPIs and intervals max rel {a['kpis_max_rel']:.1e}; pandas takes "
+                    f"{pandas['daily_s'] / ledgers[lim]['daily_s']:.1f}x the time and "
+                    f"{pandas['peak_rss_mb'] / ledgers[lim]['peak_rss_mb']:.1f}x the peak "
+                    "RSS"))  # fmt: skip
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -261,9 +305,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument(
         "--pandas-factor",
         type=float,
-        default=4.0,
+        default=2.2,
         help="skip pandas unless this x the logs' Arrow size is free",
     )
+    p.add_argument("--pandas-days", type=int, nargs="+", help="sizes pandas runs on (all)")
     p.add_argument("--out-dir", default=str(RESULTS))
     p.add_argument("--worker", choices=["bare", "ledger", "pandas"], help=argparse.SUPPRESS)
     p.add_argument("--folder", help=argparse.SUPPRESS)
@@ -283,7 +328,7 @@ def main(argv: list[str] | None = None) -> dict:
                           "loadavg": os.getloadavg()}}  # fmt: skip
     for n in sorted(set(args.days)):
         print(f"measuring the first {n} days", flush=True)
-        report["sizes"][n] = measure_size(prefix(work / "run", n, work), args, work)
+        report["sizes"][n] = measure_size(prefix(work / "run", n, work), n, args, work)
     lines = markdown(report)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
