@@ -6,11 +6,12 @@ consent and a fitted ``ResponseModel`` and answers every trigger with a row of `
 1. a trigger naming a session, streamer or product the catalogue does not hold is skipped
    (``unknown_reference``); several triggers of one viewer for one session are merged into one
    message (the earliest moment answers; the others say which trigger carries them);
-2. each remaining trigger is priced on every channel the viewer consented to, at each allowed
-   send time: on the hour back from the trigger's moment to ``max_lead_s`` before it (not
-   before its business day starts, never in quiet hours; ``send_time="trigger"``: the moment
-   itself). Value = P(visit) x (``visit_value`` + ``gmv_margin`` x GMV per visit) - channel cost
-   - P(unsubscribe) x ``unsubscribe_cost``; its best time is kept per channel;
+2. each remaining trigger gets its send time from the viewer's active hours: of the allowed
+   times (on the hour back from the trigger's moment to ``max_lead_s`` before it, not before
+   its business day starts, never in quiet hours; ``send_time="trigger"``: the moment itself),
+   the one in the hour with the viewer's largest share of activity. It is priced there on every
+   channel the viewer consented to: value = P(visit) x (``visit_value`` + ``gmv_margin`` x GMV
+   per visit) - channel cost - P(unsubscribe) x ``unsubscribe_cost``;
 3. the (trigger, channel) offers are taken greedily by value above ``min_value``, within the
    caps per viewer per day and week, per viewer and streamer per day, and pushes and SMS per
    viewer per day.
@@ -111,9 +112,10 @@ def _skipped(t: pd.DataFrame, code: str, why: str) -> pd.DataFrame:
                     reason_code=code, reason=why)  # fmt: skip
 
 
-def _offers(t: pd.DataFrame, consent: pd.DataFrame, clock: Clock, config: DecisionConfig,
-            now: int | None):  # fmt: skip
-    """Every (trigger, consented channel, allowed send time) as a row."""
+def _offers(t: pd.DataFrame, consent: pd.DataFrame, history: ReachHistory, clock: Clock,
+            config: DecisionConfig, now: int | None):  # fmt: skip
+    """Every (trigger, consented channel) at the trigger's send time: of the allowed times, the
+    one in the viewer's most active hour (the latest of equals)."""
     start = t["start_ts"].to_numpy(np.int64)
     if config.send_time == "trigger":
         steps = np.zeros(1, dtype=np.int64)
@@ -128,6 +130,10 @@ def _offers(t: pd.DataFrame, consent: pd.DataFrame, clock: Clock, config: Decisi
     if now is not None:
         ok &= ts >= now
     times = pd.DataFrame({"row": rows[ok], "ts": ts[ok]}).drop_duplicates()
+    user = t["user_id"].to_numpy(np.int64)[times["row"].to_numpy()]
+    times["share"] = history.hour_share(user, clock.hour(times["ts"].to_numpy()))
+    times = times.sort_values(["row", "share", "ts"], ascending=[True, False, False],
+                              kind="stable").drop_duplicates("row")[["row", "ts"]]  # fmt: skip
     agreed = consent.set_index("user_id").reindex(t["user_id"].to_numpy()).fillna(False)
     parts = []
     for channel in CHANNELS:
@@ -140,7 +146,7 @@ def _offers(t: pd.DataFrame, consent: pd.DataFrame, clock: Clock, config: Decisi
 
 def _price(offers: pd.DataFrame, history: ReachHistory, model: ResponseModel,
            config: DecisionConfig) -> pd.DataFrame:  # fmt: skip
-    """Each offer's P(visit) and net value; the best time per (trigger, channel)."""
+    """Each offer's P(visit) and net value, best first."""
     if offers.empty:
         return offers.assign(p_visit=[], value=[])
     x = features(history, offers)
@@ -191,7 +197,7 @@ def decide(triggers: pd.DataFrame, consent: pd.DataFrame, history: ReachHistory,
     decision time of a stream; None: the start of each trigger's business day)."""
     clock = clock or history.clock
     t, done = _screen(triggers, catalogue)
-    offers, timed, agreed = _offers(t, consent, clock, config, now)
+    offers, timed, agreed = _offers(t, consent, history, clock, config, now)
     best = _price(offers, history, model, config)
     s = history.sent
     day0 = int(clock.day_start(t["start_ts"].to_numpy(np.int64)).min(initial=0))
