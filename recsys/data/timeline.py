@@ -21,6 +21,20 @@ from __future__ import annotations
 import numpy as np
 
 
+def search(haystack: np.ndarray, needles: np.ndarray, side: str = "left") -> np.ndarray:
+    """``np.searchsorted(haystack, needles, side)``; needles that are all one value (one
+    request's viewer, one time) are searched once. The same positions, exactly."""
+    needles = np.asarray(needles)
+    if (
+        needles.size > 1
+        and needles.flat[0] == needles.flat[-1]
+        and (needles == needles.flat[0]).all()
+    ):
+        one = np.searchsorted(haystack, needles.flat[0], side=side)
+        return np.full(needles.shape, one, dtype=np.intp)
+    return np.searchsorted(haystack, needles, side=side)
+
+
 def pair_codes(a: np.ndarray, b: np.ndarray, n_b: int) -> np.ndarray:
     """One int64 code per (a, b) pair of dense codes, ``b`` in [0, n_b); -1 where either is -1."""
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
@@ -51,7 +65,7 @@ class _KeyedOrder:
     def query_rank(self, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(rank of each query key among the distinct keys, whether the key occurs at all)."""
         key = np.asarray(key, dtype=np.int64)
-        rank = np.searchsorted(self.keys, key)
+        rank = search(self.keys, key)
         known = (rank < len(self.keys)) & (key >= 0)
         known[known] = self.keys[rank[known]] == key[known]
         return np.where(known, rank, 0), known
@@ -65,8 +79,7 @@ class _KeyedOrder:
         """``position`` of the same keys at each of several times, ranking the keys once."""
         rank, known = self.query_rank(key)
         return [
-            np.where(known, np.searchsorted(self.combined, self._combine(rank, t), side=side), 0)
-            for t in times
+            np.where(known, search(self.combined, self._combine(rank, t), side), 0) for t in times
         ]
 
 

@@ -13,6 +13,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from recsys.data.positions import IdPositions
+
 UNKNOWN = -1
 
 
@@ -40,9 +42,11 @@ class ItemLookup:
     __slots__ = (
         "categories",
         "_product_index",
+        "_product_positions",
         "_product_category",
         "_product_price",
         "_streamer_index",
+        "_streamer_positions",
         "_streamer_category",
         "_product",
         "_streamer",
@@ -64,6 +68,8 @@ class ItemLookup:
         self._product_price = np.asarray(product_price, dtype=np.float64)
         self._streamer_index = _unique_ids(np.asarray(streamer_ids, np.int64), "streamers", "id")
         self._streamer_category = np.asarray(streamer_category, dtype=np.int64)
+        self._product_positions = IdPositions(self._product_index.to_numpy())
+        self._streamer_positions = IdPositions(self._streamer_index.to_numpy())
         if not len(self._product_index) == len(self._product_category) == len(self._product_price):
             raise ValueError("ItemLookup: product ids, categories and prices differ in length")
         if len(self._streamer_index) != len(self._streamer_category):
@@ -112,7 +118,7 @@ class ItemLookup:
 
     def products(self, product_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(categories, prices) of many products; UNKNOWN / NaN where unknown."""
-        pos = self._product_index.get_indexer(np.asarray(product_ids, dtype=np.int64))
+        pos = self._product_positions.of(product_ids)
         if len(self._product_category) == 0:
             return np.full(len(pos), UNKNOWN, np.int64), np.full(len(pos), np.nan)
         known = pos >= 0
@@ -120,7 +126,7 @@ class ItemLookup:
         return category, np.where(known, self._product_price[np.maximum(pos, 0)], np.nan)
 
     def streamers(self, streamer_ids: np.ndarray) -> np.ndarray:
-        pos = self._streamer_index.get_indexer(np.asarray(streamer_ids, dtype=np.int64))
+        pos = self._streamer_positions.of(streamer_ids)
         if len(self._streamer_category) == 0:
             return np.full(len(pos), UNKNOWN, np.int64)
         return np.where(pos >= 0, self._streamer_category[np.maximum(pos, 0)], UNKNOWN)

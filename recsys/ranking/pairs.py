@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from recsys.data.positions import IdPositions
 from recsys.ranking.events import id_column
 
 PAIR_COLUMNS = ("user_id", "ts", "product_id", "streamer_id", "session_id")
@@ -23,21 +24,21 @@ SCORE_COLUMNS = ("retrieval_score", "sequential_score")
 class IdIndex:
     """Exact int64 id -> position in the array it was built from; -1 for an unknown id."""
 
-    __slots__ = ("_index",)
+    __slots__ = ("_positions", "_n")
 
     def __init__(self, ids: np.ndarray, *, table: str, field: str) -> None:
-        self._index = pd.Index(np.asarray(ids, dtype=np.int64))
-        if not self._index.is_unique:  # a repeated id would map to one of its rows only
-            dup = self._index[self._index.duplicated()][0]
+        index = pd.Index(np.asarray(ids, dtype=np.int64))
+        if not index.is_unique:  # a repeated id would map to one of its rows only
+            dup = index[index.duplicated()][0]
             raise ValueError(f"table {table!r}: field {field!r} repeats id {dup}")
+        self._positions, self._n = IdPositions(index.to_numpy()), len(index)
 
     def __len__(self) -> int:
-        return len(self._index)
+        return self._n
 
     def positions(self, ids: np.ndarray) -> np.ndarray:
         """(n,) int64 position of each id, -1 where unknown."""
-        found = self._index.get_indexer(np.asarray(ids, dtype=np.int64))
-        return found.astype(np.int64, copy=False)
+        return self._positions.of(ids)
 
     def positions_of_one(self, ids: np.ndarray) -> np.ndarray:
         """``positions`` for ids that usually all repeat one id (one viewer per request): one
