@@ -96,7 +96,7 @@ def delay(frames, events: pd.DataFrame, warm: pd.DataFrame, policy, consent, mic
     engine.push(EventBatch.from_frame(warm))
     engine.advance(int(warm["ts"].max()))
     catalogue = Catalogue.of(frames["live_sessions"], frames["products"])
-    batch, waits, sizes = EventBatch.from_frame(events), [], []
+    batch, waits, sizes, today = EventBatch.from_frame(events), [], [], None
     for i in range(0, len(batch), micro):
         arrived = time.perf_counter()
         part = batch.take(slice(i, i + micro))
@@ -104,14 +104,16 @@ def delay(frames, events: pd.DataFrame, warm: pd.DataFrame, policy, consent, mic
         triggers = pd.concat([engine.push(part), engine.advance(now)], ignore_index=True)
         if triggers.empty:
             continue
-        decide(triggers, consent, policy.history, policy.model, catalogue, policy.config,
-               now=now)  # fmt: skip
+        out = decide(triggers, consent, policy.history, policy.model, catalogue, policy.config,
+                     now=now, today=today)  # fmt: skip
+        today = pd.concat([today, out.loc[out["send"]]], ignore_index=True)
         waits += [time.perf_counter() - arrived] * len(triggers)
         sizes.append(len(triggers))
     w = np.array(waits)
     return {"micro_batch": micro, "events": len(batch), "triggers": len(w),
             "decision_calls": len(sizes), "p50_ms": float(np.percentile(w, 50) * 1e3),
-            "p99_ms": float(np.percentile(w, 99) * 1e3), "max_ms": float(w.max() * 1e3)}
+            "p99_ms": float(np.percentile(w, 99) * 1e3), "max_ms": float(w.max() * 1e3),
+            "sent": 0 if today is None else len(today)}
 
 
 def _md(out: dict) -> str:

@@ -279,3 +279,21 @@ def test_copy_variants_are_stable_per_viewer_and_cover_every_variant():
     v = writer.variant(users, np.full(1000, "followed_streamer_live"))
     assert set(v) == {0, 1} and 400 < v.sum() < 600
     assert (writer.variant(users, np.full(1000, "followed_streamer_live")) == v).all()
+
+
+def test_a_stream_deciding_many_times_a_day_keeps_the_days_caps():
+    sessions = pd.DataFrame({"session_id": range(6), "streamer_id": [5, 6, 5, 6, 5, 6],
+                             "start_ts": [DAY0 + 3600 * (4 + q) for q in range(6)],
+                             "end_ts": [DAY0 + 3600 * (6 + q) for q in range(6)]})  # fmt: skip
+    _, _, products = _schedule()
+    consent = pd.DataFrame({"user_id": [1], "in_app": True, "push": True, "sms": True})
+    config = DecisionConfig(min_value=-1.0, per_user_day=2, per_user_streamer_day=5)
+    today = None
+    for q in range(6):  # one trigger per call, as a stream would see them
+        t = pd.DataFrame({"trigger_id": [q], "user_id": [1], "kind": ["followed_streamer_live"],
+                          "session_id": [q], "streamer_id": [sessions["streamer_id"][q]],
+                          "product_id": [-1], "start_ts": [sessions["start_ts"][q]]})  # fmt: skip
+        out = decide(t, consent, _history(), _model(), Catalogue.of(sessions, products), config,
+                     now=DAY0 + 3600 * 3, today=today)  # fmt: skip
+        today = pd.concat([today, out.loc[out["send"]]], ignore_index=True)
+    assert len(today) == 2 and (today["ts"] >= DAY0 + 3600 * 3).all()

@@ -165,20 +165,31 @@ CAPS = (("cap_user_day", "per_user_day"), ("cap_user_week", "per_user_week"),
         ("cap_sms_day", "sms_per_user_day"))  # fmt: skip
 
 
-def _take(best: pd.DataFrame, week: Counter, config: DecisionConfig) -> tuple[dict, dict]:
-    """Greedy by value within the caps: (row -> the offer taken, row -> the cap that blocked
-    its best offer)."""
+def _keys(user: int, streamer: int, channel: str, day: int) -> dict:
+    """The cap counters one message moves (per business day)."""
+    return {"cap_user_day": (user, day), "cap_streamer_day": (user, streamer, day),
+            "cap_push_day": (user, day) if channel == "push" else None,
+            "cap_sms_day": (user, day) if channel == "sms" else None}  # fmt: skip
+
+
+def _take(best: pd.DataFrame, week: Counter, config: DecisionConfig, clock: Clock,
+          today: pd.DataFrame | None) -> tuple[dict, dict]:  # fmt: skip
+    """Greedy by value within the caps, counting ``today``'s messages already decided: (row ->
+    the offer taken, row -> the cap that blocked its best offer)."""
     used: Counter = Counter()
+    for r in (today if today is not None else pd.DataFrame()).itertuples(index=False):
+        for c, k in _keys(r.user_id, r.streamer_id, r.channel, int(clock.day_start(r.ts))).items():
+            if k is not None:
+                used[(c, k)] += 1
     taken, blocked = {}, {}
     limits = {code: getattr(config, name) for code, name in CAPS}
     for r in best.loc[best["value"] >= config.min_value].itertuples(index=False):
         if r.row in taken:
             continue
-        keys = {"cap_user_day": r.user_id, "cap_streamer_day": (r.user_id, r.streamer_id),
-                "cap_push_day": r.user_id if r.channel == "push" else None,
-                "cap_sms_day": r.user_id if r.channel == "sms" else None}  # fmt: skip
+        keys = _keys(r.user_id, r.streamer_id, r.channel, int(clock.day_start(r.ts)))
         full = [c for c, k in keys.items() if k is not None and used[(c, k)] >= limits[c]]
-        if used[("cap_user_day", r.user_id)] + week[r.user_id] >= limits["cap_user_week"]:
+        this_week = used[("cap_user_day", keys["cap_user_day"])] + week[r.user_id]
+        if this_week >= limits["cap_user_week"]:
             full.append("cap_user_week")
         if full:
             blocked.setdefault(r.row, full[0])
@@ -192,9 +203,13 @@ def _take(best: pd.DataFrame, week: Counter, config: DecisionConfig) -> tuple[di
 
 def decide(triggers: pd.DataFrame, consent: pd.DataFrame, history: ReachHistory,
            model: ResponseModel, catalogue: Catalogue, config: DecisionConfig,
-           clock: Clock | None = None, now: int | None = None) -> pd.DataFrame:  # fmt: skip
-    """One ``DECISION`` row per trigger, in trigger order; ``now``: no message before it (the
-    decision time of a stream; None: the start of each trigger's business day)."""
+           clock: Clock | None = None, now: int | None = None,
+           today: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
+    """One ``DECISION`` row per trigger, in trigger order. ``now``: no message before it (the
+    decision time of a stream; None: the start of each trigger's business day); ``today``: the
+    messages already decided since the business day began (``user_id``, ``streamer_id``,
+    ``channel``, ``ts``), which count towards the day's caps (a stream decides many times a
+    day; the market once)."""
     clock = clock or history.clock
     t, done = _screen(triggers, catalogue)
     offers, timed, agreed = _offers(t, consent, history, clock, config, now)
@@ -202,7 +217,7 @@ def decide(triggers: pd.DataFrame, consent: pd.DataFrame, history: ReachHistory,
     s = history.sent
     day0 = int(clock.day_start(t["start_ts"].to_numpy(np.int64)).min(initial=0))
     week = Counter(s.loc[s["ts"] >= day0 - 6 * 86_400, "user_id"].tolist())
-    taken, blocked = _take(best, week, config)
+    taken, blocked = _take(best, week, config, clock, today)
     t = t.reset_index(drop=True)
     decided = _explain(len(t), taken, blocked, best.drop_duplicates("row").set_index("row"),
                        timed, agreed[list(CHANNELS)].to_numpy(bool).any(axis=1), clock, config)
