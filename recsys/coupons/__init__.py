@@ -8,7 +8,8 @@ From randomised grants to a budgeted, paced, real-time decision::
     value, cost, known = model.predict(user_ids)          # (n, K) per tier
     plan = allocate(value, cost, budget, offered, AllocationRules(roi_floor=1.0))
     day = pace(value, cost, budget, plan.lam, offered)    # online, spend tracks the budget
-    decide_hesitation(model, lam, user, product, price)   # the real-time limited-time coupon
+    trigger = HesitationTrigger(model, "flash_product_15", plan.lam, budget, price_of)
+    trigger.observe(user, "cart", ts, product); trigger.decide(user, now)   # with a reason
 
 Modules: ``catalogue`` (tiers from config, each viewer's targets), ``grants`` (randomised and
 fixed choosers behind ``CouponPolicy`` in the market), ``data`` (profile features, outcomes),
@@ -17,7 +18,8 @@ base, calibration in face value), ``allocate`` (Lagrangian dual of the multiple-
 knapsack), ``pacing`` (feedback control of the dual price), ``rules`` (the seed's tiers,
 random, blanket), ``policy`` (learned and rule choosers), ``metrics`` (Qini, AUUC, intervals),
 ``study`` / ``evaluate`` / ``report`` (the end-to-end run behind ``recsys-coupons``),
-``trigger`` (the hesitation trigger the service calls).
+``ab`` (the learned allocation against the rule tiers as an A/B in the market), ``trigger``
+(the hesitation trigger) and ``service`` (its ``GET /coupon`` router for ``recsys-serve``).
 """
 
 from recsys.coupons.allocate import Allocation, AllocationRules, allocate
@@ -28,13 +30,16 @@ from recsys.coupons.policy import CouponModel, LearnedChooser, RuleChooser
 from recsys.coupons.report import CouponsConfig, run_coupons
 from recsys.coupons.rules import RuleTiers
 from recsys.coupons.study import WorldConfig, collect
+from recsys.coupons.trigger import CouponDecision, HesitationTrigger
 from recsys.coupons.uplift import UpliftModel, fit_uplift
 
 __all__ = [
     "Allocation",
     "AllocationRules",
     "CouponModel",
+    "CouponDecision",
     "CouponsConfig",
+    "HesitationTrigger",
     "LearnedChooser",
     "PacedDay",
     "PacingConfig",
