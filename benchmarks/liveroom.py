@@ -226,8 +226,7 @@ def busy_world(seed: int, days: int, root: Path) -> Path:
 
 
 def markdown(report: dict) -> str:
-    tp, lat = report["throughput"], report["latency"]
-    lines = [
+    head = [
         "# The live room",
         "",
         f"`{report['command']}`",
@@ -235,6 +234,13 @@ def markdown(report: dict) -> str:
         f"Machine: {report['machine']}. World seed {report['seed']}; thresholds were chosen on "
         "seed 1. Every figure below comes from this command.",
         "",
+    ]
+    body = _speed_md(report["throughput"], report["latency"]) + _quality_md(report["quality"])
+    return "\n".join(head + body) + "\n"
+
+
+def _speed_md(tp: dict, lat: dict) -> list[str]:
+    lines = [
         f"## Aggregator throughput (one core, {tp['events']:,} events of the small world)",
         "",
         "| replay batch (event time) | batches | events/s |",
@@ -243,7 +249,7 @@ def markdown(report: dict) -> str:
     for label in ("1 min", "10 min", "1 h", "1 day"):
         row = tp[f"aggregator_{label}"]
         lines.append(f"| {label} | {row['batches']:,} | {row['events_per_s']:,.0f} |")
-    lines += [
+    return lines + [
         "",
         f"Parsing: {tp['parse_frame_per_s']:,.0f} events/s from an event table, "
         f"{tp['parse_json_per_s']:,.0f} events/s from JSON objects (100 a request). The whole "
@@ -258,13 +264,18 @@ def markdown(report: dict) -> str:
         f"{lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} ms (post of a batch to the stream "
         "message that covers it).",
         "",
+    ]
+
+
+def _quality_md(quality: dict) -> list[str]:
+    lines = [
         "## Question clusters vs planted intents",
         "",
         "| world | questions | detect recall | detect precision | ARI | purity | clusters "
         "| top-3 match (rooms) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, q in report["quality"].items():
+    for name, q in quality.items():
         q = q["questions"]
         lines.append(
             f"| {name} | {q['questions']:,} | {q['detect_recall']:.3f} | "
@@ -280,9 +291,9 @@ def markdown(report: dict) -> str:
         "| drop P / R | spike P / R | burst P / R |",
         "|---|---:|---:|---:|---:|---:|---:|---|---|---|",
     ]
-    for name, q in report["quality"].items():
+    nan = float("nan")
+    for name, q in quality.items():
         t = q["triggers"]
-        nan = float("nan")
         per = [
             f"{t.get(k + '_precision', nan):.2f} / {t.get(k + '_recall', nan):.2f}"
             for k in ("drop", "spike", "burst")
@@ -293,14 +304,13 @@ def markdown(report: dict) -> str:
             + " | ".join(per)
             + " |"
         )
-    lines += [
+    return lines + [
         "",
         "A suggestion matches a planted incident of its kind in its room (the same product for "
         "a spike, a cluster whose questions are mostly of the planted intent for a burst) from "
         "the incident's start to two minutes after its end; the delay runs from the start to "
         "the end of the first minute judged that caught it.",
     ]
-    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
