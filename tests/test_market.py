@@ -363,3 +363,22 @@ def test_the_batched_pipeline_answers_as_the_service_does(trained_two_tower, tmp
         expected[i, : len(items)] = [item.id for item in items]
     assert (expected >= 0).any()
     np.testing.assert_array_equal(slates.product_id, expected)
+
+
+@pytest.mark.parametrize("make", [lambda m: RandomPolicy(seed=5), lambda m: OraclePolicy(m.truth)])
+def test_reference_policies_answer_in_parts_as_in_one_piece(tmp_path, make, monkeypatch):
+    """Bounded memory (a part of the requests expanded into live cards at a time) changes no
+    slate: the same answers with parts of 7 requests as in one piece."""
+    import recsys.market.policies as policies
+    from recsys.market.arrivals import arrivals
+    from recsys.market.policy import Requests
+
+    market = Market(TINY, tmp_path)
+    user, ts = arrivals(market.world, market.schedule, 0, 1.0, np.random.default_rng(1))
+    requests = Requests(np.arange(len(user)), market.world.users.pseudonym[user], ts, 10)
+    whole = make(market).recommend(requests, market.view)
+    monkeypatch.setattr(policies, "CHUNK", 7)
+    parts = make(market).recommend(requests, market.view)
+    assert len(requests) > 7 and (whole.product_id >= 0).any()
+    np.testing.assert_array_equal(whole.product_id, parts.product_id)
+    np.testing.assert_array_equal(whole.session_id, parts.session_id)

@@ -24,6 +24,9 @@ from recsys.simulation.response import (
 )
 
 
+CHUNK = 1024  # requests expanded into their live cards at a time (memory: CHUNK x live cards)
+
+
 def slates_by_score(
     requests: Requests, indptr: np.ndarray, live: pd.DataFrame, score: np.ndarray
 ) -> Slates:
@@ -50,6 +53,9 @@ class RandomPolicy(Policy):
         self.rng = np.random.default_rng(seed)
 
     def recommend(self, requests: Requests, market: MarketView) -> Slates:
+        return Slates.concat([self._part(p, market) for p in requests.chunks(CHUNK)], requests.k)
+
+    def _part(self, requests: Requests, market: MarketView) -> Slates:
         indptr, live = market.live_shelf(requests.ts)
         return slates_by_score(requests, indptr, live, self.rng.random(len(live)))
 
@@ -78,6 +84,9 @@ class PopularityPolicy(Policy):
         return self
 
     def recommend(self, requests: Requests, market: MarketView) -> Slates:
+        return Slates.concat([self._part(p, market) for p in requests.chunks(CHUNK)], requests.k)
+
+    def _part(self, requests: Requests, market: MarketView) -> Slates:
         indptr, live = market.live_shelf(requests.ts)
         score = self.counts.reindex(live["product_id"]).fillna(0.0).to_numpy()
         return slates_by_score(requests, indptr, live, score)
@@ -92,6 +101,9 @@ class OraclePolicy(Policy):
         self.truth, self.response = truth, response or ResponseConfig()
 
     def recommend(self, requests: Requests, market: MarketView) -> Slates:
+        return Slates.concat([self._part(p, market) for p in requests.chunks(CHUNK)], requests.k)
+
+    def _part(self, requests: Requests, market: MarketView) -> Slates:
         indptr, live = market.live_shelf(requests.ts)
         group = np.repeat(np.arange(len(requests)), np.diff(indptr))
         cards = live.assign(request_id=requests.request_id[group], user_id=requests.user_id[group],

@@ -21,6 +21,7 @@ needs the schedule's internals.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,13 @@ class Requests:
     def __len__(self) -> int:
         return len(self.request_id)
 
+    def chunks(self, size: int) -> Iterator[Requests]:
+        """Consecutive parts of at most ``size`` requests (a policy that expands every request
+        into every live card bounds its memory by answering a part at a time)."""
+        for lo in range(0, len(self), size):
+            part = slice(lo, lo + size)
+            yield Requests(self.request_id[part], self.user_id[part], self.ts[part], self.k)
+
 
 @dataclass(frozen=True)
 class Slates:
@@ -49,6 +57,15 @@ class Slates:
 
     session_id: np.ndarray
     product_id: np.ndarray
+
+    @staticmethod
+    def concat(parts: list[Slates], k: int) -> Slates:
+        """The slates of consecutive request parts, in order."""
+        if not parts:
+            empty = np.zeros((0, k), dtype=np.int64)
+            return Slates(empty, empty.copy())
+        return Slates(np.concatenate([p.session_id for p in parts]),
+                      np.concatenate([p.product_id for p in parts]))  # fmt: skip
 
 
 @dataclass(frozen=True)
