@@ -83,11 +83,34 @@ def read_chunks(path: Path, declared: str, options: ReadOptions) -> Iterator[Chu
 
 
 def _parquet(file: Path, options: ReadOptions) -> Iterator[Chunk]:
-    row = 0
-    for batch in pq.ParquetFile(file).iter_batches(batch_size=options.chunk_rows):
-        frame = batch.to_pandas()
-        yield Chunk(frame, file, row)
-        row += len(frame)
+    """Whole row groups, as many as fit in a chunk: reading batch by batch keeps buffers of
+    the groups read so far alive, so resident memory would creep with the file's size. A row
+    group larger than a chunk is read batch by batch."""
+    reader, row = pq.ParquetFile(file), 0
+    for groups in _row_group_runs(reader.metadata, options.chunk_rows):
+        if len(groups) == 1 and reader.metadata.row_group(groups[0]).num_rows > options.chunk_rows:
+            tables = reader.iter_batches(batch_size=options.chunk_rows, row_groups=groups)
+        else:
+            tables = [reader.read_row_groups(groups)]
+        for table in tables:
+            frame = table.to_pandas()
+            yield Chunk(frame, file, row)
+            row += len(frame)
+
+
+def _row_group_runs(metadata, chunk_rows: int) -> list[list[int]]:
+    """Consecutive row groups packed into runs of at most ``chunk_rows`` rows (a larger group
+    runs alone)."""
+    runs, rows = [], 0
+    for i in range(metadata.num_row_groups):
+        n = metadata.row_group(i).num_rows
+        if runs and rows + n <= chunk_rows:
+            runs[-1].append(i)
+            rows += n
+        else:
+            runs.append([i])
+            rows = n
+    return runs
 
 
 def _csv(file: Path, options: ReadOptions) -> Iterator[Chunk]:

@@ -17,6 +17,8 @@ in only when the whole run succeeded, so a failed run adds no events.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
 import json
 import logging
@@ -51,6 +53,10 @@ from recsys.data.validation.coercion import parse_column
 from recsys.data.vocab import ENTITY_IDS, Vocab, load_vocabs, save_vocabs
 
 GENERATOR = "recsys.ingest"
+# glibc's malloc_trim returns freed heap pages; elsewhere (musl, macOS) there is none to call.
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if ctypes.util.find_library("c") else None
+if _LIBC is not None and not hasattr(_LIBC, "malloc_trim"):
+    _LIBC = None
 log = logging.getLogger(__name__)
 # Event columns with few distinct values per chunk: dictionary encoding pays only for these.
 DICTIONARY = ["event_type", "session_id", "streamer_id", "product_id", "comment"]
@@ -325,9 +331,19 @@ def _events(run: _Run, state: EventState) -> dict:
             lo = int(ts.min()) if lo is None else min(lo, int(ts.min()))
             hi = int(ts.max()) if hi is None else max(hi, int(ts.max()))
         bar.update(len(rows.frame))
+        del rows, result, accepted
+        release_memory()
     bar.close()
     counts = dict(zip(EVENT_TYPES, types.tolist(), strict=True))
     return {"event_counts": counts, "time_range": [lo, hi], "parts": parts}
+
+
+def release_memory() -> None:
+    """Hand memory freed by the last chunk back to the system (Arrow's pool, then the C heap),
+    so that resident memory follows the chunk size rather than creeping with the input."""
+    pa.default_memory_pool().release_unused()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
 
 
 def _commit(run: _Run, state: EventState, events: dict, manifest: dict | None) -> None:
