@@ -43,7 +43,7 @@ REASONS = ("sent", "unknown_reference", "merged", "no_consent", "quiet_hours", "
 class DecisionConfig:
     quiet_start_hour: int = 22  # local; quiet until quiet_end_hour
     quiet_end_hour: int = 8
-    max_lead_s: int = 6 * 3600
+    max_lead_s: int = 10 * 3600
     step_s: int = 3600
     send_time: str = "chosen"  # "chosen" | "trigger" (at the trigger's moment)
     per_user_day: int = 1

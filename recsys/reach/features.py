@@ -1,9 +1,9 @@
 """What a reach decision knows about a viewer, learned from the logs it has seen.
 
 ``ReachHistory`` folds each day's logs (the project's event schema and the messages table) into
-counts a decision reads: the viewer's active hours (events by local hour), entries into each
-streamer's rooms and each category's, follows, and the messages sent to them with what they
-did. ``features`` turns (trigger, channel, send time) candidates into the model's columns
+counts a decision reads: the viewer's active hours (app openings and room entries by local
+hour), entries into each streamer's rooms and each category's, follows, and the messages sent
+to them with what they did. ``features`` turns (trigger, channel, send time) candidates into the model's columns
 (``FEATURES``), from the history as it stood before the day, so the rows a model is trained on
 look exactly like the rows it is later asked about.
 """
@@ -62,10 +62,14 @@ class ReachHistory:
     def observe(self, logs: dict[str, pd.DataFrame]) -> None:
         ev = logs["events"]
         enter = ev.loc[ev["event_type"] == "enter"]
-        # Active hours from every event: each one says the viewer had the app open then.
-        users, row = np.unique(ev["user_id"].to_numpy(np.int64), return_inverse=True)
+        # Active hours from app openings (the requests log, where there is one) and room entries:
+        # one sample per opening or visit (the events inside a visit are not independent).
+        opened = logs.get("requests", pd.DataFrame({"user_id": [], "ts": []}))
+        user = np.r_[enter["user_id"].to_numpy(np.int64), opened["user_id"].to_numpy(np.int64)]
+        ts = np.r_[enter["ts"].to_numpy(np.int64), opened["ts"].to_numpy(np.int64)]
+        users, row = np.unique(user, return_inverse=True)
         grid = np.zeros((len(users), 24))
-        np.add.at(grid, (row, self.clock.hour(ev["ts"].to_numpy())), 1.0)
+        np.add.at(grid, (row, self.clock.hour(ts)), 1.0)
         hours = pd.DataFrame(grid, index=users, columns=range(24))
         self.hours = hours if self.hours.empty else self.hours.add(hours, fill_value=0)
         pair = enter.groupby(["user_id", "streamer_id"]).size().astype(np.float64)
