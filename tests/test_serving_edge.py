@@ -179,3 +179,24 @@ def test_beyond_the_queue_requests_get_a_fast_429_and_late_ones_a_503():
     metrics = client.get("/metrics").text
     assert 'recsys_rejected_total{worker="' in metrics and 'reason="queue_full"} 1' in metrics
     assert 'recsys_request_seconds_bucket{worker="' in metrics and 'le="+Inf"' in metrics
+
+
+def test_admission_bounds_the_wait_the_queue_implies():
+    """Two requests ahead at 50 ms each imply 100 ms of waiting: over a 60 ms bound, refused."""
+    gate = Gate()
+    admission = AdmissionConfig(max_in_flight=8, max_wait_ms=60, deadline_ms=5000)
+    app = create_app(gate, clock=FixedClock(5), admission=admission)
+    client = TestClient(app)
+    app.state.ctx.metrics.service_s = 0.05
+    calls = [
+        threading.Thread(target=client.get, args=("/recommend",), kwargs={"params": {"user": i}})
+        for i in range(2)
+    ]
+    for call in calls:
+        call.start()
+        time.sleep(0.2)
+    assert client.get("/recommend", params={"user": 9}).status_code == 429
+    gate.open.set()
+    for call in calls:
+        call.join()
+    assert client.get("/healthz").json()["requests_rejected"] == {"queue_full": 1}

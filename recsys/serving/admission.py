@@ -7,8 +7,12 @@ recommender work:
   byte of it is read, and the connection is closed; a body without a declared length is
   counted as it streams in and refused the moment it passes the limit;
 - beyond ``max_in_flight`` admitted and unanswered requests to the worker's endpoints
-  (``/recommend``, ``/events``), a new one gets 429 with ``Retry-After`` at once: a queue that
-  only grows under overload answers everyone late, a bounded one answers most on time;
+  (``/recommend``, ``/events``), or once the wait they imply (requests ahead times the recent
+  time the worker takes per request, ``Metrics.service_s``) passes ``max_wait_ms``, a new one
+  gets 429 with ``Retry-After`` at once: a queue that only grows under overload answers
+  everyone late, a bounded one answers most on time. Bounding the wait rather than only the
+  count keeps admitted latency when each request gets slower (a busy machine, a bigger
+  catalogue) without retuning;
 - every request records its arrival time; work that reaches the worker after ``deadline_ms``
   is skipped and answered 503 with ``Retry-After`` (``DeadlineExceeded``), since its client
   has most likely given up.
@@ -29,13 +33,15 @@ from recsys.serving.metrics import Metrics
 @dataclass(frozen=True)
 class AdmissionConfig:
     max_in_flight: int = 8  # per worker process: admitted requests not yet answered
+    max_wait_ms: float = 40.0  # expected queueing beyond this: 429
     deadline_ms: float = 250.0  # queueing beyond this: the request is answered without work
     max_body_bytes: int = 2 * 1024 * 1024  # 10,000 events at ~200 bytes each fit
     retry_after_s: int = 1
     guarded: tuple[str, ...] = ("/recommend", "/events")  # paths that queue for the worker
 
     def __post_init__(self) -> None:
-        for name in ("max_in_flight", "deadline_ms", "max_body_bytes", "retry_after_s"):
+        limits = ("max_in_flight", "max_wait_ms", "deadline_ms", "max_body_bytes", "retry_after_s")
+        for name in limits:
             if not getattr(self, name) > 0:
                 raise ValueError(f"AdmissionConfig.{name} must be > 0, got {getattr(self, name)}")
 
@@ -107,7 +113,7 @@ class AdmissionMiddleware:
             await _answer(send, 413, self._too_large(declared), {"connection": "close"})
             return
         guarded = scope["path"] in self.config.guarded
-        if guarded and self.in_flight >= self.config.max_in_flight:
+        if guarded and self._full():
             outcome["status"] = 429
             self.metrics.reject("queue_full")
             await _answer(send, 429, "overloaded: try again later", self.retry)
@@ -121,6 +127,11 @@ class AdmissionMiddleware:
             if guarded:
                 self.in_flight -= 1
                 self.metrics.queue_depth = self.in_flight
+
+    def _full(self) -> bool:
+        if self.in_flight >= self.config.max_in_flight:
+            return True
+        return self.in_flight * self.metrics.service_s * 1000.0 > self.config.max_wait_ms
 
     def _limited(self, receive, send, outcome):
         """``receive`` that refuses a body growing past the limit, without reading further."""

@@ -61,6 +61,11 @@ class Metrics:
         self.events_refused = 0
         self.events_rejected: Counter[str] = Counter()  # by rule
         self.queue_depth = 0
+        self.service_s = 0.0  # moving average of the worker's time per request
+
+    def served(self, seconds: float) -> None:
+        """One request's time on the worker; the average follows the last ~20 requests."""
+        self.service_s += 0.05 * (seconds - self.service_s)
 
     @property
     def worker(self) -> str:
@@ -93,6 +98,7 @@ class Metrics:
                 "events_rejected_by_rule": dict(self.events_rejected),
                 "requests_rejected": dict(self.rejected),
                 "queue_depth": self.queue_depth,
+                "service_ms": round(self.service_s * 1000.0, 3),
             }
 
     def render(self) -> str:
@@ -133,6 +139,9 @@ class Metrics:
             "# HELP recsys_queue_depth Requests admitted and not yet answered.",
             "# TYPE recsys_queue_depth gauge",
             f"recsys_queue_depth{_labels(worker=w)} {self.queue_depth}",
+            "# HELP recsys_service_seconds Moving average of the worker's time per request.",
+            "# TYPE recsys_service_seconds gauge",
+            f"recsys_service_seconds{_labels(worker=w)} {self.service_s}",
         ]
         return out
 

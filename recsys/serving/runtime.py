@@ -59,10 +59,13 @@ class ServiceContext:
         deadline = self.admission.deadline_ms / 1000.0
 
         def within_deadline():
-            waited = time.perf_counter() - arrived
-            if waited > deadline:
-                raise DeadlineExceeded(waited)
-            return fn(*args)
+            began = time.perf_counter()
+            if began - arrived > deadline:
+                raise DeadlineExceeded(began - arrived)
+            try:
+                return fn(*args)
+            finally:
+                self.metrics.served(time.perf_counter() - began)
 
         return await asyncio.get_running_loop().run_in_executor(self.worker, within_deadline)
 
