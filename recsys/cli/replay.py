@@ -34,6 +34,8 @@ def run(
     plan = LiveRoomPlan(**OmegaConf.to_container(cfg.plan, resolve=True))
     day = live_room_day(folder, int(cfg.day), plan)
     frame = replay_frame(day)
+    if cfg.get("hours"):
+        frame = frame[frame["ts"] < frame["ts"].min() + 3600 * float(cfg.hours)]
     log.info(
         "replaying day %d of %s: %d events, %d rooms, %d planted incidents at %gx",
         cfg.day,
