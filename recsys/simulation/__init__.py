@@ -64,6 +64,11 @@ body/skin type, tags), ``trusted_streamers``, ``coupon_effect`` (per user and co
 the user's reference product: top-interest category at its median price, untrusted streamer),
 ``streamers`` (kol_strength, price_tier 0 平价 / 1 中端 / 2 高端), ``products`` (price tier,
 suited attribute) and ``coupon_drops`` (the randomised coupon treatment per segment).
+
+Live rooms (``live_room.py``, read by ``recsys.liveroom``): ``live_room_day(world_dir, day)``
+lays questions with planted intents (``questions.py``: paraphrases from parts, typos) and
+planted engagement drops, attention spikes and question bursts over a written day, from its
+own seed stream (3, day), with the answer key beside them; the world's files stay as written.
 """
 
 from recsys.simulation.config import PRESETS, SimConfig
