@@ -137,7 +137,7 @@ def _parse_str(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 def clean_column(raw: pd.Series, parsed: ParsedColumn, keep: np.ndarray, dtype: str) -> pd.Series:
     """The kept values in the schema dtype (raw values are reused when already stored so)."""
     if str(raw.dtype) == dtype:
-        return raw[keep].reset_index(drop=True)
+        return raw.reset_index(drop=True) if keep.all() else raw[keep].reset_index(drop=True)
     values, null = parsed.values[keep], parsed.null[keep]
     if dtype == "Int64":
         return pd.Series(pd.arrays.IntegerArray(values, null))
