@@ -46,15 +46,15 @@ class DecisionConfig:
     max_lead_s: int = 10 * 3600
     step_s: int = 3600
     send_time: str = "chosen"  # "chosen" | "trigger" (at the trigger's moment)
-    per_user_day: int = 1
-    per_user_week: int = 3
+    per_user_day: int = 4
+    per_user_week: int = 8
     per_user_streamer_day: int = 1
-    push_per_user_day: int = 1
+    push_per_user_day: int = 2
     sms_per_user_day: int = 1
     visit_value: float = 1.0  # yuan a return visit is worth beside its GMV
     gmv_margin: float = 0.1  # yuan of value per yuan of incremental GMV
     unsubscribe_cost: float = 5.0  # yuan: the future reach a withdrawn consent loses
-    min_value: float = 0.1  # yuan
+    min_value: float = 0.25  # yuan
     channel_cost: dict[str, float] = field(default_factory=lambda: dict(CHANNEL_COST))
 
     def __post_init__(self) -> None:

@@ -3,9 +3,9 @@
 ``ReachHistory`` folds each day's logs (the project's event schema and the messages table) into
 counts a decision reads: the viewer's active hours (app openings and room entries by local
 hour), entries into each streamer's rooms and each category's, follows, and the messages sent
-to them with what they did. ``features`` turns (trigger, channel, send time) candidates into the model's columns
-(``FEATURES``), from the history as it stood before the day, so the rows a model is trained on
-look exactly like the rows it is later asked about.
+to them with what they did. ``features`` turns (trigger, channel, send time) candidates into
+the model's columns (``FEATURES``), from the history as it stood before the day, so the rows a
+model is trained on look exactly like the rows it is later asked about.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 * ``ReachPolicy``: the learned policy. It learns its ``ResponseModel`` from the randomised days
   it observed (``RandomisedReach``'s logs) when first asked to notify, then answers each day's
   triggers with ``decide`` (value, channel, send time, caps, merging, reasons) and writes the
-  copy. ``time_share`` of the viewers (by a hash) get their messages at the trigger's moment
+  copy. ``time_share`` of the messages (by a hash of the trigger) go at the trigger's moment
   instead of the chosen time: the send-time experiment;
 * ``NoSendPolicy``: never sends (the baseline every increment is measured against);
 * ``BlastPolicy``: every trigger, on the loudest channel the viewer consented to, at its moment;
@@ -148,11 +148,16 @@ class ReachPolicy(_Delegating):
         return self._answer(message_texts(rows, market, self.history, self.copy, self.tags))
 
     def _at_trigger_time(self, rows: pd.DataFrame) -> pd.DataFrame:
-        """The send-time experiment: the hashed ``time_share`` of viewers get each message at
-        its trigger's moment (where that is not in quiet hours)."""
+        """The send-time experiment, randomised per message: a hashed ``time_share`` of the
+        triggers get their message at the trigger's moment instead of the chosen time.
+        ``time_differs`` (known before the coin: the chosen time is not the moment, and the
+        moment is outside quiet hours) marks the messages the factor can change at all."""
         start = rows["start_ts"].to_numpy(np.int64)
-        group = bucket(rows["user_id"].to_numpy(np.int64), self.salt, "send_time") < self.time_share
-        move = group & rows["send"].to_numpy(bool) & ~self.config.quiet(self.clock.hour(start))
-        rows["ts"] = np.where(move, start, rows["ts"])
+        coin = bucket(rows["trigger_id"].to_numpy(np.int64), self.salt, "send_time")
+        group = coin < self.time_share
+        differs = rows["send"].to_numpy(bool) & (rows["ts"].to_numpy(np.int64) != start) \
+            & ~self.config.quiet(self.clock.hour(start))  # fmt: skip
+        rows["ts"] = np.where(group & differs, start, rows["ts"])
         rows["send_time"] = np.where(group, "trigger", "chosen")
+        rows["time_differs"] = differs
         return rows

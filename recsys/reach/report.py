@@ -33,8 +33,7 @@ def study_record(runs: dict[str, ArmRun], study: StudyConfig) -> tuple[dict, pd.
         send_time = None
         if "learned_time" in runs:
             lt = logs["learned_time"]
-            send_time = analysis.open_rate_split(lt["decisions"], lt["messages"], "send_time",
-                                                 "chosen", "trigger", study.alpha)  # fmt: skip
+            send_time = analysis.send_time_split(lt["decisions"], lt["messages"], study.alpha)
             record["send_time_experiment"] = send_time
         learned = logs["learned"]
         record["copy_variants"] = analysis.open_rate_split(

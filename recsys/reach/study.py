@@ -47,7 +47,7 @@ class StudyConfig:
     preset: str = "small"
     seed: int = 0
     explore_days: int = 7
-    days: int | None = 7  # evaluated days after exploring (None: to the world's last day)
+    days: int | None = 14  # evaluated days after exploring (None: to the world's last day)
     explore_share: float = 0.1
     explore_lead_s: int = 6 * 3600
     time_share: float = 0.5  # of viewers at the trigger's moment in the send-time experiment
