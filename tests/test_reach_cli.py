@@ -37,6 +37,14 @@ def test_recsys_reach_writes_the_report_and_a_message_for_every_decision(tmp_pat
     assert (sent.groupby(["user_id", "channel"]).size().loc[:, "push"] <= 1).all() \
         if (sent["channel"] == "push").any() else True  # fmt: skip
     assert "| learned |" in (tmp_path / "reach.md").read_text()
+    # the saved model replays the no-send arm's last day as a stream
+    replayed = tmp_path / "replay"
+    stats = run(_cfg(replayed, "mode=replay", f"replay.folder={tmp_path}/arms/no_send",
+                     "replay.day=2", f"replay.model={tmp_path}/reach_model.pkl"))  # fmt: skip
+    day = pd.read_parquet(replayed / "messages.parquet")
+    assert stats["events"] > 0 and len(day) == sum(stats["triggers"].values()) > 0
+    assert set(day["reason_code"]) <= set(REASONS) and stats["delay_ms"]["p99"] > 0
+    assert (day.loc[day["send"], "ts"] >= day.loc[day["send"], "decided_ts"]).all()
 
 
 def test_bad_reach_configs_are_refused_naming_the_field(tmp_path):
@@ -44,5 +52,7 @@ def test_bad_reach_configs_are_refused_naming_the_field(tmp_path):
         configs_of(_cfg(tmp_path, "decision.send_time=whenever"))
     with pytest.raises(ValueError, match="arms"):
         configs_of(_cfg(tmp_path, "arms=[learned]"))
+    with pytest.raises(ValueError, match="replay: folder, day and model"):
+        run(_cfg(tmp_path, "mode=replay"))
     with pytest.raises(ValueError, match="unknown fields"):
         configs_of(_cfg(tmp_path, "copy.templates.lapsing_buyer=[\"{nickname}\"]"))

@@ -45,7 +45,12 @@ def configs_of(cfg: DictConfig):
 
 
 def run(cfg: DictConfig) -> dict:
-    """Run the study into ``cfg.out_dir``; returns the report's record."""
+    """``mode=study``: run the study into ``cfg.out_dir``; ``mode=replay``: replay a logged
+    day; returns the report's record."""
+    if cfg.mode == "replay":
+        return replay(cfg)
+    if cfg.mode != "study":
+        raise ValueError(f"reach.yaml mode: 'study' or 'replay', got {cfg.mode!r}")
     from recsys.reach.report import study_record, write
     from recsys.reach.study import run_study
 
@@ -57,12 +62,40 @@ def run(cfg: DictConfig) -> dict:
     record, table = study_record(runs, study)
     record["seconds"] = round(time.perf_counter() - started, 1)
     command = "recsys-reach " + " ".join(sys.argv[1:])
-    paths = write(record, table, cfg.out_dir, command.strip())
+    learned = runs.get("learned")
+    paths = write(record, table, cfg.out_dir, command.strip(),
+                  model=learned.policy.model if learned is not None else None)
     for name, check in record.get("checks", {}).items():
         if name != "kept_intervals":
             log.info("reach: %s %s", name, "holds" if check["holds"] else "does NOT hold")
     log.info("reach: report in %s", paths["md"])
     return record
+
+
+def replay(cfg: DictConfig) -> dict:
+    """One logged day streamed through the engine and the decisions (``replay.*``)."""
+    import json
+    import pickle
+    from pathlib import Path
+
+    from recsys.reach.replay import replay_day
+
+    r = cfg.replay
+    if r.folder is None or r.day is None or r.model is None:
+        raise ValueError("reach.yaml replay: folder, day and model (a study's reach_model.pkl) "
+                         "are needed for mode=replay")  # fmt: skip
+    study, decision, templates = configs_of(cfg)
+    with open(r.model, "rb") as f:
+        model = pickle.load(f)
+    table, stats = replay_day(r.folder, int(r.day), model, decision, templates, study.clock,
+                              int(r.micro))  # fmt: skip
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(out / "messages.parquet", index=False)
+    (out / "replay.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n")
+    log.info("reach replay: day %s, %d events, %s sent, delay p99 %.1f ms; in %s", r.day,
+             stats["events"], stats["decisions"].get("sent", 0), stats["delay_ms"]["p99"], out)
+    return stats
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="reach")

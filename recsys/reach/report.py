@@ -8,6 +8,7 @@ visited, unsubscribed, from the market's logs).
 from __future__ import annotations
 
 import json
+import pickle
 from collections import Counter
 from pathlib import Path
 
@@ -125,11 +126,18 @@ def markdown(record: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(record: dict, table: pd.DataFrame, out_dir: str | Path, command: str) -> dict:
+def write(record: dict, table: pd.DataFrame, out_dir: str | Path, command: str,
+          model=None) -> dict:  # fmt: skip
+    """The report, the messages table and (given) the learned ``ResponseModel`` as
+    ``reach_model.pkl`` (what ``recsys-reach mode=replay`` decides with)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "reach.json", "md": out / "reach.md",
              "messages": out / "messages.parquet"}  # fmt: skip
+    if model is not None:
+        paths["model"] = out / "reach_model.pkl"
+        with open(paths["model"], "wb") as f:
+            pickle.dump(model, f)
     paths["json"].write_text(json.dumps(_plain(record), indent=2, ensure_ascii=False,
                                         default=str) + "\n")  # fmt: skip
     paths["md"].write_text(markdown(record, command))
