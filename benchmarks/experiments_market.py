@@ -4,8 +4,9 @@
   (``MarketConfig.draw_seed``: other app openings and responses) and hashes the units with a new
   salt, runs ``SplitPolicy`` for a few days, and asks whether each 95% interval (plain and
   CUPED; Welch for the mean, delta method for the ratios; clustered by room when rooms are
-  randomised) covers the true effect (``recsys.experiments.arms``: the difference of the arms'
-  true metric values over the exposed units, from every arm's slates and the planted response).
+  randomised; CR2 errors with Bell-McCaffrey degrees of freedom for every ratio of sums) covers
+  the true effect (``recsys.experiments.arms``: the difference of the arms' true metric values
+  over the exposed units, from every arm's slates and the planted response).
   Viewer-randomised: popularity (warmed on the world's first day) vs random cards on the tiny
   world. Room-randomised: random slates whose rooms in the treatment show their products in
   order of popularity, on the small world (150 rooms; the tiny world has 24).
@@ -97,7 +98,7 @@ def replicate(design: Design, rep: int, root: str) -> list[dict]:
             true = float(truth[(e.metric, "treatment")] - truth[(e.metric, "control")])
             rows.append({"design": design.name, "rep": rep, "metric": e.metric,
                          "adjustment": adjustment, "estimable": e.estimable, "diff": e.diff,
-                         "se": e.se, "lo": e.ci_lo, "hi": e.ci_hi, "true": true,
+                         "se": e.se, "df": e.df, "lo": e.ci_lo, "hi": e.ci_hi, "true": true,
                          "n_arm": e.n_arm, "n_control": e.n_control})  # fmt: skip
     return rows
 
@@ -132,14 +133,30 @@ def summarise(rows: pd.DataFrame) -> list[dict]:
         rate = float(covered.mean()) if len(ok) else float("nan")
         err = (ok["diff"] - ok["true"]).to_numpy()
         sd = float(err.std(ddof=1))
-        out.append({"design": design, "metric": metric, "adjustment": adj, "reps": len(g),
-                    "estimable": len(ok), "coverage": rate,
-                    "mc_se": float(np.sqrt(rate * (1 - rate) / max(len(ok), 1))),
-                    "true_effect_mean": float(ok["true"].mean()), "bias": float(err.mean()),
-                    "bias_se": sd / np.sqrt(len(err)), "sd_of_error": sd,
-                    "mean_se": float(ok["se"].mean()),
-                    "units_per_arm": float((ok["n_arm"] + ok["n_control"]).mean() / 2)})
+        out.append(
+            {
+                "design": design,
+                "metric": metric,
+                "adjustment": adj,
+                "reps": len(g),
+                "estimable": len(ok),
+                "coverage": rate,
+                "mc_se": float(np.sqrt(rate * (1 - rate) / max(len(ok), 1))),
+                "true_effect_mean": float(ok["true"].mean()),
+                "bias": float(err.mean()),
+                "bias_se": sd / np.sqrt(len(err)),
+                "sd_of_error": sd,
+                "mean_se": float(ok["se"].mean()),
+                "mean_df": float(ok["df"].mean()),
+                "units_per_arm": float((ok["n_arm"] + ok["n_control"]).mean() / 2),
+            }
+        )
     return out
+
+
+def _df(row: dict) -> str:
+    """The mean degrees of freedom of the t-intervals (absent from records made before)."""
+    return f"{row['mean_df']:.0f}" if "mean_df" in row else "-"
 
 
 def coverage_lines(result: dict) -> list[str]:
@@ -147,14 +164,14 @@ def coverage_lines(result: dict) -> list[str]:
              "", f"`{result['command']}` ({result['seconds']:.0f} s, {result['workers']} "
              "processes)", "",
              "| design | metric | adjustment | replications | coverage of the true effect | "
-             "mean true effect | bias (± MC se) | sd of error / mean se | units per arm |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+             "mean true effect | bias (± MC se) | sd of error / mean se | mean t df | "
+             "units per arm |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in result["summary"]:
         lines.append(
             f"| {r['design']} | {r['metric']} | {r['adjustment']} | {r['estimable']}/{r['reps']}"
             f" | {r['coverage']:.3f} ± {r['mc_se']:.3f} | {r['true_effect_mean']:.4g} | "
             f"{r['bias']:+.3g} ± {r['bias_se']:.2g} | {r['sd_of_error'] / r['mean_se']:.3f} | "
-            f"{r['units_per_arm']:.0f} |"
+            f"{_df(r)} | {r['units_per_arm']:.0f} |"
         )
     notes = [f"- **{n}**: {d.unit}-randomised, {d.preset} world (seed 0), market days "
              f"{d.start_day}-{d.start_day + d.days - 1}, open rate {d.open_rate}; control "
@@ -163,7 +180,11 @@ def coverage_lines(result: dict) -> list[str]:
                 "in the treatment's order; analysed per (room, viewer) row, clustered by room)"
                 if d.unit == "room" else "") for n, d in DESIGNS.items()
              if n in result["designs"]]  # fmt: skip
-    return lines + [""] + notes
+    method = ("- Intervals: Welch for a mean of viewers; for ratios of sums (CTR, CVR, AOV, and "
+              "every metric clustered by room) CR2 errors with Bell-McCaffrey degrees of freedom "
+              "(`recsys.experiments.smallsample`), combined across arms as Welch")  # fmt: skip
+    recorded = all("mean_df" in r for r in result["summary"])
+    return lines + [""] + notes + ([method] if recorded else [])
 
 
 def pipeline_lines(result: dict) -> list[str]:

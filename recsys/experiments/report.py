@@ -6,9 +6,12 @@
 ``ab_report`` reads any logs folder in the project's schema (``recsys.experiments.logs``):
 
 * **KPIs per arm**: CTR, CVR (orders / clicks, a ratio metric), GMV per viewer-day and AOV with
-  95% t-intervals (delta method for ratios; for a room experiment, clustered by room);
+  95% t-intervals (delta method for ratios; for a room experiment, clustered by room; CR2 errors
+  with Bell-McCaffrey degrees of freedom for ratios of sums, ``smallsample``);
 * **deltas** of each treatment arm against the control, plain and CUPED-adjusted on the units'
-  pre-period behaviour, Welch / delta-method intervals, Holm over each family;
+  pre-period behaviour, Welch / delta-method intervals with their t degrees of freedom (a
+  small number says the interval rests on few clusters, or on few units holding the
+  denominator: AOV's orders), Holm over each family;
 * **SRM**: chi-square of the exposed units per arm against the weights at the end, and the
   sequential (anytime-valid) check over the days;
 * **daily looks** of the primary metric (CUPED when a pre-period is given): the fixed-horizon
@@ -179,17 +182,18 @@ def markdown(report: Report) -> str:
     for r in report.kpis.itertuples():
         cell = _interval(r.value, r.ci_lo, r.ci_hi) if r.estimable else f"not estimable: {r.reason}"
         lines.append(f"| {r.metric} | {r.arm} | {r.units} | {cell} | {_num(r.true_value)} |")
-    lines += ["", "| metric | adjustment | arm - control | delta [95% CI] | lift [95% CI] | "
-              "p (Holm) | true effect | covered |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| metric | adjustment | arm - control | delta [95% CI] | t df | lift [95% CI] "
+              "| p (Holm) | true effect | covered |", "|---|---|---|---|---|---|---|---|---|"]
     for r in report.effects.itertuples():
         if not r.estimable:
             lines.append(f"| {r.metric} | {r.adjustment} | {r.arm} - {r.control} | "
-                         f"not estimable: {r.reason} | | | {_num(r.true_effect)} | |")
+                         f"not estimable: {r.reason} | | | | {_num(r.true_effect)} | |")
             continue
         lift = _interval(r.lift, r.lift_lo, r.lift_hi) if r.lift_estimable else "not estimable"
         covered = "unknown" if r.covered is None else ("yes" if r.covered else "no")
         lines.append(f"| {r.metric} | {r.adjustment} | {r.arm} - {r.control} | "
-                     f"{_interval(r.diff, r.ci_lo, r.ci_hi)} | {lift} | {_num(r.p_adjusted)} | "
+                     f"{_interval(r.diff, r.ci_lo, r.ci_hi)} | {r.df:.0f} | {lift} | "
+                     f"{_num(r.p_adjusted)} | "
                      f"{_num(r.true_effect)} | {covered} |")  # fmt: skip
     s = report.srm
     verdict = ("not estimable: " + s["reason"]) if not s["estimable"] else (
