@@ -15,6 +15,8 @@
 orthogonal across), a global holdout, ramp-up without reshuffling, exposure logs.
 ``analysis``: mean and ratio metrics (delta method), Welch tests and intervals, absolute and
 relative lift, CUPED, cluster-robust errors, Holm, explicit not-estimable rows.
+``smallsample``: CR2 variances and Bell-McCaffrey degrees of freedom of a ratio of sums (room
+clusters of unequal size, denominators held by few units).
 ``segments``: effects by segment with Holm, and Cochran's Q for heterogeneity.
 ``srm``: chi-square and sequential (Dirichlet-multinomial Bayes factor) SRM checks.
 ``sequential``: asymptotic confidence sequences, valid under daily peeking.
