@@ -83,6 +83,23 @@ def _plain(value):
     return value
 
 
+NOTES = (
+    "Notes. Incremental visits are room entries, incremental GMV purchases, each an arm's "
+    "per-viewer difference from no-send summed over viewers; every arm runs the same days of one "
+    "explored market with the same draws, so the 95% intervals are paired t-intervals over "
+    "viewers (`recsys.experiments.analysis.compare` against a zero control). Blast sends every "
+    "trigger on the loudest channel the viewer consented to, at the trigger's moment; the rule "
+    "sends followed-streamer triggers by push (in-app without push consent). The learned "
+    "policy's caps and threshold come from `recsys/conf/reach.yaml`, chosen on another world "
+    "(seed 1). The market's fatigue counts a viewer's messages of the seven days before, not of "
+    "the same day. The send-time experiment is randomised per message; it is judged on the "
+    "messages whose chosen time differs from the trigger's moment (known before the coin). "
+    "The market plants no effect of the copy, so the copy-variant comparison is an A/A check. "
+    "Coupon-expiry and lapsing-buyer triggers come from the engine; the market offers only "
+    "followed-streamer and carted-item triggers, so the study has none of them.",
+)
+
+
 def _fmt(x: float, digits: int = 0) -> str:
     return "n/a" if x is None or x != x else f"{x:,.{digits}f}"
 
@@ -119,6 +136,7 @@ def markdown(record: dict, command: str) -> str:
             lines.append(f"- {e['metric']}: {e['arm']} {e['value_arm']:.4f} vs {e['control']} "
                          f"{e['value_control']:.4f}, difference {e['diff']:.4f} "
                          f"[{e['ci_lo']:.4f}, {e['ci_hi']:.4f}] ({e['method']})")  # fmt: skip
+    lines += ["", *NOTES]
     if "reasons" in record:
         lines += ["", f"Learned decisions by reason: {record['reasons']}",
                   f"Copy fallbacks: {record['copy_faults'] or 'none'}", "", "Examples:"]
