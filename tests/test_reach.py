@@ -297,3 +297,17 @@ def test_a_stream_deciding_many_times_a_day_keeps_the_days_caps():
                      now=DAY0 + 3600 * 3, today=today)  # fmt: skip
         today = pd.concat([today, out.loc[out["send"]]], ignore_index=True)
     assert len(today) == 2 and (today["ts"] >= DAY0 + 3600 * 3).all()
+
+
+def test_triggers_without_a_session_are_decided_within_their_window():
+    sessions, _, products = _schedule()
+    now = DAY0 + 2 * 3600  # 10:00 local
+    t = pd.DataFrame({"trigger_id": [0, 1], "user_id": [1, 2],
+                      "kind": ["coupon_expiring", "lapsing_buyer"], "session_id": [-1, -1],
+                      "streamer_id": [-1, -1], "product_id": [-1, -1],
+                      "start_ts": [now + 3 * 3600, now + 86_400]})  # fmt: skip
+    consent = pd.DataFrame({"user_id": [1, 2], "in_app": True, "push": False, "sms": False})
+    out = decide(t, consent, _history(), _model(), Catalogue.of(sessions, products),
+                 DecisionConfig(min_value=-1.0), now=now)  # fmt: skip
+    assert out["send"].all() and (out["channel"] == "in_app").all()
+    assert ((out["ts"] >= now) & (out["ts"] <= out["start_ts"])).all()

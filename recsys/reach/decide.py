@@ -34,7 +34,7 @@ from recsys.reach.model import ResponseModel
 DECISION = ("trigger_id", "user_id", "kind", "session_id", "streamer_id", "product_id",
             "start_ts", "send", "channel", "ts", "p_visit", "value", "reason_code",
             "reason")  # fmt: skip
-REASONS = ("sent", "unknown_reference", "merged", "no_consent", "quiet_hours", "low_value",
+REASONS = ("sent", "unknown_reference", "merged", "no_consent", "no_send_time", "low_value",
            "cap_user_day", "cap_user_week", "cap_streamer_day", "cap_push_day",
            "cap_sms_day")  # fmt: skip
 
@@ -235,8 +235,8 @@ def _explain(n, taken, blocked, top, timed, consented, clock: Clock,
     best = top["channel"].reindex(range(n)).fillna("").to_numpy(object)
     send, channel, ts = np.zeros(n, bool), np.full(n, "", dtype=object), np.full(n, -1, np.int64)
     code, why = [], []
-    quiet = f"every allowed send time falls in quiet hours {config.quiet_start_hour:02d}-" \
-        f"{config.quiet_end_hour:02d}"  # fmt: skip
+    quiet = f"no send time between the day's start (or now) and the moment outside quiet hours " \
+        f"{config.quiet_start_hour:02d}-{config.quiet_end_hour:02d}"  # fmt: skip
     for i in range(n):
         if i in taken:
             r = taken[i]
@@ -249,7 +249,7 @@ def _explain(n, taken, blocked, top, timed, consented, clock: Clock,
             code.append("no_consent")
             why.append("no channel consented")
         elif i not in timed:
-            code.append("quiet_hours")
+            code.append("no_send_time")
             why.append(quiet)
         else:
             code.append(blocked.get(i, "low_value"))

@@ -45,6 +45,7 @@ def study_record(runs: dict[str, ArmRun], study: StudyConfig) -> tuple[dict, pd.
         record["model"] = policy.model.summary()
         record["reasons"] = learned["decisions"]["reason_code"].value_counts().to_dict()
         record["copy_faults"] = dict(Counter(policy.copy.faults))
+        record["engine_faults"] = dict(+Counter(policy.learner.engine.faults))
         table = _messages_table(learned)
         record["examples"] = table.loc[table["send"], "text"].drop_duplicates().head(6).tolist()
     return record, table
@@ -139,7 +140,9 @@ def markdown(record: dict, command: str) -> str:
     lines += ["", *NOTES]
     if "reasons" in record:
         lines += ["", f"Learned decisions by reason: {record['reasons']}",
-                  f"Copy fallbacks: {record['copy_faults'] or 'none'}", "", "Examples:"]
+                  f"Copy fallbacks: {record['copy_faults'] or 'none'}",
+                  f"Trigger engine faults: {record.get('engine_faults') or 'none'}", "",
+                  "Examples:"]
         lines += [f"- {t}" for t in record["examples"]]
     return "\n".join(lines) + "\n"
 

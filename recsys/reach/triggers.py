@@ -10,7 +10,7 @@ Four kinds (``TRIGGER_KINDS``), each a moment worth a message:
 * ``coupon_expiring``: a claimed coupon not used by a purchase ``coupon_warn_s`` before it
   expires (``coupon_ttl_s`` after the claim);
 * ``lapsing_buyer``: a viewer who bought before and has not entered a room for ``lapse_days``
-  (win-back; once per lapse).
+  (win-back; once per lapse; ``start_ts`` a day after the lapse: the end of its send window).
 
 ``push(batch)`` applies a batch of events (duplicates by event id are applied once) and returns
 the triggers it caused; ``advance(now)`` returns the triggers the clock brings (announcements,
@@ -233,7 +233,8 @@ class TriggerEngine:
             if active != last:  # came back since: the timer restarts from the last visit
                 heapq.heappush(self._lapsing, (active + lapse, user, active))
                 continue
-            self._emit(3, user, -1, -1, -1, last + lapse, last + lapse)  # once per ``last``
+            # Once per ``last``; the message may go until a day after the lapse.
+            self._emit(3, user, -1, -1, -1, last + lapse + 86_400, last + lapse)
             heapq.heappush(self._lapsing, (now + lapse, user, last))
 
     # -- output --------------------------------------------------------------------------------
