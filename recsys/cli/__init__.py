@@ -1,6 +1,8 @@
 """The Hydra apps. Their logs speak of the run: two libraries announce at INFO level how they
-loaded themselves (FBGEMM's kernels through the root logger, FAISS's instruction sets), which
-says nothing to a person reading a run; those lines are dropped here, warnings stay."""
+loaded themselves (FBGEMM's kernels through the root logger, FAISS's instruction sets), and
+torch warns torchrec's authors, on every run, about an FX tracing helper torchrec calls; none of
+it says anything to a person reading a run, so those lines are dropped here. Other warnings
+stay."""
 
 from __future__ import annotations
 
@@ -18,3 +20,4 @@ class _LoadNotices(logging.Filter):
 
 logging.getLogger().addFilter(_LoadNotices())
 logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
