@@ -158,10 +158,11 @@ def run_market(cfg: DictConfig, checkpoint: Path, ranker: Path, out: Path) -> di
         "popularity": PopularityPolicy().warm(history),
         "oracle": lambda market: OraclePolicy(market.truth),  # reads its own market's truth
     }  # fmt: skip
-    table = head_to_head(config, policies, days=int(m.days), out_dir=out / "market",
+    days = min(int(m.days), config.sim_config().n_days - config.start_day)  # the world may end
+    table = head_to_head(config, policies, days=days, out_dir=out / "market",
                          reference="popularity")  # fmt: skip
     (out / "market" / "market.md").write_text(markdown(table, "popularity") + "\n")
-    return {"start_day": config.start_day, "days": int(m.days),
+    return {"start_day": config.start_day, "days": days,
             "arms": table.to_dict("records"), "table": markdown(table, "popularity")}  # fmt: skip
 
 
