@@ -99,7 +99,16 @@ def profiled(service, now, users, k, kinds, top: int) -> str:
     profile.disable()
     text = io.StringIO()
     pstats.Stats(profile, stream=text).sort_stats("cumulative").print_stats(top)
-    return text.getvalue()
+    return _relative(text.getvalue())
+
+
+def _relative(text: str) -> str:
+    """The profile with this machine's folders cut off: site-packages paths from the package
+    down, the project's from its root down."""
+    for prefix in sorted({str(Path(p)) for p in sys.path if p.endswith("site-packages")},
+                         key=len, reverse=True):  # fmt: skip
+        text = text.replace(prefix + "/", "")
+    return text.replace(str(RESULTS.parents[1]) + "/", "")
 
 
 def markdown(report: dict) -> str:
