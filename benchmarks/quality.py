@@ -113,12 +113,9 @@ def label(args: argparse.Namespace) -> str:
     return args.dataset
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    started, load_before = time.time(), os.getloadavg()
+def load_split(args: argparse.Namespace):
+    """The benchmark's split (new-item targets outside the live protocol, validation folded
+    when asked) and the interactions' timestamps."""
     columns = dict(item.split("=", 1) for item in args.columns)
     split, timestamps = make_split(
         args.dataset, target=args.target, data_dir=args.data_dir, seed=args.seed,
@@ -129,28 +126,23 @@ def main(argv: list[str] | None = None) -> dict:
         split = new_item_targets(split)
     if args.fold_valid:
         split = fold_unsampled_validation(split, args.max_valid_users, args.seed)
+    return split, timestamps
+
+
+def candidates_for(args: argparse.Namespace, split, timestamps) -> list:
+    """Every model asked for, with its grid; trainable models get the world they read."""
     grids = {**(quick_grids() if args.quick else {}), **parse_grids(args.grid)}
     context = None
     if any(m in MODELS for m in args.models) and args.data_format == "world":
         context = world_context(load_tables(args.data_path))
     elif any(m in MODELS for m in args.models) and args.dataset.startswith("synthetic-"):
         context = benchmark_context(args.dataset, seed=args.seed, data_dir=args.data_dir)
-    candidates = build_candidates(
-        split,
-        args.models,
-        timestamps=timestamps,
-        grids=grids or None,
-        protocol=args.protocol,
-        context=context,
-    )
-    settings = QualitySettings(
-        protocol=args.protocol,
-        metric=args.metric,
-        seed=args.seed,
-        max_valid_users=args.max_valid_users,
-    )
-    results = run_quality(split, candidates, settings)
-    ks = settings.ks
+    return build_candidates(split, args.models, timestamps=timestamps, grids=grids or None,
+                            protocol=args.protocol, context=context)  # fmt: skip
+
+
+def result_table(args: argparse.Namespace, results, ks) -> tuple[str, dict | None]:
+    """The markdown table of the results (and the published references beside it)."""
     prefix = "sampled_" if args.protocol == "sampled" else ""
     columns = [f"{prefix}{m}@{k}" for m in ("hr", "ndcg") for k in ks] + [f"{prefix}mrr"]
     if args.protocol == "live":
@@ -159,31 +151,45 @@ def main(argv: list[str] | None = None) -> dict:
     refs = references_for(args.dataset, args.protocol)
     if refs:
         table += "\n\n" + references_table(refs)
+    return table, refs
+
+
+def write_report(args: argparse.Namespace, report: dict) -> None:
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"quality_{label(args)}_{args.protocol}"
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    header = f"# {stem}\n\n`{report['command']}` ({report['seconds']} s)\n\n"
+    (out / f"{stem}.md").write_text(header + report["table"] + "\n")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started, load_before = time.time(), os.getloadavg()
+    split, timestamps = load_split(args)
+    settings = QualitySettings(protocol=args.protocol, metric=args.metric, seed=args.seed,
+                               max_valid_users=args.max_valid_users)  # fmt: skip
+    results = run_quality(split, candidates_for(args, split, timestamps), settings)
+    table, refs = result_table(args, results, settings.ks)
     report = {
         "dataset": label(args),
         "protocol": args.protocol if args.protocol != "sampled" else "sampled-100",
         "command": "python benchmarks/quality.py "
         + shlex.join(sys.argv[1:] if argv is None else argv),
         "split": split.meta,
-        "settings": {**settings.__dict__, "ks": list(ks), "quick": args.quick},
-        "machine": {
-            "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "platform": platform.platform(),
-            "loadavg_before": load_before,
-            "loadavg_after": os.getloadavg(),
-        },
+        "settings": {**settings.__dict__, "ks": list(settings.ks), "quick": args.quick},
+        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "platform": platform.platform(), "loadavg_before": load_before,
+                    "loadavg_after": os.getloadavg()},  # fmt: skip
         "seconds": round(time.time() - started, 1),
         "models": {r.name: r.to_json() for r in results},
         "references": refs,
         "table": table,
     }
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"quality_{label(args)}_{args.protocol}"
-    (out / f"{stem}.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    header = f"# {stem}\n\n`{report['command']}` ({report['seconds']} s)\n\n"
-    (out / f"{stem}.md").write_text(header + table + "\n")
+    write_report(args, report)
     print(table)
     return report
 
