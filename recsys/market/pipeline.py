@@ -19,13 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys.data.availability import in_sorted
 from recsys.market.policy import MarketView, Policy, Requests, Slates
 from recsys.ranking.events import EVENT_CODE, SessionEvent, event_columns
 from recsys.ranking.features import Candidates
 from recsys.ranking.pairs import Pairs
 from recsys.serving.loading import load_trained_service
-from recsys.serving.trained import TrainedLiveService
+from recsys.serving.trained import TrainedLiveService, top_products
 
 EVENT_NAME = {code: name for name, code in EVENT_CODE.items()}
 
@@ -74,53 +73,33 @@ class PipelinePolicy(Policy):
         return Slates(session, product)
 
     def _answer(self, rows: np.ndarray, codes: np.ndarray, requests: Requests):
-        """(products, sessions) (len(rows), k) of known viewers' requests."""
+        """(products, sessions) (len(rows), k) of known viewers' requests: the service's own
+        steps (``TrainedLiveService.retrieve`` and its shelf and ranking steps), each run once
+        for the chunk where it can be."""
         svc = self.service
         users, ts = requests.user_id[rows], requests.ts[rows]
         batch = svc.product_scorer.request_batch(codes, ts)
         q = svc.product_scorer.head_queries(batch, ["product"])["product"]  # (B, d)
         _, found = svc.retriever.search(q, ts, svc.config.n_candidates, svc.config.strategy)
-        ids = [self._retrieved(batch, i, found[i], int(ts[i])) for i in range(len(rows))]
-        width = max(1, max(len(x) for x in ids))
-        padded = np.zeros((len(ids), width), dtype=np.int64)  # (B, C) codes, 0 = padding
+        ids = [svc.candidate_ids(batch, i, found[i], svc.retriever.live_at(int(ts[i])))
+               for i in range(len(rows))]  # fmt: skip
+        padded = np.zeros((len(ids), max(1, max(len(x) for x in ids))), dtype=np.int64)  # (B, C)
         for i, x in enumerate(ids):
-            padded[i, : len(x)] = svc.vocabs["product"].encode(x)
+            padded[i, : len(x)] = svc.vocabs["product"].encode(x)  # 0 pads
         bonus = svc.product_scorer.request_bonus(batch, padded)  # (B, C)
         parts, pairs, session, in_session = [], [], [], []
         for i, x in enumerate(ids):
             user, now = int(users[i]), int(ts[i])
-            part = self._on_shelves(x, q[i], bonus[i, : len(x)], now)
+            part = svc.shelf_rows(*svc.best_candidates(x, q[i], bonus[i, : len(x)]), now)
             parts.append(part)
             pairs.append(Pairs.of_request(user, now, *part))
             session.append(svc.sessions.features(user, Candidates.products(*part[:3]), now))
             in_session.append(svc.sessions.peek(user, now) is not None)
         return self._rank(parts, pairs, np.concatenate(session), np.array(in_session), requests.k)
 
-    def _retrieved(self, batch, i: int, found: np.ndarray, now: int) -> np.ndarray:
-        """Raw ids of one request's candidates: the search's, plus the live products in its
-        bag of recent ones (the repeat bonus may lift them)."""
-        svc = self.service
-        bag = svc.vocabs["product"].decode(svc.product_scorer.request_history(batch, i))
-        repeat = bag[in_sorted(bag, svc.retriever.live_at(now))]
-        return np.union1d(found[found >= 0], repeat)
-
-    def _on_shelves(self, ids: np.ndarray, q: np.ndarray, bonus: np.ndarray, now: int):
-        """(product, streamer, session, retrieval score) rows of the best ``n_candidates``
-        of ``ids`` on the shelves live at ``now``, as ``TrainedLiveService`` makes them."""
-        svc = self.service
-        vectors = svc.retriever.index.vectors(svc.retriever.index.positions(ids))
-        score = vectors @ q + bonus
-        order = np.lexsort((ids, -score))[: svc.config.n_candidates]
-        ids, score = ids[order], score[order].astype(np.float32)
-        shelf = svc.catalog.products(now)
-        rows = np.flatnonzero(in_sorted(shelf.product, np.sort(ids)))
-        by_id = np.argsort(ids)
-        product = shelf.product[rows]
-        retrieval = score[by_id][np.searchsorted(ids[by_id], product)]
-        return product, shelf.streamer[rows], shelf.session[rows], retrieval
-
     def _rank(self, parts, pairs: list[Pairs], session: np.ndarray, in_session, k: int):
-        """Every request's top ``k`` by its ranker: each product once, from its best shelf."""
+        """Every request's top ``k`` by its ranker (``top_products``), features and scores
+        computed for the whole chunk at once."""
         svc = self.service
         merged = Pairs(*(np.concatenate([getattr(p, f) for p in pairs]) for f in
                          ("user_id", "ts", "product_id", "streamer_id", "session_id",
@@ -137,10 +116,7 @@ class PipelinePolicy(Policy):
         sessions = products.copy()
         for i, start in enumerate(np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist()):
             product, _, sess, _ = parts[i]
-            s = scores[start : start + sizes[i]]
-            ranked = np.lexsort((product, -s))
-            _, first = np.unique(product[ranked], return_index=True)
-            top = ranked[np.sort(first)][:k]
+            top = top_products(product, scores[start : start + sizes[i]], k)
             products[i, : len(top)], sessions[i, : len(top)] = product[top], sess[top]
         return products, sessions
 

@@ -54,6 +54,14 @@ from recsys.serving.protocol import (
 HEAD = {"room": "streamer", "product": "product"}
 
 
+def top_products(product: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """Rows of one request's ``k`` best products by the ranker's ``scores`` (ties: lower
+    product id), each product once, from its best shelf."""
+    ranked = np.lexsort((product, -scores))
+    _, first = np.unique(product[ranked], return_index=True)
+    return ranked[np.sort(first)][:k]
+
+
 @dataclass(frozen=True)
 class FlowConfig:
     n_candidates: int = 500  # products retrieved per request, then ranked
@@ -137,46 +145,56 @@ class TrainedLiveService(RecommenderService):
     ) -> tuple[np.ndarray, np.ndarray]:
         """(raw product ids, two-tower scores) of up to ``n_candidates`` live products for one
         request's query features (and its product query ``q`` (d,), when computed), best first."""
-        scorer, product_vocab = self.product_scorer, self.vocabs["product"]
+        scorer = self.product_scorer
         q = scorer.request_queries(batch) if q is None else q[None, :]  # (1, d)
         with self._search_lock:
             _, found = self.retriever.search(q, now, self.config.n_candidates, self.config.strategy)
             if self._live is None or self._live[0] != now:  # requests in one second share it
                 self._live = (now, self.retriever.live_at(now))
             live = self._live[1]
-        found = found[0][found[0] >= 0]
-        bag = product_vocab.decode(scorer.request_history(batch))
-        repeat = bag[in_sorted(bag, live)]  # live products the repeat bonus may lift
-        ids = np.union1d(found, repeat)
+        ids = self.candidate_ids(batch, 0, found[0], live)
+        bonus = scorer.request_bonus(batch, self.vocabs["product"].encode(ids))[0]
+        return self.best_candidates(ids, q[0], bonus)
+
+    def candidate_ids(self, batch, row: int, found: np.ndarray, live: np.ndarray) -> np.ndarray:
+        """Raw ids of request ``row``'s candidates: what the search ``found`` (-1 pads) and
+        the ``live`` products in its bag of recent ones (the repeat bonus may lift them)."""
+        bag = self.vocabs["product"].decode(self.product_scorer.request_history(batch, row))
+        return np.union1d(found[found >= 0], bag[in_sorted(bag, live)])
+
+    def best_candidates(
+        self, ids: np.ndarray, q: np.ndarray, bonus: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``n_candidates`` of ``ids`` by exact two-tower score (inner product with the
+        query ``q`` (d,) plus their ``bonus``), ties by lower id."""
         vectors = self.retriever.index.vectors(self.retriever.index.positions(ids))
-        codes = product_vocab.encode(ids)
-        score = vectors @ q[0] + scorer.request_bonus(batch, codes)[0]
+        score = vectors @ q + bonus
         order = np.lexsort((ids, -score))[: self.config.n_candidates]
         return ids[order], score[order].astype(np.float32)
 
-    def _rank_products(self, user: int, batch, q, now: int, k: int) -> list[RecommendedItem]:
-        ids, score = self.retrieve(batch, now, q)
+    def shelf_rows(self, ids: np.ndarray, score: np.ndarray, now: int):
+        """(product, streamer, session, retrieval score) of every live shelf at ``now`` that
+        shows one of the retrieved ``ids`` (scores beside them)."""
         shelf = self.catalog.products(now)
         rows = np.flatnonzero(in_sorted(shelf.product, np.sort(ids)))
-        if len(rows) == 0:
-            return []
         product = shelf.product[rows]
         by_id = np.argsort(ids)
         retrieval = score[by_id][np.searchsorted(ids[by_id], product)]
-        pairs = Pairs.of_request(
-            user, now, product, shelf.streamer[rows], shelf.session[rows], retrieval
-        )
-        cands = Candidates.products(product, shelf.streamer[rows], shelf.session[rows])
+        return product, shelf.streamer[rows], shelf.session[rows], retrieval
+
+    def _rank_products(self, user: int, batch, q, now: int, k: int) -> list[RecommendedItem]:
+        product, streamer, session_id, retrieval = self.shelf_rows(*self.retrieve(batch, now, q),
+                                                                   now)  # fmt: skip
+        if len(product) == 0:
+            return []
+        pairs = Pairs.of_request(user, now, product, streamer, session_id, retrieval)
+        cands = Candidates.products(product, streamer, session_id)
         session = self.sessions.features(user, cands, now)
         features = self.featurizer.transform(pairs, session=session)
-        # One request: the ranker's order (score, then lower product id), each product once,
-        # from its best shelf.
         in_session = self.sessions.peek(user, now) is not None
         ranker = self.ranker if in_session else self.outside_session
         scores = ranker.score(features)["score"]
-        ranked = np.lexsort((product, -scores))
-        _, first = np.unique(product[ranked], return_index=True)
-        top = ranked[np.sort(first)][:k]
+        top = top_products(product, scores, k)
         reasons = ranker.reasons.codes(features.take(top))
         return [
             RecommendedItem(
@@ -184,8 +202,8 @@ class TrainedLiveService(RecommenderService):
                 id=int(product[i]),
                 score=float(scores[i]),
                 reasons=reasons[j],
-                streamer=int(shelf.streamer[rows][i]),
-                session=int(shelf.session[rows][i]),
+                streamer=int(streamer[i]),
+                session=int(session_id[i]),
             )
             for j, i in enumerate(top.tolist())
         ]
