@@ -8,8 +8,9 @@ For each reference policy, the market runs ``--days`` days of the world into a t
 the baseline generates and writes the same days of the world's own behaviour alone (what
 ``recsys-simulate`` does per day). With ``--checkpoint`` the trained pipeline runs too, as the
 market calls it (``PipelinePolicy``: a day's requests answered in chunks) and, beside it, the
-same service asked once per request as an HTTP client would (``GET /recommend``). Reports seconds per day, events per second, the ratio to the
-baseline, and the share of the time spent inside the policy's methods.
+same service asked once per request as an HTTP client would (``GET /recommend``). Reports
+seconds per day, events per second, the ratio to the baseline, and the share of the time spent
+inside the policy's methods.
 
 Writes ``benchmarks/results/market_<preset>.{json,md}`` and prints the table.
 """

@@ -161,10 +161,7 @@ def _write(out: Path, table: pd.DataFrame, png: Path) -> dict:
 def markdown(result: dict) -> str:
     """The loop's table: per round and arm, true GMV per viewer-day, CTR and CVR with 95%
     intervals, and the learning arm's paired gain over the frozen one."""
-
-    def cell(row: dict, name: str, value: str, scale: float = 1.0, digits: int = 2) -> str:
-        v, lo, hi = (row.get(c, float("nan")) * scale for c in (value, f"{name}_lo", f"{name}_hi"))
-        return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+    from recsys.market.compare import interval_cell
 
     head = ["round", "days", "arm", "true GMV / viewer-day", "CTR %", "CVR %",
             "learning - frozen"]  # fmt: skip
@@ -175,8 +172,9 @@ def markdown(result: dict) -> str:
         gain = f"{g['gain']:+.3f} [{g['lo']:+.3f}, {g['hi']:+.3f}]" if row["arm"] == "learning" \
             and g else ""  # fmt: skip
         cells = [str(row["round"]), row["days"], row["arm"],
-                 cell(row, "true_gmv", "true_gmv_per_viewer"), cell(row, "ctr", "ctr", 100),
-                 cell(row, "cvr", "cvr", 100), gain]  # fmt: skip
+                 interval_cell(row, "true_gmv", value="true_gmv_per_viewer", digits=2),
+                 interval_cell(row, "ctr", scale=100, digits=2),
+                 interval_cell(row, "cvr", scale=100, digits=2), gain]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

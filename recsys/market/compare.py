@@ -41,7 +41,9 @@ def head_to_head(
         raise ValueError("head_to_head: no policies to compare")
     reference = list(policies)[-1] if reference is None else reference
     if reference not in policies:
-        raise ValueError(f"head_to_head: reference arm {reference!r} is not one of {list(policies)}")
+        raise ValueError(
+            f"head_to_head: reference arm {reference!r} is not one of {list(policies)}"
+        )
     out = Path(out_dir)
     markets = {arm: Market(config, out / arm) for arm in policies}
     n_days = next(iter(markets.values())).n_days
@@ -67,18 +69,22 @@ def starting_on(config: MarketConfig, ts: int) -> MarketConfig:
     return replace(config, start_day=max(0, (int(ts) - first) // 86_400))
 
 
+def interval_cell(row, name: str, *, value: str = "", scale: float = 1.0, digits: int = 3) -> str:
+    """``value [lo, hi]`` of a row's KPI ``name`` (its value column ``value`` when named
+    otherwise, and ``<name>_lo`` / ``<name>_hi``), times ``scale``."""
+    v, lo, hi = (row.get(c, float("nan")) * scale for c in (value or name, f"{name}_lo",
+                                                             f"{name}_hi"))  # fmt: skip
+    return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
 def markdown(table: pd.DataFrame, reference: str) -> str:
     """The comparison as a markdown table: value [95% interval] per KPI."""
-
-    def cell(row, name: str, scale: float = 1.0, digits: int = 3, value: str = "") -> str:
-        v, lo, hi = (row[c] * scale for c in (value or name, f"{name}_lo", f"{name}_hi"))
-        return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
-
     head = ["policy", "true GMV / viewer-day", f"gain vs {reference}", "CTR %", "CVR %"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for _, row in table.iterrows():
-        gain = "-" if row["arm"] == reference else cell(row, "gain")
-        cells = [row["arm"], cell(row, "true_gmv", digits=2, value="true_gmv_per_viewer"), gain, cell(row, "ctr", 100, 2),
-                 cell(row, "cvr", 100, 2)]  # fmt: skip
+    for row in table.to_dict("records"):
+        gain = "-" if row["arm"] == reference else interval_cell(row, "gain")
+        cells = [row["arm"], interval_cell(row, "true_gmv", value="true_gmv_per_viewer", digits=2),
+                 gain, interval_cell(row, "ctr", scale=100, digits=2),
+                 interval_cell(row, "cvr", scale=100, digits=2)]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
