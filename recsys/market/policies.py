@@ -23,7 +23,6 @@ from recsys.simulation.response import (
     card_probabilities,
 )
 
-
 CHUNK = 1024  # requests expanded into their live cards at a time (memory: CHUNK x live cards)
 
 
