@@ -297,12 +297,18 @@ def blend_weights(settings: RankSettings) -> BlendWeights:
 
 def orderings(world, test_log, requests, pairs, features, fits, settings) -> dict:
     """Score per pair row (or shown list) of every ordering, in table order."""
-    blend, first = blend_weights(settings), settings.esmm_seeds[0]
     logged = test_log.impressions
-    out = {
+    return {
         RANDOM: logged.loc[logged["request_id"].isin(requests["request_id"])],
-        POPULARITY: popularity_scores(world.tables, pairs),
+        **logged_orderings(world, pairs, features, fits, settings),
+        TRUTH: pairs["gain"].to_numpy(),
     }
+
+
+def logged_orderings(world, pairs, features, fits, settings) -> dict:
+    """Score per pair row of every ordering that needs no truth, in table order."""
+    blend, first = blend_weights(settings), settings.esmm_seeds[0]
+    out = {POPULARITY: popularity_scores(world.tables, pairs)}
     if world.two_tower is not None:
         known = features.column("has_retrieval_score") > 0
         out[TWO_TOWER] = np.where(known, features.column("retrieval_score"), np.nan)
@@ -310,7 +316,6 @@ def orderings(world, test_log, requests, pairs, features, fits, settings) -> dic
     out[BLEND_NO_KOL] = without_kol(blend).score(features)
     for variant in variants(world):
         out[variant] = fits[variant, first]["ranker"].score(features)["score"]
-    out[TRUTH] = pairs["gain"].to_numpy()
     return out
 
 

@@ -27,12 +27,8 @@ import numpy as np
 import pandas as pd
 
 from recsys.ranking.experiment import (
-    BLEND,
-    BLEND_NO_KOL,
     LEARNED,
-    POPULARITY,
     SPLITS,
-    TWO_TOWER,
     RankSettings,
     RankWorld,
     _plain,
@@ -40,11 +36,11 @@ from recsys.ranking.experiment import (
     blend_weights,
     featurize,
     fit_variants,
+    logged_orderings,
     model_features,
-    variants,
     windows,
 )
-from recsys.ranking.offline_eval import popularity_scores, top_by, without_kol
+from recsys.ranking.offline_eval import top_by
 from recsys.ranking.ranker import Ranker
 from recsys.simulation.impressions import ImpressionLog, live_candidates, request_points
 from recsys.simulation.response import mean_interval
@@ -156,20 +152,6 @@ def summarise(per_request: dict[str, np.ndarray]) -> dict:
     return out
 
 
-def logged_orderings(world, requests, pairs, features, fits, settings: RankSettings) -> dict:
-    """Score per pair row of every ordering that needs no truth."""
-    blend, first = blend_weights(settings), settings.esmm_seeds[0]
-    out = {POPULARITY: popularity_scores(world.tables, pairs)}
-    if world.two_tower is not None:
-        known = features.column("has_retrieval_score") > 0
-        out[TWO_TOWER] = np.where(known, features.column("retrieval_score"), np.nan)
-    out[BLEND] = blend.score(features)
-    out[BLEND_NO_KOL] = without_kol(blend).score(features)
-    for variant in variants(world):
-        out[variant] = fits[variant, first]["ranker"].score(features)["score"]
-    return out
-
-
 def run_logged(world: RankWorld, settings: RankSettings) -> tuple[dict, Ranker]:
     """``run_experiment``'s steps on logged outcomes (see the module notes)."""
     log.warning(NO_TRUTH.format(folder=world.folder))
@@ -184,7 +166,7 @@ def run_logged(world: RankWorld, settings: RankSettings) -> tuple[dict, Ranker]:
     frames = {name: logs[name][0].impressions for name in SPLITS} | {"eval": pairs}
     features, note = featurize(world, frames)
     fits, seconds["esmm"] = _timed(fit_variants, world, features, logs, settings)
-    named = logged_orderings(world, requests, pairs, features["eval"], fits, settings)
+    named = logged_orderings(world, pairs, features["eval"], fits, settings)
     lists = {name: summarise(replay(requests, pairs, score, settings.k))
              for name, score in named.items()}  # fmt: skip
     spans = windows(world, settings.train_share)
