@@ -110,13 +110,12 @@ def train_ranker(cfg: DictConfig, checkpoint: Path, out: Path) -> dict:
     return rank(compose_job("rank", overrides))
 
 
-def evaluate_retrieval(cfg: DictConfig, checkpoint: Path) -> dict[str, dict]:
-    """Baselines tuned on validation and the trained two-tower, per target, live protocol."""
+def evaluate_retrieval(cfg: DictConfig, restored) -> dict[str, dict]:
+    """Baselines tuned on validation and the trained two-tower (``restored``: the
+    checkpoint with its data), per target, live protocol."""
     from recsys.evaluation.selection import Candidate, QualitySettings, run_quality
     from recsys.recommenders.candidates import build_candidates, quick_grids
-    from recsys.recommenders.restore import restore
 
-    restored = restore(checkpoint, cache_dir=cfg.world.cache_dir)
     settings = QualitySettings(
         protocol="live", metric=cfg.metric, max_valid_users=cfg.max_valid_users
     )
@@ -133,18 +132,17 @@ def evaluate_retrieval(cfg: DictConfig, checkpoint: Path) -> dict[str, dict]:
     return results
 
 
-def run_market(cfg: DictConfig, checkpoint: Path, ranker: Path, out: Path) -> dict:
-    """The trained pipeline, popularity, random and the oracle on the same market days."""
+def run_market(cfg: DictConfig, checkpoint: Path, test_ts: int, ranker: Path, out: Path) -> dict:
+    """The trained pipeline, popularity, random and the oracle on the same market days, from
+    the day of the checkpoint's test cut ``test_ts``."""
     from recsys.data.schema import TABLES
     from recsys.data.tables import read_table
     from recsys.datasets import ensure_world
     from recsys.market import MarketConfig, OraclePolicy, PopularityPolicy, RandomPolicy
     from recsys.market.compare import head_to_head, markdown, starting_on
     from recsys.market.pipeline import PipelinePolicy
-    from recsys.recommenders.restore import restore
 
     w, m = cfg.world, cfg.market
-    test_ts = restore(checkpoint, cache_dir=w.cache_dir).data.train_split.meta["test_ts"]
     config = starting_on(MarketConfig(preset=w.preset, seed=int(w.seed), open_rate=m.open_rate,
                                       slate_size=m.slate_size), test_ts)  # fmt: skip
     start_ts = config.sim_config().chunk_window(config.start_day)[0]
@@ -168,17 +166,21 @@ def run_market(cfg: DictConfig, checkpoint: Path, ranker: Path, out: Path) -> di
 
 def run(cfg: DictConfig) -> dict:
     """Every stage in order; returns (and writes) every measurement behind the table."""
+    from recsys.recommenders.restore import restore
+
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = train_two_tower(cfg, out)
     indexes = build_index(cfg, checkpoint)
     ranking = train_ranker(cfg, checkpoint, out)
-    retrieval = evaluate_retrieval(cfg, checkpoint)
+    restored = restore(checkpoint, cache_dir=cfg.world.cache_dir)
+    retrieval = evaluate_retrieval(cfg, restored)
     market = None
     if int(cfg.market.days) > 0 and cfg.world.get("path"):
         log.warning("market stage skipped: it simulates the preset's world, not %s", cfg.world.path)
     elif int(cfg.market.days) > 0:
-        market = run_market(cfg, checkpoint, out / "rank" / "ranker.pt", out)
+        test_ts = restored.data.train_split.meta["test_ts"]
+        market = run_market(cfg, checkpoint, test_ts, out / "rank" / "ranker.pt", out)
     results = {
         "world": OmegaConf.to_container(cfg.world, resolve=True),
         "checkpoint": str(checkpoint),
