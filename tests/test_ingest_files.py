@@ -154,6 +154,25 @@ def test_a_json_line_that_does_not_parse_is_quarantined(tiny_world_dir, tmp_path
     assert rejected["_reason"].iloc[0].startswith("row: unreadable (not JSON: Expecting value")
 
 
+def test_a_csv_line_with_too_many_fields_is_quarantined_in_place(tiny_world_dir, tmp_path):
+    raw = tmp_path / "raw"
+    export_world(tiny_world_dir, raw, format="csv")
+    lines = (raw / "events.csv").read_text().splitlines(keepends=True)
+    extra = lines[40].rstrip("\n") + ",surplus\n"
+    (raw / "events.csv").write_text("".join(lines[:41] + [extra] + lines[41:101]))
+    report = _ingest(raw, tmp_path / "world", "pseudonymise=false", "chunk_rows=25")
+    counts = report.counts["events"]
+    assert (counts.input, counts.rejected, counts.accepted) == (101, 1, 100)
+    rejected = pd.read_parquet(next((report.quarantine / "events").glob("*.parquet")))
+    assert rejected["_row"].tolist() == [40]
+    assert rejected["_reason"].iloc[0].startswith("row: unreadable (")
+    assert "fields where the header has" in rejected["_reason"].iloc[0]
+    events = load_tables(tiny_world_dir).events
+    ingested = load_tables(tmp_path / "world").events
+    assert sorted(ingested["event_id"]) == sorted(events.sort_values("event_id")["event_id"]
+                                                  .head(100))  # fmt: skip
+
+
 def test_appending_days_grows_vocabularies_and_keeps_old_codes(tiny_world_dir, tmp_path):
     tables = load_tables(tiny_world_dir)
     cut = int(np.quantile(tables.events["ts"], 0.5))

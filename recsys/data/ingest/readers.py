@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -114,13 +115,45 @@ def _row_group_runs(metadata, chunk_rows: int) -> list[list[int]]:
 
 
 def _csv(file: Path, options: ReadOptions) -> Iterator[Chunk]:
+    """pandas' C parser, chunk by chunk. A line with more fields than the header stops it; the
+    file is then read on from that chunk by pandas' Python parser, which keeps such a line in
+    place as an unreadable row (slower, so only where a file has one)."""
     delimiter = "\t" if file.suffix.lower() == ".tsv" else options.delimiter
     header = pd.read_csv(file, sep=delimiter, nrows=0).columns
     text = {c: "str" for c in options.text_columns if c in header}
     row = 0
-    with pd.read_csv(file, sep=delimiter, chunksize=options.chunk_rows, dtype=text) as reader:
+    try:
+        with pd.read_csv(file, sep=delimiter, chunksize=options.chunk_rows, dtype=text,
+                         index_col=False) as reader:  # fmt: skip
+            for frame in reader:
+                yield Chunk(frame.reset_index(drop=True), file, row)
+                row += len(frame)
+    except pd.errors.ParserError:
+        yield from _csv_tolerant(file, options, delimiter, text, row, len(header))
+
+
+_OVERFULL = "\x00overfull:"
+
+
+def _csv_tolerant(file: Path, options: ReadOptions, delimiter: str, text: dict, first_row: int,
+                  n_fields: int) -> Iterator[Chunk]:  # fmt: skip
+    def keep(fields: list[str]) -> list[str]:
+        # A placeholder row of the header's width, so rows after it keep their file rows.
+        return [f"{_OVERFULL}{len(fields)}"] + [""] * (n_fields - 1)
+
+    row = first_row
+    with pd.read_csv(file, sep=delimiter, chunksize=options.chunk_rows, dtype=text,
+                     index_col=False, engine="python", on_bad_lines=keep,
+                     skiprows=range(1, first_row + 1)) as reader:  # fmt: skip
         for frame in reader:
-            yield Chunk(frame.reset_index(drop=True), file, row)
+            frame = frame.reset_index(drop=True)
+            marks = frame.iloc[:, 0].astype(str)
+            bad = marks.str.startswith(_OVERFULL)
+            unreadable = {int(i): f"{marks[i][len(_OVERFULL):]} fields where the header has "
+                          f"{n_fields}" for i in np.flatnonzero(bad.to_numpy())}  # fmt: skip
+            if unreadable:
+                frame.iloc[list(unreadable), 0] = None
+            yield Chunk(frame, file, row, unreadable)
             row += len(frame)
 
 
