@@ -23,6 +23,7 @@ import pandas as pd
 from recsys.data.validation.checks import Finding, Parsed, finding
 
 STATE_FILE = "ingest_state.npz"
+FEW_RANGES = 8
 
 
 @dataclass
@@ -35,6 +36,12 @@ class IdRanges:
         return cls(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
 
     def contains(self, values: np.ndarray) -> np.ndarray:
+        if len(self.starts) <= FEW_RANGES:
+            # A few comparisons over the chunk beat a binary search per value.
+            inside = np.zeros(len(values), dtype=bool)
+            for start, end in zip(self.starts.tolist(), self.ends.tolist(), strict=True):
+                inside |= (values >= start) & (values <= end)
+            return inside
         pos = np.searchsorted(self.starts, values, side="right") - 1
         inside = pos >= 0
         inside[inside] = values[inside] <= self.ends[pos[inside]]
@@ -102,6 +109,15 @@ class EventState:
         """Latest ts of each session in earlier chunks, and whether there was one."""
         if not len(self.sessions):
             return np.zeros(len(sessions), dtype=np.int64), np.zeros(len(sessions), dtype=bool)
+        low, span = int(self.sessions[0]), int(self.sessions[-1]) - int(self.sessions[0]) + 1
+        if span <= 4 * len(self.sessions) + 1024:
+            # Dense session ids: one array read per row instead of a binary search.
+            table = np.full(span + 1, len(self.sessions), dtype=np.int64)
+            table[self.sessions - low] = np.arange(len(self.sessions))
+            at = sessions - low
+            pos = table[np.where((at >= 0) & (at < span), at, span)]
+            known = pos < len(self.sessions)
+            return np.r_[self.last_ts, 0][pos], known
         pos = np.minimum(np.searchsorted(self.sessions, sessions), len(self.sessions) - 1)
         return self.last_ts[pos], self.sessions[pos] == sessions
 
