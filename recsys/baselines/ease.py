@@ -3,11 +3,13 @@
     P = (X^T X + l2 I)^-1,    B = I - P diag(1 / diag(P)),  i.e. B_ij = -P_ij / P_jj, B_ii = 0
 
 A user's scores are their binary history row times B. The inverse is dense and costs O(m^3)
-for m items, so the model covers only the ``max_items`` most frequent training items (ties
-broken by lower index). On Amazon Beauty (54k items) 20,000 items fit in float32 in about
-100 s on one core with a 3.5 GB peak and gave the same HR@10 as 8,000 items (which fit in
-about 9 s): the rare items left out are seldom predictable from co-occurrence anyway. The
-default of 10,000 keeps a fit, and so a tuning grid, within minutes on two cores.
+for m items (23.7k items: about 3.5 minutes on one core, 2.2 GB in float32), so by default every
+training item is modelled whenever the Gram matrix and the inverse's workspace fit in
+``memory_fraction`` of the memory available at fit time; only when they do not (or when
+``max_items`` asks) is the model restricted to the most frequent items (ties broken by lower
+index), and the fit logs how many items were left out and why. Capping the catalogue costs
+accuracy: on amazon-games-sasrec 10,000 of 23,715 items gave test NDCG@10 0.0445 against the
+whole catalogue's 0.0489.
 
 Items outside that set, and items never seen in training, are not modelled: they are ranked
 strictly below every modelled item of the same user (at the row minimum minus one, plus half
@@ -22,8 +24,10 @@ one-thread fit.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,6 +39,29 @@ from recsys.data.vocab import N_RESERVED
 
 POPULARITY_EPS = 1e-6
 _DTYPES = {"float32": np.float32, "float64": np.float64}
+# Dense (m, m) arrays alive at the peak of a fit: the Gram matrix, inverted in place, and the
+# workspace torch's triangular inverse allocates beside it.
+_DENSE_COPIES = 2
+_MEMINFO = Path("/proc/meminfo")
+
+log = logging.getLogger(__name__)
+
+
+def available_bytes() -> int | None:
+    """MemAvailable of this machine in bytes (None where /proc/meminfo is unreadable)."""
+    try:
+        for line in _MEMINFO.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def items_that_fit(budget_bytes: int, dtype: str) -> int:
+    """The largest item count whose fit stays within ``budget_bytes``."""
+    per_cell = _DENSE_COPIES * np.dtype(_DTYPES[dtype]).itemsize
+    return int(np.sqrt(max(budget_bytes, 0) / per_cell))
 
 
 @contextmanager
@@ -74,9 +101,10 @@ class EASE(Recommender):
         self,
         *,
         l2: float = 500.0,
-        max_items: int | None = 10_000,
+        max_items: int | None = None,
         dtype: str = "float32",
         num_threads: int | None = None,
+        memory_fraction: float = 0.5,
     ) -> None:
         if l2 <= 0:
             raise ValueError(f"EASE: l2 must be positive, got {l2}")
@@ -84,8 +112,11 @@ class EASE(Recommender):
             raise ValueError(f"EASE: max_items must be >= 1 or None, got {max_items}")
         if dtype not in _DTYPES:
             raise ValueError(f"EASE: dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        if not 0.0 < memory_fraction <= 1.0:
+            raise ValueError(f"EASE: memory_fraction must lie in (0, 1], got {memory_fraction}")
         self.l2 = l2
         self.max_items = max_items
+        self.memory_fraction = memory_fraction
         self.dtype = dtype
         self.num_threads = num_threads
         self.items_: np.ndarray | None = None  # (m,) modelled item indices, ascending
@@ -105,10 +136,28 @@ class EASE(Recommender):
 
     def _modelled_items(self, counts: np.ndarray) -> np.ndarray:
         seen = np.flatnonzero(counts > 0)
-        if self.max_items is None or len(seen) <= self.max_items:
+        cap = self._item_cap(len(seen))
+        if cap is None or len(seen) <= cap:
             return seen
         by_count = seen[np.lexsort((seen, -counts[seen]))]  # most frequent first
-        return np.sort(by_count[: self.max_items])
+        return np.sort(by_count[:cap])
+
+    def _item_cap(self, n_seen: int) -> int | None:
+        """``max_items``, lowered (with a log line) when the whole fit would not fit in memory."""
+        cap = self.max_items
+        available = available_bytes()
+        if available is None:
+            return cap
+        fits = items_that_fit(int(available * self.memory_fraction), self.dtype)
+        if fits < min(n_seen, cap or n_seen):
+            log.warning(
+                "EASE: %d training items need %.1f GB in %s, more than %.0f%% of the %.1f GB "
+                "available: modelling the %d most frequent, the other %d ranked by popularity",
+                n_seen, _DENSE_COPIES * n_seen**2 * np.dtype(_DTYPES[self.dtype]).itemsize / 1e9,
+                self.dtype, 100 * self.memory_fraction, available / 1e9, fits, n_seen - fits,
+            )  # fmt: skip
+            return fits
+        return cap
 
     def score(self, users: np.ndarray, history: UserSequences) -> np.ndarray:
         if self.weights_ is None:

@@ -17,6 +17,7 @@ import numpy as np
 from recsys.core import Recommender
 from recsys.data.interactions import Split
 from recsys.evaluation import evaluate, paired_test
+from recsys.evaluation.protocols import EvalResult
 from recsys.utils.resources import measure
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,9 @@ class Candidate:
     # final point's half/double neighbours: a tuned model should not lose to them.
     neighbourhood: bool = False
     max_refine_rounds: int = 2
+    # Refit the chosen setting on train + validation (``split.test_history``) before the test
+    # stage, as a deployed model would be; the validation events are then training data too.
+    refit: bool = False
 
 
 @dataclass
@@ -47,6 +51,8 @@ class ModelResult:
     peak_rss_mb: float
     grid: list[dict] = field(default_factory=list)
     neighbourhood: list[dict] = field(default_factory=list)
+    refit: dict = field(default_factory=dict)
+    grid_edges: list[str] = field(default_factory=list)
     per_user: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     significance: dict = field(default_factory=dict)
 
@@ -60,6 +66,8 @@ class ModelResult:
             "peak_rss_mb": round(self.peak_rss_mb, 1),
             "tuning": self.grid,
             "neighbourhood": self.neighbourhood,
+            "refit": self.refit,
+            "grid_edges": self.grid_edges,
             "vs_best": self.significance,
         }
 
@@ -190,42 +198,92 @@ def refine(candidate: Candidate, search: _Search, split: Split, s: QualitySettin
             break
 
 
+def grid_edges(rows: Sequence[dict], chosen: dict) -> list[str]:
+    """The chosen numeric hyperparameters that sit at the lowest or highest value tried: the
+    search did not bracket their optimum, so a wider grid might do better."""
+    out = []
+    for name, value in chosen.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        tried = {
+            r["hparams"][name]
+            for r in rows
+            if isinstance(r["hparams"].get(name), int | float)
+            and not isinstance(r["hparams"].get(name), bool)
+        }
+        if len(tried) > 1 and value in (min(tried), max(tried)):
+            side = "lowest" if value == min(tried) else "highest"
+            out.append(f"{name}={value} is the {side} value tried ({sorted(tried)})")
+    return out
+
+
 def run_candidate(candidate: Candidate, split: Split, s: QualitySettings) -> ModelResult:
     search = tune(candidate, split, s)
     best = search.best
     with measure() as rec_m:
         result = _eval(best.model, split, "test", s)
+    fit_m, refit = best.fit, {}
+    if candidate.refit:
+        with measure() as fit_m:
+            model = candidate.build(**best.hparams).fit(
+                split.test_history, item_features=split.item_features
+            )
+        trained_only = result
+        with measure() as rec_m:
+            result = _eval(model, split, "test", s)
+        refit = refit_summary(trained_only, result, s)
     res = ModelResult(
         name=candidate.name,
         hparams=best.hparams,
         valid=_rounded(best.valid),
         test=_rounded(result.metrics),
-        fit_s=best.fit.seconds,
+        fit_s=fit_m.seconds,
         recommend_s=rec_m.seconds,
-        peak_rss_mb=max(best.fit.peak_rss_mb, rec_m.peak_rss_mb),
+        peak_rss_mb=max(best.fit.peak_rss_mb, fit_m.peak_rss_mb, rec_m.peak_rss_mb),
         grid=search.rows if len(search.rows) > 1 else [],
+        refit=refit,
+        grid_edges=grid_edges(search.rows, best.hparams),
         per_user=result.per_user,
     )
     if candidate.neighbourhood:
-        res.neighbourhood = neighbourhood(candidate, res, split, s, search.kept)
+        # Judged on the models fitted on train alone, so no neighbour needs a refit.
+        chosen = trained_only if candidate.refit else result
+        res.neighbourhood = neighbourhood(candidate, best.hparams, chosen, split, s, search.kept)
+    for edge in res.grid_edges:
+        log.warning("%s: %s", candidate.name, edge)
     return res
+
+
+def refit_summary(trained_only: EvalResult, refitted: EvalResult, s: QualitySettings) -> dict:
+    """The test metric of the chosen setting fitted on train alone and on train + validation."""
+    key = metric_key(refitted.metrics, s.metric)
+    t = paired_test(refitted.per_user[key], trained_only.per_user[key], method=s.significance)
+    return {
+        "fitted_on": "train + validation",
+        f"test_{key}_train_only": round(float(trained_only.metrics[key]), 6),
+        f"test_{key}_refit": round(float(refitted.metrics[key]), 6),
+        "diff": round(float(t.diff), 6),
+        "p_value": float(t.p_value),
+    }
 
 
 def neighbourhood(
     candidate: Candidate,
-    chosen: ModelResult,
+    hparams: dict,
+    chosen: EvalResult,
     split: Split,
     s: QualitySettings,
     fitted: dict[str, Recommender] | None = None,
 ) -> list[dict]:
-    """Test scores at half and double each tuned numeric hyperparameter, with a paired test.
+    """Test scores at half and double each tuned numeric hyperparameter, with a paired test
+    against ``chosen``, the test result of the tuned ``hparams`` fitted on the same data.
 
     Models already fitted during tuning (``fitted``, keyed by hyperparameters) are reused.
     """
     rows = []
-    key = metric_key(chosen.test, s.metric)
+    key = metric_key(chosen.metrics, s.metric)
     fitted = fitted or {}
-    for hp in neighbours(chosen.hparams):
+    for hp in neighbours(hparams):
         model = fitted.get(_hkey(hp)) or _fit(candidate, hp, split)
         res = _eval(model, split, "test", s)
         test = paired_test(res.per_user[key], chosen.per_user[key], method=s.significance)
