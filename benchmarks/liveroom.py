@@ -43,7 +43,7 @@ from recsys.liveroom.events import from_frame, from_records
 from recsys.liveroom.replay import http_sender, replay, replay_frame, ticks, to_records
 from recsys.liveroom.rooms import LiveRooms
 from recsys.simulation import SimConfig, simulate
-from recsys.simulation.live_room import live_room_day
+from recsys.simulation.live_room import INCIDENT_KINDS, live_room_day
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BUSY_STREAMERS = 25
@@ -313,6 +313,43 @@ def _quality_md(quality: dict) -> list[str]:
     ]
 
 
+def trigger_seeds(seeds: list[int], days: int, out: Path) -> dict:
+    """Trigger quality alone, on the busier world of each seed (seed 1 chose the thresholds)."""
+    root = Path(tempfile.mkdtemp(prefix="liveroom-"))
+    rows = {}
+    for seed in seeds:
+        t = quality(busy_world(seed, days, root), days)["triggers"]
+        rows[seed] = {k: v for k, v in t.items()}
+    report = {"command": "python benchmarks/liveroom.py " + " ".join(sys.argv[1:]),
+              "days": days, "streamers": BUSY_STREAMERS, "seeds": rows}  # fmt: skip
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".md").write_text(_seeds_md(report))
+    return report
+
+
+def _seeds_md(report: dict) -> str:
+    lines = [
+        "# Host triggers vs planted incidents, by world seed",
+        "",
+        f"`{report['command']}`",
+        "",
+        f"The small preset with {report['streamers']} streamers, {report['days']} days per seed; "
+        "the thresholds were chosen on seed 1 only. Delays in seconds from the incident's start.",
+        "",
+        "| seed | incidents | precision | recall | median delay | drop P / R | drop median "
+        "delay | spike P / R | burst P / R |",
+        "|---:|---:|---:|---:|---:|---|---:|---|---|",
+    ]
+    for seed, t in report["seeds"].items():
+        pr = {k: f"{t[k + '_precision']:.3f} / {t[k + '_recall']:.3f}" for k in INCIDENT_KINDS}
+        lines.append(
+            f"| {seed} | {t['incidents']} | {t['precision']:.3f} | {t['recall']:.3f} | "
+            f"{t['median_delay_s']:.0f} | {pr['drop']} | {t['drop_median_delay_s']:.0f} | "
+            f"{pr['spike']} | {pr['burst']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
@@ -321,7 +358,18 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=60.0)
     parser.add_argument("--cpu", type=int, default=1)
     parser.add_argument("--out", default=str(RESULTS / "live_room"))
+    parser.add_argument(
+        "--trigger-seeds",
+        type=int,
+        nargs="*",
+        default=None,
+        help="only the triggers, on these world seeds (live_room_triggers.*)",
+    )
     args = parser.parse_args()
+    if args.trigger_seeds:
+        report = trigger_seeds(args.trigger_seeds, args.days, RESULTS / "live_room_triggers")
+        print(_seeds_md(report))
+        return
     command = "python benchmarks/liveroom.py " + " ".join(sys.argv[1:])
     small = ensure_world("small", args.seed)
     root = Path(tempfile.mkdtemp(prefix="liveroom-"))

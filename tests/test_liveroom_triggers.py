@@ -66,3 +66,35 @@ def test_a_steady_room_gets_no_suggestion_and_a_silenced_one_gets_a_lottery():
     kinds = [s.kind for s in store.history]
     assert kinds == ["drop"], [s.as_dict() for s in store.history]
     assert "lottery" in store.history[0].action
+
+
+def small_room(minutes: int, quiet: range, rng) -> pd.DataFrame:
+    """4 viewers liking about 5 times a minute in all, nobody during the ``quiet`` minutes
+    (the host presents a product every minute, so the room's clock keeps moving)."""
+    rows = [(i, 1_000_000 + i, 7, u, "enter", None, None) for i, u in enumerate(range(4))]
+    for m in range(minutes):
+        rows.append((10**6 + m, 1_000_000 + 60 * (m + 1), 7, 0, "present", 5, None))
+        if m in quiet:
+            continue
+        for k, second in enumerate(np.sort(rng.integers(0, 60, rng.poisson(5)))):
+            ts = 1_000_000 + 60 * (m + 1) + int(second)
+            rows.append((100 + 100 * m + k, ts, 7, int(rng.integers(4)), "like", None, None))
+    frame = pd.DataFrame(
+        rows,
+        columns=["event_id", "ts", "session_id", "user_id", "event_type", "product_id", "comment"],
+    )
+    return frame.sort_values(["ts", "event_id"]).reset_index(drop=True)
+
+
+@pytest.mark.parametrize(("quiet", "fires"), [(range(20, 22), False), (range(20, 30), True)])
+def test_a_small_room_waits_for_enough_evidence_before_calling_a_drop(quiet, fires):
+    frame = small_room(40, quiet, np.random.default_rng(1))
+    store = LiveRooms()
+    for start in range(0, len(frame), 5):
+        store.ingest(from_frame(frame.iloc[start : start + 5]).columns)
+    drops = [s for s in store.history if s.kind == "drop"]
+    assert bool(drops) == fires, [s.as_dict() for s in drops]
+    if fires:
+        # Two quiet minutes of four viewers expect too few likes; a longer window decides.
+        assert "in the last 2 min" not in drops[0].reason
+        assert 1_000_000 + 60 * 21 <= drops[0].ts <= 1_000_000 + 60 * 27

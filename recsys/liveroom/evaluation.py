@@ -101,7 +101,7 @@ def trigger_quality(
     """``suggestions``: room, ts, kind, product, cluster (``Suggestion.as_dict`` rows)."""
     cluster_intent = cluster_intent or {}
     hit = np.zeros(len(suggestions), dtype=bool)
-    delays, per_kind = [], {}
+    delays, per_kind, kind_delays = [], {}, {}
     for inc in incidents.itertuples(index=False):
         s = suggestions
         ok = (
@@ -119,6 +119,7 @@ def trigger_quality(
         found = bool(ok.any())
         if found:
             delays.append(float(s.loc[ok, "ts"].min() - inc.start_ts))
+            kind_delays.setdefault(inc.kind, []).append(delays[-1])
         per_kind.setdefault(inc.kind, []).append(found)
     out = {
         "incidents": len(incidents),
@@ -132,6 +133,7 @@ def trigger_quality(
         mine = (suggestions["kind"] == kind).to_numpy()
         out[f"{kind}_recall"] = float(np.mean(found))
         out[f"{kind}_precision"] = float(hit[mine].mean()) if mine.any() else float("nan")
+        out[f"{kind}_median_delay_s"] = float(np.median(kind_delays.get(kind, [np.nan])))
     return out
 
 

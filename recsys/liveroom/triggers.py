@@ -4,9 +4,12 @@ Minute ``m`` of a room closes when its watermark passes ``(m + 1) * 60 + latenes
 on-time event can change it any more. Then, for that minute:
 
 * **engagement drop** (suggest a lottery / red packet): interactions (comments, likes, shares,
-  follows, clicks, carts, claims) per viewer-minute over the last ``drop_minutes`` fall below
-  ``drop_ratio`` x their usual rate (the median over the ``base_minutes`` before), where at
-  least ``drop_min_expected`` interactions were expected;
+  follows, clicks, carts, claims) per viewer-minute over the last minutes fall below
+  ``drop_ratio`` x their usual rate (the median over the ``base_minutes`` before them). The
+  window is the shortest of ``drop_minutes`` to ``drop_max_minutes`` in which at least
+  ``drop_min_expected`` interactions were expected: a full room is judged on its last two
+  minutes, a room of a few viewers waits for enough evidence instead of calling every quiet
+  minute a drop;
 * **attention spike** on a product (suggest a limited-time offer): its clicks and carts in the
   minute reach ``spike_ratio`` x the room's clicks and carts per minute over the
   ``base_minutes`` before plus ``spike_min``;
@@ -37,8 +40,9 @@ INTERACTION_METRICS = [
 class TriggerConfig:
     base_minutes: int = 10
     drop_minutes: int = 2
-    drop_ratio: float = 0.25
-    drop_min_expected: float = 12.0
+    drop_max_minutes: int = 5
+    drop_ratio: float = 0.2
+    drop_min_expected: float = 20.0
     spike_ratio: float = 2.0
     spike_min: float = 15.0
     burst_minutes: int = 5
@@ -83,8 +87,7 @@ class RoomTriggers:
         c, out, end = self.config, [], (minute + 1) * 60
         first = minute - c.base_minutes - c.drop_minutes + 1
         if state.first_ts <= first * 60:  # enough history to judge drops and spikes
-            counts, online = state.span(first, minute)
-            drop = self._drop(counts, np.maximum(online, 0.0))
+            drop = self._drop(state, minute)
             if drop and self._ready(("drop",), minute):
                 out.append(Suggestion(state.room, end, "drop", "lottery / red packet", drop))
             for product, reason in self._spikes(state, minute):
@@ -107,24 +110,40 @@ class RoomTriggers:
                 )
         return out
 
-    def _drop(self, counts: np.ndarray, online: np.ndarray) -> str | None:
-        """Rows: the ``base_minutes`` before, then the ``drop_minutes`` judged. The usual rate
-        is the median of the earlier minutes' rates, so one burst of likes does not make the
-        minutes after it look like a drop."""
+    def _drop(self, state: RoomState, minute: int) -> str | None:
+        """The first window back from ``minute`` expecting enough interactions decides."""
         c = self.config
-        inter = counts[:, INTERACTION_METRICS].sum(axis=1)
-        now, before = slice(c.base_minutes, None), slice(0, c.base_minutes)
+        first = max(minute - c.base_minutes - c.drop_max_minutes + 1, state.first_ts // 60)
+        counts, online = state.span(first, minute)
+        inter, online = counts[:, INTERACTION_METRICS].sum(axis=1), np.maximum(online, 0.0)
+        for window in range(c.drop_minutes, c.drop_max_minutes + 1):
+            if window + c.base_minutes > len(inter):
+                return None
+            judged = self._window(inter, online, window)
+            if judged is None:
+                return None
+            rate, base, views = judged
+            if base * views < c.drop_min_expected:
+                continue
+            if rate >= c.drop_ratio * base:
+                return None
+            return (
+                f"{rate * views:.0f} interactions from {views:.0f} viewer-minutes in the "
+                f"last {window} min: {rate:.2f} per viewer-minute vs {base:.2f} usually"
+            )
+        return None
+
+    def _window(self, inter: np.ndarray, online: np.ndarray, window: int):
+        """(rate, usual rate, viewer-minutes) of the last ``window`` minutes, or None when the
+        room was empty or seen too little before. The usual rate is the median of the earlier
+        minutes' rates, so one burst of likes does not make the minutes after it a drop."""
+        c, n = self.config, len(inter)
+        now, before = slice(n - window, n), slice(n - window - c.base_minutes, n - window)
         views, seen = float(online[now].sum()), online[before] > 0
         if not views or seen.sum() < c.base_minutes // 2:
             return None
-        rate = float(inter[now].sum()) / views
         base = float(np.median(inter[before][seen] / online[before][seen]))
-        if base * views < c.drop_min_expected or rate >= c.drop_ratio * base:
-            return None
-        return (
-            f"{inter[now].sum():.0f} interactions from {views:.0f} viewer-minutes in the "
-            f"last {c.drop_minutes} min: {rate:.2f} per viewer-minute vs {base:.2f} usually"
-        )
+        return float(inter[now].sum()) / views, base, views
 
     def _spikes(self, state: RoomState, minute: int) -> list[tuple[int, str]]:
         """Products whose clicks and carts in ``minute`` stand out against the busiest product
