@@ -98,3 +98,20 @@ def test_a_small_room_waits_for_enough_evidence_before_calling_a_drop(quiet, fir
         # Two quiet minutes of four viewers expect too few likes; a longer window decides.
         assert "in the last 2 min" not in drops[0].reason
         assert 1_000_000 + 60 * 21 <= drops[0].ts <= 1_000_000 + 60 * 27
+
+
+def test_a_spike_suggestion_carries_the_coupon_models_word_on_an_offer():
+    frame = steady_room(30, np.random.default_rng(2))
+    t = int(frame["ts"].max()) + 1
+    clicks = pd.DataFrame({"event_id": 5 * 10**6 + np.arange(60), "ts": t + np.arange(60) // 2,
+                           "session_id": 7, "user_id": np.arange(60) % 30, "event_type": "click",
+                           "product_id": 9, "comment": None})  # fmt: skip
+    closing = frame.iloc[-1:].assign(event_id=6 * 10**6, ts=t + 200)
+    store, asked = LiveRooms(), []
+    store.offer = lambda product, now: asked.append((product, now)) or "coupon worth it"
+    for part in (frame, clicks, closing):
+        for start in range(0, len(part), 100):
+            store.ingest(from_frame(part.iloc[start : start + 100]).columns)
+    spikes = [s for s in store.history if s.kind == "spike"]
+    assert spikes and spikes[0].product == 9, [s.as_dict() for s in store.history]
+    assert spikes[0].action.endswith(": coupon worth it") and asked[0] == (9, spikes[0].ts)

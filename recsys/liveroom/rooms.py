@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from recsys.liveroom.aggregator import AggregatorConfig, IngestReport, RoomAggregator
@@ -103,6 +104,8 @@ class LiveRooms:
         self.totals = IngestReport()
         self.unjudged_minutes = 0
         self.version = 0
+        # (product, now) -> the coupon model's word on a limited-time offer, where one is served.
+        self.offer: Callable[[int, int], str] | None = None
 
     def ingest_records(self, records: list[dict]) -> dict:
         parsed = from_records(records)
@@ -148,6 +151,8 @@ class LiveRooms:
         for minute in range(first, last + 1):
             window = self._asked(asked, (minute + 1) * 60)
             for s in judge.judge(state, minute, window, self.clusterer.name):
+                if s.kind == "spike" and self.offer is not None:
+                    s = replace(s, action=f"{s.action}: {self.offer(s.product, s.ts)}")
                 log.info("room %d suggestion %s: %s (%s)", room, s.kind, s.action, s.reason)
                 self.suggested.setdefault(room, deque(maxlen=self.config.max_suggestions)).append(s)
                 self.history.append(s)
