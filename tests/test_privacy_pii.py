@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from recsys.privacy.pii import find_pii, fold, scrub
+from recsys.liveroom.events import from_records
+from recsys.privacy.pii import find_pii, fold, scrub, scrub_comments
 from tests.pii_corpus import generate, score
 
 
@@ -67,3 +68,17 @@ def test_recall_and_precision_on_the_adversarial_corpus(seed):
     assert figures["recall"] >= 0.99
     assert figures["precision"] >= 0.99
     assert figures["kind_accuracy"] >= 0.97
+
+
+def test_live_room_comments_are_scrubbed_before_the_clusterer_and_the_page():
+    record = {"event_id": 1, "ts": 100, "session_id": 7, "user_id": 3, "event_type": "comment",
+              "comment": "能便宜点吗 加我V信 👉 kk_8888 或 13912345678"}  # fmt: skip
+    parsed = from_records([record])
+    assert parsed.rejects == []
+    assert parsed.columns.text.tolist() == ["能便宜点吗 加我V信 👉 [WECHAT] 或 [PHONE]"]
+
+
+def test_scrub_comments_leaves_other_records_alone():
+    plain = {"event_type": "enter", "user_id": 1}
+    out = scrub_comments([plain, {"event_type": "comment", "comment": "电话13912345678"}])
+    assert out[0] is plain and out[1]["comment"] == "电话[PHONE]"

@@ -6,8 +6,10 @@ events costs a few vectorised passes. ``from_frame`` takes the project's event t
 the HTTP service. Nothing is dropped silently: every row that cannot be used is returned as a
 ``Reject`` naming its row, field and reason.
 
-Comment text is cleaned of control characters (counted as ``sanitised``) and rejected above
-``MAX_TEXT`` characters, so a 20 kB comment never reaches the clusterer or the page.
+Comment text is cleaned of control characters (counted as ``sanitised``), rejected above
+``MAX_TEXT`` characters, so a 20 kB comment never reaches the clusterer or the page, and its
+PII (phone numbers, WeChat / QQ ids, e-mail, ID cards, house numbers) is replaced by typed
+placeholders (``recsys.privacy.pii``) before it is clustered or shown.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+
+from recsys.privacy.pii import scrub
 
 KINDS: tuple[str, ...] = (
     "enter",
@@ -82,11 +86,13 @@ class Parsed:
 
 
 def clean_text(text: str) -> tuple[str | None, str | None, bool]:
-    """(cleaned text or None, reason it is unusable or None, whether anything was removed)."""
+    """(cleaned text or None, reason it is unusable or None, whether control characters were
+    removed). PII in the text is replaced by typed placeholders (``[PHONE]`` ...) before the
+    clusterer or the page sees it."""
     cleaned = _CONTROL.sub("", text)
     if len(cleaned) > MAX_TEXT:
         return None, f"comment is {len(cleaned)} characters, more than {MAX_TEXT}", False
-    return cleaned, None, cleaned != text
+    return scrub(cleaned), None, len(cleaned) != len(text)
 
 
 def from_records(records: list[dict]) -> Parsed:

@@ -8,7 +8,9 @@
 Bad requests get a clear 4xx: malformed JSON 400; anything that fails typing (unknown event
 type, a field the event type requires, an id out of int64 range, ``k`` outside [1, 100], a
 user id that is not an integer) 422, each with ``messages`` naming the field; a body over the
-size limit 413; a full queue 429 and a passed deadline 503, both with ``Retry-After``. Events
+size limit 413; a full queue 429 and a passed deadline 503, both with ``Retry-After``; with
+``auth`` (``recsys.serving.auth``) a missing or wrong token 401, a token without the
+endpoint's scope 403, a client over its rate 429. Events
 that type but break a rule of ``recsys.data.validation.online`` are refused one by one in the
 answer. An unknown user is not an error: they get the recommender's cold-start ranking with
 ``cold_start: true``. Whatever fails inside is logged and answered with a 500 JSON body; the
@@ -27,6 +29,7 @@ from fastapi.responses import JSONResponse
 
 from recsys.data.validation.online import OnlineEventChecker
 from recsys.serving.admission import AdmissionConfig, AdmissionMiddleware, DeadlineExceeded
+from recsys.serving.auth import AuthConfig, AuthMiddleware
 from recsys.serving.clock import WallClock
 from recsys.serving.protocol import RecommenderService
 from recsys.serving.routes import router
@@ -81,13 +84,14 @@ def create_app(
     clock: Callable[[], int] | None = None,
     checker: OnlineEventChecker | None = None,
     admission: AdmissionConfig | None = None,
+    auth: AuthConfig | None = None,
     title: str = "recsys live recommendations",
     worker_init: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The service around one recommender; ``clock`` gives "now" when a request names none;
     ``checker`` judges posted events against the tables the recommender started from (None:
-    typing only); ``worker_init`` runs first on the worker thread (e.g. to set its math thread
-    counts)."""
+    typing only); ``auth`` locks endpoints behind scoped tokens and rate limits (None: open);
+    ``worker_init`` runs first on the worker thread (e.g. to set its math thread counts)."""
     ctx = ServiceContext(
         recommender=recommender,
         clock=clock or WallClock(),
@@ -106,5 +110,7 @@ def create_app(
     app.state.recommender, app.state.clock = recommender, ctx.clock
     _install_error_handling(app, ctx)
     app.include_router(router)
+    # Added first, so admission wraps it: an over-size body is refused before its token is read.
+    app.add_middleware(AuthMiddleware, config=auth or AuthConfig(), metrics=ctx.metrics)
     app.add_middleware(AdmissionMiddleware, config=ctx.admission, metrics=ctx.metrics)
     return app

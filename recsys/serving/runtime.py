@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from recsys.data.validation.online import CheckResult, OnlineEventChecker
+from recsys.privacy.pii import scrub_comments
 from recsys.ranking.events import SessionEvent
 from recsys.serving.admission import AdmissionConfig, DeadlineExceeded, arrival
 from recsys.serving.metrics import Metrics
@@ -70,7 +71,9 @@ class ServiceContext:
         return await asyncio.get_running_loop().run_in_executor(self.worker, within_deadline)
 
     def ingest(self, records: Sequence[dict], now: int) -> CheckResult:
-        """Check a posted batch, apply what passes (on the worker thread), count both."""
+        """Check a posted batch, apply what passes (on the worker thread), count both. Comment
+        text is stripped of PII (``recsys.privacy.pii``) before anything reads it."""
+        records = scrub_comments(records)
         if self.checker is None:
             result = CheckResult(accepted=list(records), rejected=[])
         else:
