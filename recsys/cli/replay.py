@@ -47,7 +47,7 @@ def run(
     )
     result = replay(
         frame,
-        send or http_sender(cfg.url),
+        send or http_sender(cfg.url, token=cfg.get("token")),
         speed=float(cfg.speed),
         tick_s=float(cfg.tick_s),
         progress=bool(cfg.progress),

@@ -101,10 +101,23 @@ def build_app(cfg: DictConfig):
         clock=clock,
         checker=checker,
         admission=AdmissionConfig(**_section(cfg, "admission")),
+        auth=_auth(cfg),
         worker_init=partial(limit_threads, threads),
     )
     app = _coupons(cfg, app) if cfg.get("coupons") and cfg.coupons.model else app
     return _live_rooms(cfg, app)
+
+
+def _auth(cfg: DictConfig):
+    """Tokens and rate limits of ``auth``; serving open beyond this machine must be asked for."""
+    from recsys.serving.auth import AuthConfig, check_exposure
+
+    settings = _section(cfg, "auth") if cfg.get("auth") else {}
+    config = AuthConfig.from_settings(**settings)
+    check_exposure(str(cfg.host), config, settings.get("enabled", "auto"))
+    names = ", ".join(f"{t.name} ({'+'.join(sorted(t.scopes))})" for t in config.tokens)
+    log.info("auth %s%s", "on: " if config.enabled else "off", names if config.enabled else "")
+    return config
 
 
 def _live_rooms(cfg: DictConfig, app):

@@ -123,18 +123,24 @@ def replay(
     return result
 
 
-def http_sender(url: str, *, timeout_s: float = 30.0) -> Callable[[list[dict]], dict]:
+def http_sender(
+    url: str, *, timeout_s: float = 30.0, token: str | None = None
+) -> Callable[[list[dict]], dict]:
     """``send`` for ``replay``: POST each batch to ``<url>/live/events`` on one kept-alive
-    connection; an answer other than 200 raises with the service's message."""
+    connection (with ``token`` as its bearer token, for a locked service: ``ingest`` scope);
+    an answer other than 200 raises with the service's message."""
     parts = urlsplit(url)
     if parts.scheme != "http" or not parts.hostname:
         raise ValueError(f"replay: url {url!r}: expected http://host:port")
     conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout_s)
     path = parts.path.rstrip("/") + "/live/events"
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
 
     def send(events: list[dict]) -> dict:
         body = json.dumps({"events": events}, ensure_ascii=False).encode()
-        conn.request("POST", path, body=body, headers={"content-type": "application/json"})
+        conn.request("POST", path, body=body, headers=headers)
         answer = conn.getresponse()
         text = answer.read().decode()
         if answer.status != 200:
