@@ -3,10 +3,16 @@ the environment or a file (hashed), rate limits per client, and PII out of poste
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
 import pytest
 from fastapi.testclient import TestClient
+from hydra import compose, initialize_config_module
 
+from recsys.cli.serve import build_app
 from recsys.data.validation.online import EventWindow, OnlineEventChecker
+from recsys.liveroom.replay import http_sender
 from recsys.serving import FixedClock, PopularityLiveService, create_app
 from recsys.serving.admission import AdmissionConfig
 from recsys.serving.auth import (
@@ -174,3 +180,48 @@ def test_posted_comments_lose_their_pii_before_anything_reads_them(client, room)
     ctx = client.app.state.ctx
     result = ctx.ingest([enter(room, "加我微信 abc_12345 或打 138 1234 5678")], room["now"])
     assert [r["comment"] for r in result.accepted] == ["加我微信 [WECHAT] 或打 [PHONE]"]
+
+
+def test_recsys_serve_config_locks_the_live_dashboard(tiny_world_dir, tmp_path, monkeypatch):
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text("- {name: ops, scopes: [operator], token: ops-secret}\n"
+                      "- {name: replay, scopes: [ingest], token: replay-secret}\n")  # fmt: skip
+    monkeypatch.setenv("RECSYS_REPLAY_TOKEN", "replay-secret")
+    with initialize_config_module(version_base="1.3", config_module="recsys.conf"):
+        overrides = [f"world.path={tiny_world_dir}", f"auth.tokens_file={tokens}"]
+        serve_cfg = compose(config_name="serve", overrides=overrides)
+        replay_cfg = compose(config_name="replay")
+    assert replay_cfg.token == "replay-secret"
+    with TestClient(build_app(serve_cfg)) as client:
+        assert client.post("/live/events", json={"events": []}).status_code == 401
+        ok = client.post("/live/events", json={"events": []}, headers=bearer(replay_cfg.token))
+        assert ok.status_code == 200
+        assert client.get("/live").status_code == 401
+        assert client.get("/live?access_token=ops-secret").status_code == 200
+        assert client.get("/live/rooms").status_code == 200  # the page's cookie
+
+
+def test_replay_sends_its_bearer_token():
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (the stdlib's name)
+            seen.append(self.headers.get("authorization"))
+            self.rfile.read(int(self.headers["content-length"]))
+            body = b'{"accepted": 0}'
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        send = http_sender(f"http://127.0.0.1:{server.server_port}", token="replay-secret")
+        assert send([]) == {"accepted": 0}
+    finally:
+        server.shutdown()
+    assert seen == ["Bearer replay-secret"]
