@@ -30,6 +30,7 @@ from torch import nn
 from recsys.data.vocab import N_RESERVED
 from recsys.inputs.windows import SequenceBatch
 from recsys.models.repeat_bonus import RepeatScores
+from recsys.tasks.chunked_ce import DEFAULT_CHUNK_ROWS, chunked_full_ce
 
 LOSSES = ("bce", "sampled_softmax", "full_ce", "gbce")
 SAMPLERS = ("uniform", "popularity")
@@ -45,13 +46,21 @@ class LossConfig:
     room_weight: float = 1.0  # weight of the next-room head's loss next to next-product
     # > 0: each slot also trains on its lagged target (``SequenceBatch.lagged``), this weighted.
     lag_loss_weight: float = 0.0
+    # full_ce without a repeat bonus: rows of logits per chunk (recsys.tasks.chunked_ce); 0 keeps
+    # the whole batch's logits for the backward pass.
+    ce_chunk_rows: int = DEFAULT_CHUNK_ROWS
 
     def __post_init__(self) -> None:
         if self.name not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.name!r}")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
-        if self.n_negatives < 1 or not 0.0 <= self.gbce_t <= 1.0 or self.lag_loss_weight < 0:
+        if (
+            self.n_negatives < 1
+            or not 0.0 <= self.gbce_t <= 1.0
+            or self.lag_loss_weight < 0
+            or self.ce_chunk_rows < 0
+        ):
             raise ValueError(f"invalid LossConfig: {self}")
 
 
@@ -105,10 +114,14 @@ def full_ce(
     target: torch.Tensor,
     bonus: RepeatScores | None = None,
     allowed: torch.Tensor | None = None,
+    chunk_rows: int = 0,
 ) -> torch.Tensor:
-    """Softmax cross-entropy over the catalogue, or over the ``allowed`` (N, n) items per row."""
+    """Softmax cross-entropy over the catalogue, or over the ``allowed`` (N, n) items per row;
+    in chunks of ``chunk_rows`` rows when there is no bonus to learn."""
     # Mixed precision stops here: a softmax over the whole catalogue needs float32 logits.
     with torch.autocast(device_type=hidden.device.type, enabled=False):
+        if bonus is None and chunk_rows > 0:
+            return chunked_full_ce(hidden.float(), weight.float(), target, allowed, chunk_rows)
         if bonus is None:
             keys = torch.zeros(0, dtype=torch.int64, device=hidden.device)
             values = torch.zeros(0, dtype=torch.float32, device=hidden.device)
@@ -222,7 +235,7 @@ class SequentialTask(nn.Module):
         """The configured loss of one head; ``allowed`` (live sets) applies to ``full_ce``."""
         c = self.config
         if c.name == "full_ce":
-            return full_ce(hidden, weight, target, bonus, allowed)
+            return full_ce(hidden, weight, target, bonus, allowed, c.ce_chunk_rows)
         if c.name == "bce":
             negative = self.sample(head, len(target), generator).to(target.device)
             return bce_one_negative(hidden, weight, target, negative, bonus)
