@@ -9,6 +9,7 @@ without it the summary says it was skipped.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping
@@ -53,6 +54,29 @@ def build(folder: Path, segments: int):
     return profiler.derive(merge_all(batches)), n_events
 
 
+def export(folder: Path, tags, settings: Mapping, out: Path) -> dict:
+    """Cohorts and segments as k-anonymous groups (``recsys.privacy.kanon``): the only way they
+    leave; ``cohorts.parquet`` and its report in ``out``."""
+    import pandas as pd
+
+    from recsys.privacy.kanon import export_cohorts, quasi_identifiers
+
+    if isinstance(settings, DictConfig):
+        settings = OmegaConf.to_container(settings, resolve=True)
+    qis = quasi_identifiers(settings["quasi_identifiers"])
+    users = pd.read_parquet(folder / "users.parquet")
+    k, most = int(settings["k"]), float(settings["max_suppressed"])
+    table, report, absent = export_cohorts(tags, users, qis, k=k, max_suppressed=most)
+    if absent:
+        log.warning("export: %s/users.parquet has no %s; grouped without them", folder, absent)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(out / "cohorts.parquet", index=False)
+    log.info("export: %s", report.summary())
+    facts = {**dataclasses.asdict(report), "absent_quasi_identifiers": absent}
+    (out / "report.json").write_text(json.dumps(facts, indent=2, ensure_ascii=False) + "\n")
+    return {"path": str(out / "cohorts.parquet"), **facts}
+
+
 def run(cfg: DictConfig | Mapping) -> dict:
     """Build, save and summarise the profiles; returns the summary written to profile.json."""
     from recsys.profiling import ProfileStore
@@ -67,6 +91,9 @@ def run(cfg: DictConfig | Mapping) -> dict:
     summary = {"world": str(folder), "events": n_events,
                "profiled_users": int(len(result.profiles.users)),
                "tag_rows": int(len(result.tags)), "top_tags": counts.to_dict()}  # fmt: skip
+    settings = cfg.get("export") or {}
+    if int(settings.get("k", 0)) > 0:
+        summary["export"] = export(folder, result.tags, settings, out / "export")
     if (folder / "truth" / "users.parquet").is_file():
         summary["accuracy"] = truth_accuracy(result, folder)
     else:
