@@ -38,11 +38,12 @@ def build(folder: Path, segments: int):
     """(ProfileResult, events read), statistics merged over the event part files."""
     import pandas as pd
 
+    from recsys.privacy.consent import ConsentBook
     from recsys.profiling import Catalog, Profiler, merge_all
 
     catalog = Catalog.from_tables(pd.read_parquet(folder / "products.parquet"),
                                   pd.read_parquet(folder / "streamers.parquet"))  # fmt: skip
-    profiler = Profiler(catalog=catalog, n_segments=segments)
+    profiler = Profiler(catalog=catalog, n_segments=segments, consent=ConsentBook.read(folder))
     parts = sorted((folder / "events").glob("part-*.parquet"))
     batches, n_events = [], 0
     for part in parts:

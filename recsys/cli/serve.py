@@ -104,8 +104,30 @@ def build_app(cfg: DictConfig):
         auth=_auth(cfg),
         worker_init=partial(limit_threads, threads),
     )
-    app = _coupons(cfg, app) if cfg.get("coupons") and cfg.coupons.model else app
-    return _live_rooms(cfg, app)
+    book = _consent_book(cfg)
+    app = _coupons(cfg, app, book) if cfg.get("coupons") and cfg.coupons.model else app
+    return _live_rooms(cfg, _attach_consent(app, book))
+
+
+def _consent_book(cfg: DictConfig):
+    """The consent book of ``consent.path`` (a folder with consent.parquet; default: the
+    world folder of ``world``); a world without one: everyone keeps the default."""
+    from recsys.datasets import ensure_world
+    from recsys.privacy.consent import ConsentBook
+
+    c, w = cfg.get("consent") or {}, cfg.world
+    folder = c.get("path") or w.get("path") or w.get("data_dir")
+    if not folder and not cfg.checkpoint:
+        folder = ensure_world(w.preset, int(w.seed), w.cache_dir)
+    default = bool(c.get("default", True))
+    return ConsentBook.read(folder, default=default) if folder else ConsentBook(default=default)
+
+
+def _attach_consent(app, book):
+    """``/recommend`` and ``/events`` ask the book; ``POST /consent`` changes it."""
+    from recsys.serving.consent import attach_consent
+
+    return attach_consent(app, book)
 
 
 def _auth(cfg: DictConfig):
@@ -126,19 +148,27 @@ def _live_rooms(cfg: DictConfig, app):
     if not live or not live.enabled:
         return app
     if int(cfg.workers) > 1:
-        log.warning("serve: live rooms keep their state in one process: not served with "
-                    "workers=%d (live_rooms.enabled=false silences this)", int(cfg.workers))
+        log.warning(
+            "serve: live rooms keep their state in one process: not served with "
+            "workers=%d (live_rooms.enabled=false silences this)",
+            int(cfg.workers),
+        )
         return app
     from recsys.liveroom.aggregator import AggregatorConfig
     from recsys.liveroom.http import attach_live_rooms
     from recsys.liveroom.rooms import LiveRooms, LiveRoomsConfig
 
-    windows = AggregatorConfig(lateness_s=int(live.lateness_s),
-                               expire_after_s=int(live.expire_after_s))
-    return attach_live_rooms(app, LiveRooms(LiveRoomsConfig(aggregator=windows)))
+    windows = AggregatorConfig(
+        lateness_s=int(live.lateness_s), expire_after_s=int(live.expire_after_s)
+    )
+    store = LiveRooms(LiveRoomsConfig(aggregator=windows))
+    coupons = getattr(app.state, "coupons", None)
+    if coupons is not None:
+        store.offer = coupons.room_offer  # spikes get the coupon model's word on an offer
+    return attach_live_rooms(app, store)
 
 
-def _coupons(cfg: DictConfig, app):
+def _coupons(cfg: DictConfig, app, book):
     """``GET /coupon``: the hesitation trigger of a recsys-coupons run beside the service."""
     from recsys.coupons.service import attach_coupons, load_trigger
 
@@ -147,6 +177,7 @@ def _coupons(cfg: DictConfig, app):
     c = cfg.coupons
     trigger = load_trigger(c.model, _tables(cfg.world), tier=str(c.tier), budget=float(c.budget),
                            wait_s=int(c.wait_s), roi_floor=float(c.roi_floor))  # fmt: skip
+    trigger.consent = book
     return attach_coupons(app, trigger)
 
 

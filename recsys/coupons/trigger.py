@@ -7,7 +7,8 @@ clear the ROI floor, the coupon must be worth less than the product's price, the
 still be on sale, and the day's budget must hold the cost. Every answer carries a reason code;
 a refusal is an answer, never silence:
 
-``granted`` | ``unknown_user`` | ``no_hesitation`` | ``still_deciding`` | ``bought`` |
+``granted`` | ``no_consent`` (the viewer withheld personalised coupons) |
+``unknown_user`` | ``no_hesitation`` | ``still_deciding`` | ``bought`` |
 ``already_granted`` | ``not_on_sale`` | ``coupon_exceeds_price`` | ``below_price_of_a_yuan`` |
 ``below_roi_floor`` | ``budget_spent``.
 
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from recsys.coupons.policy import CouponModel
+from recsys.privacy.consent import ConsentBook
 
 HESITATION_EVENTS = ("click", "cart")
 
@@ -56,6 +58,7 @@ class HesitationTrigger:
     spent: float = 0.0
     last: dict[int, tuple[int, int, str]] = field(default_factory=dict)  # user: product, ts, kind
     granted: set[tuple[int, int]] = field(default_factory=set)
+    consent: ConsentBook | None = None  # None: every viewer allows personalised coupons
 
     def __post_init__(self) -> None:
         self.column = self.model.catalogue.index(self.tier)
@@ -80,6 +83,8 @@ class HesitationTrigger:
 
     def decide(self, user_id: int, now: int) -> CouponDecision:
         tier = self.model.catalogue.tiers[self.column]
+        if self.consent is not None and not self.consent.allows(user_id, "coupons"):
+            return CouponDecision(user_id, False, "no_consent")
         if user_id not in self.predicted:
             return CouponDecision(user_id, False, "unknown_user")
         if user_id not in self.last:
@@ -101,6 +106,34 @@ class HesitationTrigger:
         self.granted.add((user_id, product))
         return CouponDecision(user_id, True, "granted", tier.name, product, tier.face_value,
                               now + tier.validity_s, v, c)  # fmt: skip
+
+    def room_offer(self, product: int, now: int, window_s: int = 300) -> str:
+        """The host's view of an attention spike on ``product``: for the viewers who clicked or
+        carted it within ``window_s`` and have not bought it, whether the model finds the
+        limited-time product coupon worth its price of a yuan (nothing is granted or spent
+        here; each viewer's grant is still ``decide``'s)."""
+        tier = self.model.catalogue.tiers[self.column]
+        price = self.price_of(product, now)
+        if price is None or tier.face_value >= price:
+            return f"no {tier.name} coupon: product {product} is not on sale above its face value"
+        viewers = [u for u, (p, ts, kind) in self.last.items()
+                   if p == product and kind != "purchase" and now - ts <= window_s]  # fmt: skip
+        worth = [self.predicted[u] for u in viewers if self._worth(u)]
+        if not worth:
+            return (f"no {tier.name} coupon: not worth its cost for any of the {len(viewers)} "
+                    f"viewers interested in product {product}")  # fmt: skip
+        value, cost = (sum(x) for x in zip(*worth, strict=True))
+        return (f"{tier.name} coupon (¥{tier.face_value:g} off, {tier.validity_s // 60} min) for "
+                f"{len(worth)} of {len(viewers)} interested viewers: +¥{value:.0f} expected "
+                f"incremental GMV for ¥{cost:.0f}")  # fmt: skip
+
+    def _worth(self, user_id: int) -> bool:
+        if self.consent is not None and not self.consent.allows(user_id, "coupons"):
+            return False
+        if user_id not in self.predicted:
+            return False
+        v, c = self.predicted[user_id]
+        return v - self.lam * c > 0 and v >= self.roi_floor * c
 
     def _refusal(self, user_id: int, product: int, ts: int, kind: str, now: int) -> str:
         if kind == "purchase":

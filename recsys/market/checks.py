@@ -72,6 +72,10 @@ def check_grants(
         raise DecisionError(policy, "grant_coupons", "user_id", 0, "columns differ in length")
     _fail(policy, "grant_coupons", "user_id", ~np.isin(user, view.users["user_id"].to_numpy()),
           "not a viewer of this world")  # fmt: skip
+    if view.consent is not None and "coupons" in view.consent:
+        agreed = view.consent.set_index("user_id")["coupons"].reindex(user).fillna(False)
+        _fail(policy, "grant_coupons", "user_id", ~agreed.to_numpy(bool),
+              "the viewer has not consented to personalised coupons")  # fmt: skip
     names = [t.name for t in view.catalogue.tiers]
     _fail(policy, "grant_coupons", "tier", ~np.isin(tier_name, names),
           f"not a tier of the catalogue {names}")  # fmt: skip

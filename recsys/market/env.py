@@ -42,6 +42,7 @@ from recsys.market.checks import check_grants, check_slates
 from recsys.market.coupons import DEFAULT_TIERS, CouponCatalogue, Wallets
 from recsys.market.logs import market_blocks
 from recsys.market.messages import (
+    CHANNELS,
     FATIGUE_DAYS,
     check_messages,
     day_triggers,
@@ -53,6 +54,7 @@ from recsys.market.messages import (
 )
 from recsys.market.policy import MarketView, Policy, Requests
 from recsys.market.respond import Draws, respond
+from recsys.privacy.consent import plant_opt_outs
 from recsys.simulation.behaviour import assemble
 from recsys.simulation.config import CHUNK_START_HOUR, SimConfig
 from recsys.simulation.response import ResponseConfig, WorldTruth
@@ -87,6 +89,9 @@ class MarketConfig:
     draw_seed: int | None = None
     catalogue: CouponCatalogue = DEFAULT_TIERS
     response: ResponseConfig = field(default_factory=ResponseConfig)
+    # Share of viewers who withheld every purpose (personalisation, coupons, each channel),
+    # drawn apart from every other stream, so 0 leaves a market's draws as they were.
+    opt_out_share: float = 0.0
 
     def sim_config(self) -> SimConfig:
         extra = {"n_days": self.n_days} if self.n_days else {}
@@ -134,13 +139,25 @@ class Market:
         self.organic = OrganicDays(self.world, self.schedule)
         # Truth rows in world order: the planted response reads the world's interests.
         self.truth_rows = pd.Index(self.truth.users).get_indexer(self.world.users.pseudonym)
-        consent = planted_consent(self.world.users.pseudonym, self._rng(0, CONSENT))
+        consent = self._consent(planted_consent(self.world.users.pseudonym,
+                                                self._rng(0, CONSENT)))  # fmt: skip
         self.state = _State(0, self._organic_state(), Wallets(), consent)
         self.view.consent = consent
 
     @property
     def n_days(self) -> int:
         return self.world.config.n_days
+
+    def _consent(self, channels: pd.DataFrame) -> pd.DataFrame:
+        """The planted channel consents, with ``personalisation`` and ``coupons`` columns, and
+        the planted opt-outs (``opt_out_share``) withholding everything."""
+        seed = self.config.seed if self.config.draw_seed is None else self.config.draw_seed
+        self.opt_outs = plant_opt_outs(channels["user_id"], share=self.config.opt_out_share,
+                                       seed=seed)  # fmt: skip
+        out = channels.assign(personalisation=True, coupons=True)
+        opted = out["user_id"].isin(self.opt_outs.withheld("personalisation")).to_numpy()
+        out.loc[opted, list(CHANNELS) + ["personalisation", "coupons"]] = False
+        return out
 
     def _rng(self, day: int, part: int) -> np.random.Generator:
         seed = self.config.seed if self.config.draw_seed is None else self.config.draw_seed
@@ -212,6 +229,7 @@ class Market:
         s, name = self.state, getattr(policy, "name", type(policy).__name__)
         start = self.world.config.chunk_window(day)[0]
         viewers = self.frames["users"]["user_id"].to_numpy(np.int64)
+        viewers = viewers[s.consent.set_index("user_id")["coupons"].reindex(viewers).to_numpy(bool)]
         grants = check_grants(name, policy.grant_coupons(viewers, day, self.view), self.view,
                               start, s.next_grant)  # fmt: skip
         user, ts = arrivals(self.world, self.schedule, day, self.config.open_rate,
@@ -327,6 +345,8 @@ class Market:
         for name, df in self.frames.items():
             write_table(df, self.out / f"{name}.parquet", TABLES[name])
         save_vocabs(vocabs_from_frames(self.frames), self.out / "vocab")
+        if len(self.opt_outs.table()):
+            self.opt_outs.write(self.out)
 
     def _write_day(self, day: int, logs: dict[str, pd.DataFrame]) -> None:
         """Every file of the day beside its final place, then moved, then the state (the

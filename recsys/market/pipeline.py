@@ -23,6 +23,7 @@ from recsys.market.policy import MarketView, Policy, Requests, Slates
 from recsys.ranking.events import EVENT_CODE, SessionEvent, event_columns
 from recsys.ranking.features import Candidates
 from recsys.ranking.pairs import Pairs
+from recsys.serving.consent import ANONYMOUS_USER
 from recsys.serving.loading import load_trained_service
 from recsys.serving.trained import TrainedLiveService, top_products
 
@@ -37,6 +38,7 @@ class PipelinePolicy(Policy):
         if chunk < 1:
             raise ValueError(f"PipelinePolicy: chunk must be >= 1, got {chunk}")
         self.service, self.chunk = service, chunk
+        self._withheld: np.ndarray | None = None  # viewers without personalisation consent
 
     @classmethod
     def load(
@@ -62,15 +64,27 @@ class PipelinePolicy(Policy):
         session = np.full((len(requests), k), -1, dtype=np.int64)
         product = session.copy()
         codes = svc.vocabs["user"].encode(requests.user_id)
+        personal = self._personal(requests.user_id, market)
+        codes[~personal] = 0  # answered as a viewer nobody knows, with no session
         for i in np.flatnonzero(codes < 2).tolist():  # viewers the model never saw
-            rec = svc.fallback.recommend(int(requests.user_id[i]), int(requests.ts[i]), k,
-                                         ("product",))  # fmt: skip
+            user = int(requests.user_id[i]) if personal[i] else ANONYMOUS_USER
+            rec = svc.fallback.recommend(user, int(requests.ts[i]), k, ("product",))
             for j, item in enumerate(rec.items[:k]):
                 session[i, j], product[i, j] = item.session, item.id
         known = np.flatnonzero(codes >= 2)
         for rows in np.array_split(known, -(-len(known) // self.chunk)) if len(known) else []:
             product[rows], session[rows] = self._answer(rows, codes[rows], requests)
         return Slates(session, product)
+
+    def _personal(self, users: np.ndarray, market: MarketView) -> np.ndarray:
+        """Which viewers allow personalisation (all when the market plants no consent); kept
+        for ``observe``, which must not fold the others' events into session state."""
+        consent = market.consent
+        if consent is None or "personalisation" not in consent:
+            self._withheld = np.zeros(0, dtype=np.int64)
+            return np.ones(len(users), dtype=bool)
+        self._withheld = consent.loc[~consent["personalisation"], "user_id"].to_numpy(np.int64)
+        return ~np.isin(users, self._withheld)
 
     def _answer(self, rows: np.ndarray, codes: np.ndarray, requests: Requests):
         """(products, sessions) (len(rows), k) of known viewers' requests: the service's own
@@ -121,7 +135,10 @@ class PipelinePolicy(Policy):
         return products, sessions
 
     def observe(self, logs: dict[str, pd.DataFrame]) -> None:
-        cols = event_columns(logs["events"])
+        events = logs["events"]
+        if self._withheld is not None and len(self._withheld):
+            events = events[~events["user_id"].isin(self._withheld)]
+        cols = event_columns(events)
         events = [
             SessionEvent(ts, user, EVENT_NAME[code], session, streamer, product, value)
             for ts, user, code, session, streamer, product, value in zip(

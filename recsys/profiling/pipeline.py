@@ -7,11 +7,12 @@ from all events at once (see ``recsys.profiling.stats``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
 from recsys.data.tables import LiveCommerceTables
+from recsys.privacy.consent import ConsentBook
 from recsys.profiling.aggregate import batch_stats
 from recsys.profiling.catalog import Catalog
 from recsys.profiling.config import ProfileConfig
@@ -36,6 +37,10 @@ class Profiler:
     rules: TagRules = field(default_factory=TagRules.from_yaml)
     n_segments: int = 0  # 0: no learned segments
     segment_seed: int = 0
+    # Viewers who withheld personalisation: their new events are not read, and they get no
+    # profile, tag or segment row (their earlier statistics are kept, untouched, should they
+    # grant it again). None: everyone is profiled.
+    consent: ConsentBook | None = None
 
     @classmethod
     def for_tables(
@@ -55,11 +60,15 @@ class Profiler:
             segment_seed=segment_seed,
         )
 
+    def consented(self, events: pd.DataFrame) -> pd.DataFrame:
+        """The events of viewers who allow personalisation."""
+        return events if self.consent is None else self.consent.keep_events(events)
+
     def stats(self, events: pd.DataFrame, ref_ts: int | None = None) -> ProfileStats:
-        return batch_stats(events, self.catalog, self.config, ref_ts)
+        return batch_stats(self.consented(events), self.catalog, self.config, ref_ts)
 
     def derive(self, stats: ProfileStats) -> ProfileResult:
-        profiles = derive_profiles(stats, self.config)
+        profiles = self._without_withheld(derive_profiles(stats, self.config))
         tags = assign_tags(profiles, self.rules)
         segments = None
         if self.n_segments > 0:
@@ -69,11 +78,21 @@ class Profiler:
             tags = tags.sort_values(["user_id", "tag_id"], kind="stable", ignore_index=True)
         return ProfileResult(stats, profiles, tags, segments)
 
+    def _without_withheld(self, profiles: Profiles) -> Profiles:
+        """No profile (hence no tag or segment) for a viewer who withheld personalisation,
+        even from statistics gathered before they withdrew."""
+        if self.consent is None:
+            return profiles
+        ok = [self.consent.keep_events(f) for f in (profiles.users, profiles.streamers)]
+        return replace(profiles, users=ok[0].reset_index(drop=True),
+                       streamers=ok[1].reset_index(drop=True))  # fmt: skip
+
     def build(self, events: pd.DataFrame) -> ProfileResult:
         return self.derive(self.stats(events))
 
     def update(self, previous: ProfileStats, events: pd.DataFrame) -> ProfileResult:
         """Merge a new batch into ``previous`` statistics and re-derive profiles and tags."""
+        events = self.consented(events)
         if len(events) == 0:
             return self.derive(previous)
         new = self.stats(events)

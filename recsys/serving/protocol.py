@@ -40,6 +40,7 @@ class Recommendation:
     now: int
     cold_start: bool  # the recommender knows nothing of this viewer beyond the live session
     items: list[RecommendedItem] = field(default_factory=list)
+    personalised_reason: str | None = None  # why the ranking is not personal (None: it is)
 
 
 def check_request(k: int, kinds: Sequence[str]) -> None:

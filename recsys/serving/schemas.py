@@ -83,6 +83,7 @@ class RecommendationOut(BaseModel):
     k: int
     cold_start: bool
     items: list[ItemOut]
+    personalised_reason: str | None = None  # e.g. the viewer withheld consent
 
     @classmethod
     def build(cls, rec: Recommendation, k: int) -> RecommendationOut:
@@ -97,4 +98,5 @@ class RecommendationOut(BaseModel):
             )
             for i in rec.items
         ]
-        return cls(user=rec.user, now=rec.now, k=k, cold_start=rec.cold_start, items=items)
+        return cls(user=rec.user, now=rec.now, k=k, cold_start=rec.cold_start, items=items,
+                   personalised_reason=rec.personalised_reason)
