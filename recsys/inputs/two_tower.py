@@ -352,16 +352,31 @@ class TwoTowerDataset:
                 batch.allowed_showing = torch.from_numpy(shown)
         return batch
 
+    def smallest_batch(self, batch_size: int) -> int:
+        """Rows in the epoch's smallest batch (a head's last one)."""
+        return min(len(rows) - (-(-len(rows) // batch_size) - 1) * batch_size
+                   for rows in self._per_head() if len(rows))  # fmt: skip
+
     def epoch(
-        self, *, batch_size: int, seed: int, epoch: int, start_step: int = 0, bucket_pool: int = 0
+        self,
+        *,
+        batch_size: int,
+        seed: int,
+        epoch: int,
+        start_step: int = 0,
+        bucket_pool: int = 0,
+        part: tuple[int, int] = (0, 1),
     ) -> Iterator[TwoTowerBatch]:
-        """The epoch's batches from ``start_step`` on (``bucket_pool`` has no use here)."""
+        """The epoch's batches from ``start_step`` on (``bucket_pool`` has no use here);
+        ``part`` (rank, world size): every ``world``-th row of each batch from ``rank`` on."""
         del bucket_pool
+        rank, world = part
         lags = None
         if self.max_lag_s > 0:
             rng = np.random.default_rng([seed, epoch, 1])
             lags = np.floor(rng.random(len(self)) * self.max_lag_s).astype(np.int64)
         for rows in self.order(seed, epoch, batch_size)[start_step:]:
+            rows = rows[rank::world]
             yield self.batch(rows, None if lags is None else lags[rows])
 
 

@@ -261,20 +261,34 @@ class WindowDataset:
             user=torch.from_numpy(np.asarray(self.users)[rows.numpy()]),
         )
 
+    def smallest_batch(self, batch_size: int) -> int:
+        """Rows in the epoch's smallest batch (the last one)."""
+        return len(self) - (self.n_batches(batch_size) - 1) * batch_size
+
     def epoch(
-        self, *, batch_size: int, seed: int, epoch: int, start_step: int = 0, bucket_pool: int = 0
+        self,
+        *,
+        batch_size: int,
+        seed: int,
+        epoch: int,
+        start_step: int = 0,
+        bucket_pool: int = 0,
+        part: tuple[int, int] = (0, 1),
     ) -> Iterator[SequenceBatch]:
         """The epoch's batches from step ``start_step`` on (earlier steps are skipped).
 
-        ``bucket_pool`` > 0 groups windows of similar length (``bucketed_order``).
+        ``bucket_pool`` > 0 groups windows of similar length (``bucketed_order``). ``part``
+        (rank, world size): every ``world``-th row of each batch from ``rank`` on, so the ranks
+        of a sharded run together see the single-process batches.
         """
+        rank, world = part
         if bucket_pool > 0:
             order = self.bucketed_order(seed, epoch, batch_size, bucket_pool)
         else:
             order = self.order(seed, epoch)
         for step in range(start_step, self.n_batches(batch_size)):
             rng = np.random.default_rng([seed, epoch, step, 2]) if self.mode != "next" else None
-            yield self.batch(order[step * batch_size : (step + 1) * batch_size], rng)
+            yield self.batch(order[step * batch_size : (step + 1) * batch_size][rank::world], rng)
 
 
 def _live_sets(

@@ -15,11 +15,16 @@ tied to one parameter.
 
 Row 0 of every table is the padding index of ``recsys.data.vocab``; lookups zero it, so padding
 never contributes to a sum, whatever the row holds.
+
+For sharded training (``recsys.training.distributed``) ``EntityTables.as_bags`` moves the rows
+into an ``EmbeddingBagCollection`` read as bags of one id: on CPU torchrec shards that form
+with every sharding type and the dense kernel, and whole tables (tied output layers) are then
+read through the collection, since a sharded table has no local weight.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -61,9 +66,32 @@ class EntityTables(nn.Module):
             for name, n in self.sizes.items()
         ]
         self.collection = EmbeddingCollection(tables=configs, device=torch.device(device or "cpu"))
+        self.bags = False  # True after ``as_bags``
         with torch.no_grad():
             for name in self.sizes:
                 self.weight(name).normal_(0.0, init_std)
+
+    def as_bags(self) -> None:
+        """Hold the same rows in an ``EmbeddingBagCollection`` read as bags of one id (the form
+        sharded on CPU); state-dict keys become ``collection.embedding_bags.<table>.weight``."""
+        if self.bags:
+            return
+        device = self.collection.embeddings[self.names[0]].weight.device
+        configs = [
+            EmbeddingBagConfig(name=name, embedding_dim=self.dim, num_embeddings=n,
+                               feature_names=[name])  # fmt: skip
+            for name, n in self.sizes.items()
+        ]
+        bags = EmbeddingBagCollection(tables=configs, device=device)
+        with torch.no_grad():
+            for name in self.sizes:
+                bags.embedding_bags[name].weight.copy_(self.weight(name))
+        self.collection, self.bags = bags, True
+        self.whole: dict[str, torch.Tensor] = {}
+
+    # Sharded collections need one jagged-batch stride on every rank; the sharding wrapper
+    # sets this to the largest stride over the ranks.
+    common_stride: Callable[[int], int] | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -73,7 +101,52 @@ class EntityTables(nn.Module):
         """The (rows, dim) parameter of one table (for tied output layers)."""
         if name not in self.sizes:
             raise KeyError(f"no embedding table {name!r}; tables: {', '.join(self.sizes)}")
+        if self.bags:
+            if isinstance(self.collection, EmbeddingBagCollection):
+                return self.collection.embedding_bags[name].weight
+            if name not in self.whole:
+                raise RuntimeError(
+                    f"table {name!r} is sharded: read it whole with fetch_whole first"
+                )
+            return self.whole[name]
         return self.collection.embeddings[name].weight
+
+    def fetch_whole(self, names: Sequence[str], device: torch.device) -> list[torch.Tensor]:
+        """Every row of the named sharded tables (padding rows included) in one lookup, kept
+        for ``weight`` until the next fetch; the same call on every rank."""
+        stride = max(self.sizes[n] for n in names)
+        values, lengths = [], []
+        for table in self.sizes:
+            n = self.sizes[table] if table in names else 0
+            values.append(torch.arange(n, dtype=torch.int64, device=device))
+            lengths += [torch.ones(n, dtype=torch.int64, device=device),
+                        torch.zeros(stride - n, dtype=torch.int64, device=device)]  # fmt: skip
+        kjt = KeyedJaggedTensor(
+            keys=list(self.sizes), values=torch.cat(values), lengths=torch.cat(lengths)
+        )
+        pooled = self.collection(kjt).to_dict()
+        self.whole = {n: pooled[n][: self.sizes[n]] for n in names}
+        return list(self.whole.values())
+
+    def _bag_lookup(self, ids: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """(B, L_t, dim) rows through a (sharded) bag collection: each id its own bag, padding
+        ids empty bags (zero vectors)."""
+        stride = max(idx.numel() for idx in ids.values())
+        stride = self.common_stride(stride) if self.common_stride is not None else stride
+        device = next(iter(ids.values())).device
+        values, lengths = [], []
+        for name in self.sizes:
+            flat = ids[name].reshape(-1) if name in ids else torch.zeros(0, dtype=torch.int64)
+            real = flat > 0
+            values.append(flat[real])
+            pad = torch.zeros(stride - len(flat), dtype=torch.int64, device=device)
+            lengths += [real.to(torch.int64), pad]
+        kjt = KeyedJaggedTensor(
+            keys=list(self.sizes), values=torch.cat(values), lengths=torch.cat(lengths)
+        )
+        pooled = self.collection(kjt).to_dict()
+        return {name: pooled[name][: idx.numel()].view(*idx.shape, self.dim)
+                for name, idx in ids.items()}  # fmt: skip
 
     def forward(self, ids: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Look up id tensors by table name: (B, L_t) ids -> (B, L_t, dim) vectors.
@@ -89,6 +162,8 @@ class EntityTables(nn.Module):
             )
         if not torch.is_grad_enabled() and isinstance(self.collection, EmbeddingCollection):
             return {name: self._rows(name, idx) for name, idx in ids.items()}
+        if self.bags:
+            return self._bag_lookup(ids)
         first = next(iter(ids.values()))
         rows, device = first.shape[0], first.device
         # Every key must be present in the jagged batch; absent tables get empty bags.
@@ -131,6 +206,8 @@ class EntityBags(nn.Module):
     Tables are of width ``dim``, initialised N(0, ``init_std``), row 0 the padding index: ids 0
     are left out of the jagged batch, so padding never reaches a sum (nor its gradient).
     """
+
+    common_stride: Callable[[int], int] | None = None  # as for ``EntityTables``
 
     def __init__(
         self,
@@ -204,6 +281,7 @@ class EntityBags(nn.Module):
         for i, (table, _, _) in enumerate(requests):
             per_table.setdefault(table, []).append(i)
         stride = max(sum(requests[i][1].shape[0] for i in idx) for idx in per_table.values())
+        stride = self.common_stride(stride) if self.common_stride is not None else stride
         values, weights, lengths = [], [], []
         for table in self.sizes:
             n_bags = 0

@@ -265,6 +265,15 @@ class SequentialModel(nn.Module):
                     weight = weight + self.tables.weight(self.side_tables[name])[codes]
         return weight
 
+    @property
+    def whole_tables(self) -> tuple[str, ...]:
+        """The tables ``head_weight`` reads whole (sharded training fetches them once a step)."""
+        names = list(self.heads)
+        if self.config.side_in_output:
+            names += [self.side_tables[n] for n in self.side_names
+                      if n.split("_", 1)[0] in self.heads]  # fmt: skip
+        return tuple(dict.fromkeys(names))
+
     def logits(self, hidden: torch.Tensor, head: str) -> torch.Tensor:
         """(N, dim) hidden states -> (N, n_entities) scores of every entity of the head."""
         return hidden @ self.head_weight(head).t()

@@ -27,6 +27,7 @@ from recsys.data.splits import for_protocol
 from recsys.evaluation import evaluate
 from recsys.recommenders.build import build_recommender
 from recsys.recommenders.data import DataConfig, SequentialData, load_sequential_data
+from recsys.training import distributed as sharding
 from recsys.training.checkpoint import CHECKPOINT, load_checkpoint
 from recsys.training.logger import RunLogger
 
@@ -80,8 +81,25 @@ def _check_resume(cfg: Mapping, run_dir: Path) -> None:
 
 
 def train(cfg: DictConfig | Mapping) -> dict[str, float]:
-    """Train the configured model on the configured data; return (and save) its final metrics."""
+    """Train the configured model on the configured data; return (and save) its final metrics.
+
+    With ``trainer.distributed.enabled`` every process of ``torchrun`` runs this: they train
+    together, rank 0 evaluates and writes the run folder (rank 0's), and all return its metrics.
+    """
     c = as_dict(cfg)
+    distributed = sharding.DistributedConfig.of(c["trainer"].get("distributed"))
+    main = True
+    if distributed.enabled:
+        rank, _ = sharding.start(distributed)
+        main = rank == 0
+        c["run_dir"] = sharding.broadcast(c["run_dir"])  # one folder, though clocks differ
+        if not main:
+            logging.getLogger().setLevel(logging.WARNING)
+    metrics = _train(c) if main else _train(c, evaluate=False)
+    return sharding.broadcast(metrics) if distributed.enabled else metrics
+
+
+def _train(c: dict, *, evaluate: bool = True) -> dict[str, float]:
     run_dir = Path(c["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
     resume = bool(c.get("resume", False))
@@ -92,6 +110,8 @@ def train(cfg: DictConfig | Mapping) -> dict[str, float]:
     rec = build_recommender(c, data, run_dir=run_dir, resume=resume)
     split = data.train_split
     rec.fit(split.train, item_features=split.item_features)
+    if not evaluate:
+        return {}
     stages = tuple(c.get("eval_stages", ("valid", "test")))
     ks = tuple(c.get("eval_ks", (10, 20, 100)))
     metrics = final_metrics(rec, data, data_cfg.protocols, ks, stages) if stages else {}

@@ -27,7 +27,8 @@ from recsys.inputs.tokens import KIND_TABLES, TokenContext, TokenLog
 from recsys.inputs.windows import TARGETS, WindowDataset, scoring_batch, training_windows
 from recsys.models.sequential import SequentialConfig, SequentialModel
 from recsys.tasks.sequential import LossConfig, SequentialTask
-from recsys.training.trainer import FitResult, Trainer, TrainerConfig
+from recsys.training.distributed_trainer import make_trainer
+from recsys.training.trainer import FitResult, TrainerConfig
 from recsys.training.validation import Validation, calibrate_scales, validation_metrics
 
 __all__ = ["SequentialRecommender", "Validation", "horizon"]
@@ -168,7 +169,7 @@ class SequentialRecommender(Recommender):
             "head": self.head,
             **self.extra_state,
         }
-        trainer = Trainer(
+        trainer = make_trainer(
             config=self.trainer,
             model=model,
             task=task,

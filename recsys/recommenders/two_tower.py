@@ -44,7 +44,8 @@ from recsys.models.embeddings import EntityBags, EntityTables
 from recsys.models.two_tower import TwoTowerConfig, TwoTowerModel
 from recsys.recommenders.sequential import horizon
 from recsys.tasks.two_tower import TwoTowerLossConfig, TwoTowerTask
-from recsys.training.trainer import FitResult, Trainer, TrainerConfig
+from recsys.training.distributed_trainer import make_trainer
+from recsys.training.trainer import FitResult, TrainerConfig
 from recsys.training.validation import Validation, calibrate_scales, validation_metrics
 
 __all__ = ["TwoTowerRecommender", "Validation"]
@@ -229,7 +230,7 @@ class TwoTowerRecommender(Recommender):
             "head": self.head,
             **self.extra_state,
         }
-        trainer = Trainer(
+        trainer = make_trainer(
             config=self.trainer,
             model=model,
             task=task,

@@ -55,6 +55,9 @@ class TrainerConfig:
     checkpoint_every_steps: int = 0  # also checkpoint mid-epoch; 0: only after each epoch
     log_every_steps: int = 50
     progress: bool = True
+    # Sharded training over torchrun's processes (recsys.training.distributed.DistributedConfig);
+    # None or enabled=false: one process.
+    distributed: Mapping | None = None
 
 
 @dataclass

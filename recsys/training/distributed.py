@@ -1,0 +1,459 @@
+"""Sharded training on torchrec: process group, sharding plan, DistributedModelParallel, DCP.
+
+The one place besides ``recsys.models.embeddings`` that touches torchrec (and
+``torch.distributed``). A model's embedding collections are sharded by
+``DistributedModelParallel`` with a plan built per table from ``DistributedConfig`` (one
+sharding type for every table, overridable per table); every other parameter (MLPs, attention,
+data-parallel tables) is replicated, and its gradients are averaged over the ranks after each
+backward pass, as DDP does. DMP's own DDP wrapper is not used because the tasks call model
+methods other than ``forward`` (``logits``, ``head_weight``), which DDP's forward hook would miss.
+
+What runs on CPU with torch 2.13 / torchrec 1.8 / fbgemm-gpu-cpu 1.8 (measured, see README's
+"Scale-out"): an ``EmbeddingBagCollection`` with table_wise, row_wise, column_wise and
+data_parallel sharding and the dense kernel, or the fused kernel with the exact SGD / Adagrad /
+row-wise Adagrad optimizers. ``EmbeddingCollection`` shards only with the fused kernel, so
+``EntityTables`` switch to their bag form (``as_bags``) before sharding. torchrec's planner
+offers only the fused kernel for model-parallel tables on CPU and refuses row_wise there, so
+plans are built per table (``construct_module_sharding_plan``) from the configured types.
+
+Checkpoints are written with ``torch.distributed.checkpoint``: sharded tables and their Adam
+moments as ``ShardedTensor``s, which DCP re-slices on load, so a run saved at one world size
+resumes at another (2 ranks -> 1 process, 1 -> 2).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch import nn
+from torch.distributed._shard.sharded_tensor import Shard, ShardedTensor
+from torchrec import EmbeddingBagCollection
+from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+from torchrec.distributed.model_parallel import DistributedModelParallel
+from torchrec.distributed.sharding_plan import (
+    column_wise,
+    construct_module_sharding_plan,
+    data_parallel,
+    row_wise,
+    table_wise,
+)
+from torchrec.distributed.types import ShardingPlan
+from torchrec.optim.optimizers import in_backward_optimizer_filter
+
+from recsys.models.embeddings import EntityBags, EntityTables
+
+SHARDING_TYPES = ("table_wise", "row_wise", "column_wise", "data_parallel")
+# Fused (in-backward) optimizers FBGEMM runs on CPU; Adam, partial row-wise Adam and LAMB assert.
+FUSED_OPTIMIZERS = ("exact_sgd", "exact_adagrad", "exact_rowwise_adagrad")
+BACKENDS = ("gloo", "nccl")
+
+
+@dataclass(frozen=True)
+class DistributedConfig:
+    enabled: bool = False
+    backend: str = "gloo"  # gloo (CPU) | nccl (CUDA)
+    sharding: str = "row_wise"  # every table's sharding type unless named in ``tables``
+    tables: Mapping[str, str] = field(default_factory=dict)  # table name -> sharding type
+    fused_optimizer: str = "none"  # none: dense kernel + the trainer's Adam; or FUSED_OPTIMIZERS
+    memory_budget_mb: float = 0.0  # per rank: table rows + optimizer state; 0: unchecked
+    # Parts of its rows each rank runs one after another per step, losses averaged: one process
+    # with micro_batches=W computes what W ranks with 1 do (the equivalence reference).
+    micro_batches: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tables", dict(self.tables or {}))
+        if self.backend not in BACKENDS:
+            raise ValueError(f"distributed.backend must be one of {BACKENDS}, got {self.backend!r}")
+        for table, kind in {"(default)": self.sharding, **self.tables}.items():
+            if kind not in SHARDING_TYPES:
+                raise ValueError(
+                    f"distributed sharding of table {table}: {kind!r} is not one of "
+                    f"{SHARDING_TYPES} (table_row_wise, grid_shard and the planner's row-wise "
+                    "plans do not run on CPU with this torchrec)"
+                )
+        if self.micro_batches < 1:
+            raise ValueError(f"distributed.micro_batches must be >= 1, got {self.micro_batches}")
+        if self.fused_optimizer not in ("none", *FUSED_OPTIMIZERS):
+            raise ValueError(
+                f"distributed.fused_optimizer must be none or one of {FUSED_OPTIMIZERS} (FBGEMM's "
+                f"CPU kernels), got {self.fused_optimizer!r}"
+            )
+
+    @classmethod
+    def of(cls, section: Mapping | None) -> DistributedConfig:
+        return cls(**dict(section or {}))
+
+
+# -- the process group -------------------------------------------------------------------------
+
+
+def start(config: DistributedConfig) -> tuple[int, int]:
+    """Join (or, outside ``torchrun``, open a one-process) group; (rank, world size)."""
+    if not dist.is_initialized():
+        if "RANK" not in os.environ:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            os.environ.update(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                              MASTER_PORT=str(port))  # fmt: skip
+        if config.backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group(config.backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def stop() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def broadcast(obj: object) -> object:
+    """Rank 0's ``obj`` on every rank."""
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier() -> None:
+    dist.barrier()
+
+
+def largest_over_ranks(value: int) -> int:
+    if world_size() == 1:
+        return value
+    box = torch.tensor([value], dtype=torch.int64)
+    dist.all_reduce(box, op=dist.ReduceOp.MAX)
+    return int(box)
+
+
+# -- the plan ----------------------------------------------------------------------------------
+
+
+def _generator(kind: str, table_rank: int, world: int, kernel: str):
+    if kind == "table_wise":
+        return table_wise(rank=table_rank, compute_kernel=kernel)
+    if kind == "row_wise":
+        return row_wise(compute_kernel=kernel)
+    if kind == "column_wise":
+        return column_wise(ranks=list(range(world)), compute_kernel=kernel)
+    return data_parallel()
+
+
+def _bytes_per_rank(kind: str, rows: int, dim: int, world: int, factor: float) -> list[float]:
+    """Bytes of one table (rows x dim float32, times ``factor`` for optimizer state) per rank;
+    table_wise tables are placed later."""
+    full = rows * dim * 4 * factor
+    if kind == "data_parallel":
+        return [full] * world
+    return [full / world] * world  # row_wise and column_wise: even slices
+
+
+def collections(model: nn.Module) -> dict[str, EmbeddingBagCollection]:
+    """Every embedding collection of ``model`` by module path (after ``EntityTables.as_bags``)."""
+    for module in model.modules():
+        if isinstance(module, EntityTables):
+            module.as_bags()
+    return {p: m for p, m in model.named_modules() if isinstance(m, EmbeddingBagCollection)}
+
+
+def plan_tables(model: nn.Module, config: DistributedConfig, world: int) -> ShardingPlan:
+    """Each table's sharding from ``config``; a clear error for a plan that cannot run."""
+    found = collections(model)
+    if not found:
+        raise ValueError("distributed: the model has no embedding tables to shard")
+    sharder = sharder_of(config)
+    kernel = "dense" if config.fused_optimizer == "none" else "fused"
+    factor = 3.0 if config.fused_optimizer == "none" else 2.0  # Adam: 2 moments; Adagrad: 1
+    load = [0.0] * world
+    plans, named = {}, set()
+    for path, ebc in found.items():
+        tables = sorted(ebc.embedding_bag_configs(), key=lambda t: -t.num_embeddings * t.embedding_dim)
+        per_table = {}
+        for t in tables:
+            named.add(t.name)
+            kind = config.tables.get(t.name, config.sharding)
+            _check_table(t.name, kind, t.num_embeddings, t.embedding_dim, world)
+            share = _bytes_per_rank(kind, t.num_embeddings, t.embedding_dim, world, factor)
+            owner = min(range(world), key=lambda r: load[r])  # table_wise: least loaded rank
+            if kind == "table_wise":
+                share = [0.0] * world
+                share[owner] = t.num_embeddings * t.embedding_dim * 4 * factor
+            load = [a + b for a, b in zip(load, share, strict=True)]
+            per_table[t.name] = _generator(kind, owner, world, kernel)
+        plans[path] = construct_module_sharding_plan(
+            ebc, per_table, sharder=sharder, local_size=world, world_size=world,
+            device_type="cuda" if config.backend == "nccl" else "cpu",
+        )  # fmt: skip
+    unknown = sorted(set(config.tables) - named)
+    if unknown:
+        raise ValueError(f"distributed.tables names {unknown}; the model's tables: {sorted(named)}")
+    _check_budget(load, config.memory_budget_mb)
+    return ShardingPlan(plans)
+
+
+def _check_table(name: str, kind: str, rows: int, dim: int, world: int) -> None:
+    if kind == "row_wise" and rows < world:
+        raise ValueError(f"table {name!r}: {rows} rows cannot be split row-wise over {world} ranks")
+    if kind == "column_wise" and dim % world:
+        raise ValueError(
+            f"table {name!r}: width {dim} cannot be split column-wise over {world} ranks"
+        )
+
+
+def _check_budget(load: list[float], budget_mb: float) -> None:
+    if budget_mb <= 0:
+        return
+    worst = max(range(len(load)), key=lambda r: load[r])
+    if load[worst] > budget_mb * 2**20:
+        raise ValueError(
+            f"distributed: the plan puts {load[worst] / 2**20:.1f} MiB of tables and optimizer "
+            f"state on rank {worst}, over distributed.memory_budget_mb={budget_mb:g}; shard the "
+            "largest tables row_wise or add ranks"
+        )
+
+
+def sharder_of(config: DistributedConfig, lr: float = 0.0) -> EmbeddingBagCollectionSharder:
+    if config.fused_optimizer == "none":
+        return EmbeddingBagCollectionSharder()
+    # Imported here: FBGEMM's optimizer enum is only needed for the fused kernel.
+    from fbgemm_gpu.split_embedding_configs import EmbOptimType
+
+    return EmbeddingBagCollectionSharder(
+        fused_params={
+            "optimizer": getattr(EmbOptimType, config.fused_optimizer.upper()),
+            "learning_rate": lr,
+        }
+    )
+
+
+# -- the sharded model -------------------------------------------------------------------------
+
+
+class ShardedModel:
+    """A model whose embedding collections are sharded over the group; ``module`` is the model
+    with sharded collections in place (call its methods as usual on every rank, in step)."""
+
+    def __init__(self, model: nn.Module, config: DistributedConfig, *, lr: float) -> None:
+        world = world_size()
+        full = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        plan = plan_tables(model, config, world)
+        device = torch.device("cuda", torch.cuda.current_device()) if config.backend == "nccl" \
+            else torch.device("cpu")  # fmt: skip
+        self.device = device
+        self.dmp = DistributedModelParallel(
+            model, device=device, plan=plan, sharders=[sharder_of(config, lr=lr)],
+            init_data_parallel=False,
+        )  # fmt: skip
+        self.module = self.dmp.module
+        self.config = config
+        for module in self.module.modules():
+            if isinstance(module, EntityTables | EntityBags):
+                module.common_stride = largest_over_ranks
+        self.load_full(_bag_keys(full, self.module))
+
+    def fetch_whole(self) -> list[torch.Tensor]:
+        """The tables the model reads whole (``whole_tables``: tied output layers), fetched
+        through the shards for this step."""
+        names = tuple(getattr(self.module, "whole_tables", ()))
+        if not names:
+            return []
+        tables = next(m for m in self.module.modules() if isinstance(m, EntityTables))
+        return tables.fetch_whole(names, self.device)
+
+    # -- parameters --------------------------------------------------------------------------
+
+    def sharded_keys(self) -> set[str]:
+        return {k for k, v in self.module.state_dict().items() if isinstance(v, ShardedTensor)}
+
+    def dense_parameters(self) -> dict[str, nn.Parameter]:
+        """Parameters the trainer's optimizer steps: everything not updated in the backward
+        pass by a fused kernel (with the dense kernel, sharded tables too)."""
+        return dict(in_backward_optimizer_filter(self.module.named_parameters()))
+
+    def replicated(self) -> list[nn.Parameter]:
+        sharded = self.sharded_keys()
+        return [p for k, p in self.module.named_parameters() if k not in sharded]
+
+    def average_gradients(self) -> None:
+        """Average the replicated parameters' gradients over the ranks (one all-reduce); a
+        parameter no rank used keeps no gradient, as in one process."""
+        params = self.replicated()
+        if world_size() == 1 or not params:
+            return
+        used = torch.tensor([float(p.grad is not None) for p in params])
+        flat = torch.cat([p.grad.reshape(-1) if p.grad is not None
+                          else torch.zeros(p.numel(), device=p.device) for p in params])  # fmt: skip
+        dist.all_reduce(used)
+        dist.all_reduce(flat)
+        flat /= world_size()
+        offset = 0
+        for p, n_used in zip(params, used.tolist(), strict=True):
+            part = flat[offset : offset + p.numel()].view_as(p)
+            offset += p.numel()
+            p.grad = part.clone() if n_used > 0 else None
+
+    # -- whole tensors -----------------------------------------------------------------------
+
+    def load_full(self, full: Mapping[str, torch.Tensor]) -> None:
+        """Copy whole (unsharded) tensors into this rank's shards and replicas."""
+        with torch.no_grad():
+            for key, value in self.module.state_dict().items():
+                if isinstance(value, ShardedTensor):
+                    for shard in value.local_shards():
+                        shard.tensor.copy_(_slice(full[key], shard.metadata))
+                else:
+                    value.copy_(full[key])
+
+    def full_state(self) -> dict[str, torch.Tensor] | None:
+        """The whole state dict on rank 0 (None elsewhere), every shard gathered."""
+        out = {}
+        for key, value in self.module.state_dict().items():
+            if isinstance(value, ShardedTensor):
+                whole = torch.zeros(value.size(), dtype=value.dtype) if rank() == 0 else None
+                value.gather(dst=0, out=whole)
+                out[key] = whole
+            else:
+                out[key] = value.detach().clone()
+        return out if rank() == 0 else None
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+        """Adam's moments keyed like the parameters, sharded like them (so DCP can re-slice)."""
+        states = self.module.state_dict()
+        out: dict[str, torch.Tensor] = {}
+        for key, p in self.dense_parameters().items():
+            state = optimizer.state.get(p) or {}
+            for name in ("exp_avg", "exp_avg_sq"):
+                local = state.get(name, torch.zeros_like(p))
+                out[f"{key}.{name}"] = _like(states[key], local)
+            out[f"{key}.step"] = torch.as_tensor(state.get("step", 0.0), dtype=torch.float32)
+        if self.config.fused_optimizer != "none":
+            out.update({f"fused.{k}": v for k, v in _flat(self.dmp.fused_optimizer.state_dict())})
+        return out
+
+    def load_optimizer_state(
+        self, optimizer: torch.optim.Optimizer, saved: Mapping[str, torch.Tensor]
+    ) -> None:
+        for key, p in self.dense_parameters().items():
+            moments = {n: _local(saved[f"{key}.{n}"]) for n in ("exp_avg", "exp_avg_sq")}
+            optimizer.state[p] = {"step": saved[f"{key}.step"].clone().float(), **moments}
+
+    def save(self, path: Path, optimizer: torch.optim.Optimizer) -> None:
+        """Write model and optimizer state with DCP into the folder ``path`` (all ranks)."""
+        state = {"model": self.module.state_dict(), "optim": self.optimizer_state(optimizer)}
+        dcp.save(state, checkpoint_id=str(path))
+
+    def load(self, path: Path, optimizer: torch.optim.Optimizer) -> None:
+        """Read a DCP checkpoint written at any world size into this rank's shards."""
+        state = {"model": self.module.state_dict(), "optim": self.optimizer_state(optimizer)}
+        dcp.load(state, checkpoint_id=str(path))
+        self.load_optimizer_state(optimizer, state["optim"])
+        if self.config.fused_optimizer != "none":
+            fused = self.dmp.fused_optimizer.state_dict()
+            _unflat(fused, {k.removeprefix("fused."): v for k, v in state["optim"].items()
+                            if k.startswith("fused.")})  # fmt: skip
+            self.dmp.fused_optimizer.load_state_dict(fused)
+
+
+def load_full_checkpoint(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
+    """A DCP checkpoint's model state read whole in one process, keyed like ``model`` (its
+    ``EntityTables`` in their ordinary form)."""
+    probe = _copy_module(model)
+    collections(probe)
+    state = {"model": probe.state_dict()}
+    dcp.load(state, checkpoint_id=str(path), no_dist=True)
+    return _plain_keys(state["model"], model)
+
+
+def _copy_module(model: nn.Module) -> nn.Module:
+    # Imported here: only reading a checkpoint in one process copies a model.
+    import copy
+
+    return copy.deepcopy(model)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _slice(full: torch.Tensor, meta) -> torch.Tensor:
+    index = tuple(slice(o, o + s) for o, s in zip(meta.shard_offsets, meta.shard_sizes, strict=True))
+    return full[index]
+
+
+def _like(template: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
+    """``local`` (this rank's part) as a tensor sharded like ``template``."""
+    if not isinstance(template, ShardedTensor):
+        return local.detach()
+    shards = template.local_shards()
+    if len(shards) > 1:
+        raise ValueError("distributed: a rank holding several shards of one table is not supported")
+    parts = [Shard(tensor=local.detach().reshape(s.tensor.shape), metadata=s.metadata)
+             for s in shards]  # fmt: skip
+    return ShardedTensor._init_from_local_shards_and_global_metadata(parts, template.metadata())
+
+
+def _local(value: torch.Tensor) -> torch.Tensor:
+    if isinstance(value, ShardedTensor):
+        shards = value.local_shards()
+        return shards[0].tensor.clone() if shards else torch.zeros(0)
+    return value.clone()
+
+
+def _bag_keys(full: Mapping[str, torch.Tensor], sharded: nn.Module) -> dict[str, torch.Tensor]:
+    """Whole tensors keyed like the sharded module (``EntityTables`` in their bag form)."""
+    out = {}
+    for key in sharded.state_dict():
+        plain = key.replace("collection.embedding_bags.", "collection.embeddings.")
+        out[key] = full[key] if key in full else full[plain]
+    return out
+
+
+def _plain_keys(state: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """A sharded module's state keyed like ``model`` in its ordinary form."""
+    wanted = set(model.state_dict())
+    out = {}
+    for key, value in state.items():
+        plain = key.replace("collection.embedding_bags.", "collection.embeddings.")
+        out[plain if key not in wanted and plain in wanted else key] = value
+    return out
+
+
+def plain_state(state: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """``full_state()`` of a sharded model keyed for the ordinary ``model``."""
+    return _plain_keys(state, model)
+
+
+def _flat(tree: Mapping, prefix: str = "") -> list[tuple[str, torch.Tensor]]:
+    out = []
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out += _flat(value, f"{name}.")
+        elif isinstance(value, torch.Tensor):
+            out.append((name, value))
+    return out
+
+
+def _unflat(tree: dict, flat: Mapping[str, torch.Tensor], prefix: str = "") -> None:
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            _unflat(value, flat, f"{name}.")
+        elif name in flat:
+            tree[key] = flat[name]

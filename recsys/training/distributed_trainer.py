@@ -1,0 +1,238 @@
+"""The shared training loop on several processes: ``torchrun ... recsys-train trainer=distributed``.
+
+``DistributedTrainer`` is ``Trainer`` with the model's embedding tables sharded over the ranks
+(``recsys.training.distributed``) and everything else replicated. Each global batch of the
+single-process run is split row by row over the ranks (rank r takes rows r, r + W, ...), so an
+epoch visits the same windows in the same order at any world size; gradients are averaged over
+the ranks, i.e. the objective is the mean of the ranks' batch losses. The single-process model
+(``plain``) stays the one that is validated, saved as ``best.pt`` and restored by
+``recsys-evaluate`` / ``recsys-index`` / ``recsys-serve``: after each epoch the shards are
+gathered into it on rank 0, which validates and broadcasts the metrics, so every rank stops
+early together. Training checkpoints are DCP folders (``checkpoint_dcp/``) any world size
+resumes from. Only rank 0 logs, shows progress and writes files other than DCP shards.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from recsys.training import distributed as sharding
+from recsys.training.checkpoint import BEST, load_checkpoint, save_checkpoint
+from recsys.training.seeding import rng_state, set_rng_state
+from recsys.training.trainer import Trainer, TrainerConfig, TrainState
+
+DCP_DIR = "checkpoint_dcp"  # latest training state, one folder written by every rank
+META = "meta.pt"  # in it: data position, scheduler, RNG states per rank, configuration
+
+log = logging.getLogger(__name__)
+
+
+class RankPart:
+    """A dataset seen by one rank: its rows of every global batch, as ``micro`` parts.
+
+    Rows are dealt to ``world * micro`` parts (part j takes rows j, j + world * micro, ...);
+    rank r runs parts r, r + world, ... one after another, so the parts, and what is averaged,
+    are the same for every (world, micro) with the same product.
+    """
+
+    def __init__(self, dataset, *, rank: int, world: int, micro: int, batch_size: int) -> None:
+        smallest = dataset.smallest_batch(batch_size)
+        if smallest < world * micro:
+            raise ValueError(
+                f"distributed: the data cannot be split over {world} ranks x {micro} micro-"
+                f"batches: with trainer.batch_size={batch_size} an epoch's smallest batch holds "
+                f"{smallest} rows (of {len(dataset)}), fewer than one per part; change the "
+                "batch size or the number of processes"
+            )
+        self.dataset = dataset
+        self.parts = [(rank + world * i, world * micro) for i in range(micro)]
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def n_batches(self, batch_size: int) -> int:
+        return self.dataset.n_batches(batch_size)
+
+    def epoch(self, **kwargs) -> Iterator[list]:
+        """Per step, this rank's parts of the global batch."""
+        return zip(*(self.dataset.epoch(**kwargs, part=p) for p in self.parts), strict=True)
+
+
+class DistributedTrainer(Trainer):
+    def __init__(
+        self,
+        *,
+        config: TrainerConfig,
+        model: torch.nn.Module,
+        task: torch.nn.Module,
+        dataset,
+        validate: Callable[[], Mapping[str, float]] | None = None,
+        run_dir: str | Path | None = None,
+        extra_state: Mapping[str, object] | None = None,
+    ) -> None:
+        dist_config = sharding.DistributedConfig.of(config.distributed)
+        self.rank, self.world = sharding.start(dist_config)
+        if config.grad_clip > 0:
+            raise ValueError("trainer.grad_clip is not supported with trainer.distributed")
+        main = self.rank == 0
+        self.shared_dir = Path(run_dir) if run_dir is not None else None
+        super().__init__(
+            config=config if main else replace(config, progress=False),
+            model=model,
+            task=task,
+            dataset=RankPart(dataset, rank=self.rank, world=self.world,
+                             micro=dist_config.micro_batches,
+                             batch_size=config.batch_size),  # fmt: skip
+            validate=self._on_main(validate) if validate is not None else None,
+            run_dir=run_dir if main else None,
+            extra_state=extra_state,
+        )
+        self.plain = self.model
+        self.sharded = sharding.ShardedModel(copy.deepcopy(model), dist_config, lr=config.lr)
+        self.model = self.sharded.module
+        params = list(self.sharded.dense_parameters().values())
+        self.optimizer = torch.optim.Adam(
+            params, lr=config.lr, weight_decay=config.weight_decay, fused=True
+        )
+        warmup = max(config.warmup_steps, 0)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
+        )
+
+    def _on_main(self, validate: Callable[[], Mapping[str, float]]):
+        """Validation on rank 0 (which holds the gathered model), its metrics on every rank."""
+
+        def run() -> dict[str, float]:
+            return sharding.broadcast(dict(validate()) if self.rank == 0 else None)
+
+        return run
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def _train_step(self, parts: list, generator) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        total = torch.zeros((), dtype=torch.float64)
+        state = generator.get_state()
+        for batch in parts:
+            generator.set_state(state)  # every part draws what the whole batch would
+            with self._autocast():
+                whole = self.sharded.fetch_whole()
+                loss, _ = self.task(self.model, batch.to(self.device, non_blocking=True), generator)
+                # Tables fetched whole join the loss with weight 0, so every rank runs the same
+                # collectives backward even when a head has no target in its rows.
+                loss = loss + sum((0.0 * w.sum() for w in whole), loss.new_zeros(()))
+            (loss / len(parts)).backward()
+            total += loss.detach().double() / len(parts)
+        self.sharded.average_gradients()
+        self.optimizer.step()
+        self.scheduler.step()
+        return total
+
+    def _end_epoch(self, logger, seconds: float) -> None:
+        total = torch.tensor([self.state.loss_sum], dtype=torch.float64)
+        dist.all_reduce(total)
+        self.state.loss_sum = float(total) / self.world  # the ranks' mean, as optimised
+        self._gather_plain()
+        super()._end_epoch(logger, seconds)
+
+    def _gather_plain(self) -> None:
+        """Every shard gathered into the single-process model on rank 0."""
+        full = self.sharded.full_state()
+        if full is not None:
+            self.plain.load_state_dict(sharding.plain_state(full, self.plain))
+
+    # -- best weights (single-process format) --------------------------------------------------
+
+    def _save_best(self) -> None:
+        self._gather_plain()
+        self.save_best()
+
+    def save_best(self) -> None:
+        """Record the single-process model as it is on rank 0 as the best one."""
+        if self.rank == 0:
+            state = {"model": self.plain.state_dict(), "epoch": self.state.epoch,
+                     **self.extra_state}  # fmt: skip
+            if self.shared_dir is not None and self.config.checkpoint:
+                save_checkpoint(state, self.shared_dir / BEST)
+            else:
+                self._best_in_memory = {k: v.detach().clone() for k, v in state["model"].items()}
+        sharding.barrier()
+
+    def load_best(self) -> None:
+        """The best weights into the single-process model on every rank."""
+        sharding.barrier()
+        best = self.shared_dir / BEST if self.shared_dir is not None else None
+        if best is not None and best.is_file():
+            self.plain.load_state_dict(load_checkpoint(best, self.device)["model"])
+        elif self._best_in_memory is not None:
+            self.plain.load_state_dict(self._best_in_memory)
+        if self.rank != 0 and best is None:
+            self._gather_plain()
+
+    # -- training checkpoints (DCP) ------------------------------------------------------------
+
+    def save(self) -> None:
+        if self.shared_dir is None or not self.config.checkpoint:
+            return
+        final, tmp = self.shared_dir / DCP_DIR, self.shared_dir / f".{DCP_DIR}.tmp"
+        if self.rank == 0 and tmp.exists():
+            shutil.rmtree(tmp)
+        sharding.barrier()
+        self.sharded.save(tmp, self.optimizer)
+        rngs = [None] * self.world
+        dist.all_gather_object(rngs, rng_state())
+        if self.rank == 0:
+            meta = {
+                "scheduler": self.scheduler.state_dict(),
+                "rng": rngs,
+                "world_size": self.world,
+                "train_state": asdict(self.state),
+                "trainer_config": asdict(self.config),
+                **self.extra_state,
+            }
+            torch.save(meta, tmp / META)
+            _swap(tmp, final)
+        sharding.barrier()
+
+    def _restore(self) -> bool:
+        path = self.shared_dir / DCP_DIR if self.shared_dir is not None else None
+        if path is None or not (path / META).is_file():
+            return False
+        # The meta file holds numpy RNG states and plain containers besides tensors.
+        meta = torch.load(path / META, map_location="cpu", weights_only=False)
+        self.sharded.load(path, self.optimizer)
+        self.scheduler.load_state_dict(meta["scheduler"])
+        same_world = meta["world_size"] == self.world
+        set_rng_state(meta["rng"][self.rank] if same_world else meta["rng"][0])
+        self.state = TrainState(**meta["train_state"])
+        log.info("resumed from %s (saved by %d ranks, now %d) at epoch %d step %d", path,
+                 meta["world_size"], self.world, self.state.epoch, self.state.step)  # fmt: skip
+        return True
+
+
+def _swap(new: Path, final: Path) -> None:
+    """Replace the folder ``final`` by ``new``; a crash leaves one of them whole."""
+    old = final.with_name(f".{final.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(new, final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def make_trainer(*, config: TrainerConfig, **kwargs) -> Trainer:
+    """A ``DistributedTrainer`` when ``config.distributed`` is enabled, else a ``Trainer``."""
+    if sharding.DistributedConfig.of(config.distributed).enabled:
+        return DistributedTrainer(config=config, **kwargs)
+    return Trainer(config=config, **kwargs)
