@@ -36,8 +36,15 @@ def settings_from(cfg: Mapping):
 
 
 def run(cfg: DictConfig | Mapping):
-    """Ingest as configured; returns the ``IngestReport`` (also logged)."""
+    """Ingest as configured; returns the ``IngestReport`` (also logged). With ``new_key``,
+    re-key ``out_dir``'s pseudonyms from ``key`` to it instead, reading the raw user ids from
+    ``source`` (``recsys.privacy.keys``); returns the ``RotationReport``."""
     from recsys.data.ingest import ingest_files
+
+    if cfg.get("new_key"):
+        from recsys.privacy.keys import rotate_key
+
+        return rotate_key(settings_from(cfg), str(cfg["new_key"]))
 
     report = ingest_files(settings_from(cfg))
     total = sum(c.input for c in report.counts.values())
