@@ -315,6 +315,26 @@ def test_the_trigger_answers_every_case_with_a_reason():
         HesitationTrigger(t.model, "member_5", 1.0, 5.0, t.price_of)
 
 
+def test_a_room_offer_weighs_the_viewers_interested_in_the_spiking_product():
+    t = _trigger()
+    for user in (3, 4, 5, 7):
+        t.observe(user, "click", 1000, 1)
+    t.observe(7, "purchase", 1010, 1)
+    t.observe(9, "click", 200, 1)  # interested too long ago
+    offer = t.room_offer(1, 1060)
+    # Odd viewers 3 and 5 are worth 30 yuan each at a cost of 3; viewer 4 is not; 7 bought.
+    assert offer.startswith("flash_product_15 coupon") and "for 2 of 3 interested" in offer
+    assert t.spent == 0 and not t.granted  # a suggestion grants nothing
+    assert "not on sale above its face value" in t.room_offer(2, 1060)
+    t.observe(4, "cart", 1000, 1)
+    assert "not worth its cost for any of the 1" in _only(t, 4).room_offer(1, 1060)
+
+
+def _only(t: HesitationTrigger, user: int) -> HesitationTrigger:
+    t.last = {u: v for u, v in t.last.items() if u == user}
+    return t
+
+
 def test_the_coupon_endpoint_reads_posted_events(tiny_world):
     from recsys.serving import FixedClock, PopularityLiveService, create_app
 
@@ -364,8 +384,10 @@ def test_recsys_coupons_runs_on_the_tiny_world(tmp_path, tiny_world_dir):
         serve_cfg = compose(config_name="serve", overrides=[
             f"coupons.model={tmp_path / 'coupon_model.pkl'}",
             f"world.cache_dir={tiny_world_dir.parent}"])  # fmt: skip
-    client = TestClient(serve.build_app(serve_cfg))
+    app = serve.build_app(serve_cfg)
+    client = TestClient(app)
     assert client.get("/coupon", params={"user": 1}).json()["grant"] is False
+    assert app.state.live_rooms.offer == app.state.coupons.room_offer  # spikes ask the model
     bad = compose_bad_tier(cfg)
     with pytest.raises(
         ValueError, match=r"coupons.yaml tiers\[0\] \(member_5\): field 'threshold'"
