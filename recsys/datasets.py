@@ -234,10 +234,14 @@ def check_counts(loaded: LoadedDataset) -> None:
         raise ValueError(f"dataset {spec.name!r} at {loaded.path}: {detail}")
 
 
-def world_cache_dir(preset: str, seed: int, cache_dir: str | Path | None = None) -> Path:
-    """``<cache>/<preset>-<seed>``; cache: argument, $RECSYS_CACHE_DIR, ~/.cache/recsys/worlds."""
+def world_cache_dir(
+    preset: str, seed: int, cache_dir: str | Path | None = None, overrides: Mapping | None = None
+) -> Path:
+    """``<cache>/<preset>-<seed>`` (``_<field><value>`` per override, sorted: a name Hydra
+    overrides can carry); cache: argument, $RECSYS_CACHE_DIR, ~/.cache/recsys/worlds."""
     root = cache_dir or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "recsys" / "worlds"
-    return Path(root) / f"{preset}-{seed}"
+    suffix = "".join(f"_{k}{v}" for k, v in sorted((overrides or {}).items()))
+    return Path(root) / f"{preset}-{seed}{suffix}"
 
 
 def world_folder(name: str, seed: int = 0, cache_dir: str | Path | None = None) -> Path | None:
@@ -247,15 +251,19 @@ def world_folder(name: str, seed: int = 0, cache_dir: str | Path | None = None) 
     return ensure_world(spec.preset, seed, cache_dir) if spec.format == "synthetic" else None
 
 
-def ensure_world(preset: str, seed: int, cache_dir: str | Path | None = None) -> Path:
-    """The folder of a simulated world, generating it first when no manifest is there."""
-    folder = world_cache_dir(preset, seed, cache_dir)
+def ensure_world(
+    preset: str, seed: int, cache_dir: str | Path | None = None, overrides: Mapping | None = None
+) -> Path:
+    """The folder of a simulated world (the preset with ``overrides`` of its ``SimConfig``
+    fields), generating it first when no manifest is there."""
+    overrides = dict(overrides or {})
+    folder = world_cache_dir(preset, seed, cache_dir, overrides)
     if (folder / "manifest.json").is_file():
         return folder
     # Simulate beside the target and rename, so a half-written world is never picked up.
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    simulate(SimConfig.from_preset(preset, seed=seed), tmp, progress=False)
+    simulate(SimConfig.from_preset(preset, seed=seed, **overrides), tmp, progress=False)
     try:
         tmp.rename(folder)
     except OSError:

@@ -54,9 +54,22 @@ def _world_data(cfg: DictConfig) -> list[str]:
             f"data.cache_dir={w.cache_dir}" if w.cache_dir else "data.cache_dir=null"]  # fmt: skip
 
 
+def _own_world(cfg: DictConfig, world_dir: Path) -> list[str]:
+    """A world with newcomers is not the preset's: the first training reads its folder."""
+    return [f"data.path={world_dir}"] if _newcomers(cfg) else []
+
+
 def _first_split(cfg: DictConfig) -> list[str]:
     s = cfg.first_split
     return [f"data.valid_frac={s.valid_frac}", f"data.test_frac={s.test_frac}"]
+
+
+def _newcomers(cfg: DictConfig) -> dict:
+    """``SimConfig`` overrides of the world's newcomers (none when both shares are 0)."""
+    n = cfg.get("newcomers") or {}
+    shares = {"new_user_share": float(n.get("users", 0.0)),
+              "new_streamer_share": float(n.get("streamers", 0.0))}  # fmt: skip
+    return {k: v for k, v in shares.items() if v}
 
 
 def _markets(cfg: DictConfig, out: Path, start_day: int) -> dict:
@@ -64,7 +77,7 @@ def _markets(cfg: DictConfig, out: Path, start_day: int) -> dict:
 
     config = MarketConfig(preset=cfg.world.preset, seed=int(cfg.world.seed), drift=cfg.drift,
                           open_rate=cfg.open_rate, slate_size=cfg.slate_size,
-                          start_day=start_day)  # fmt: skip
+                          start_day=start_day, **_newcomers(cfg))  # fmt: skip
     return {arm: Market(config, out / "markets" / arm) for arm in ARMS}
 
 
@@ -77,9 +90,12 @@ def run(cfg: DictConfig) -> dict:
     from recsys.training.logger import RunLogger
 
     out = Path(cfg.out_dir)
-    world_dir = ensure_world(cfg.world.preset, int(cfg.world.seed), cfg.world.cache_dir)
+    world_dir = ensure_world(cfg.world.preset, int(cfg.world.seed), cfg.world.cache_dir,
+                             _newcomers(cfg))  # fmt: skip
     ckpt0 = train_two_tower(
-        cfg, out / "round_0" / "two_tower", _world_data(cfg) + _first_split(cfg)
+        cfg,
+        out / "round_0" / "two_tower",
+        _world_data(cfg) + _own_world(cfg, world_dir) + _first_split(cfg),
     )
     cut = restore(ckpt0, cache_dir=cfg.world.cache_dir).data.train_split.meta["valid_ts"]
     probe = _markets(cfg, out, 0)["random"].world.config
@@ -106,8 +122,10 @@ def run(cfg: DictConfig) -> dict:
         _report(rows, r, logger)
         if r + 1 < int(cfg.rounds) and days[-1] + 1 < probe.n_days:
             next_ts, here = probe.chunk_window(days[-1] + 1)[0], out / f"round_{r + 1}"
-            logged = {arm: training_folder(world_dir, markets[arm].out, start_day,
-                                           here / f"{arm}_data") for arm in ("learning", "frozen")}
+            logged = {
+                arm: training_folder(world_dir, markets[arm].out, start_day, here / f"{arm}_data")
+                for arm in ("learning", "frozen")
+            }
             ckpt = retrain(cfg, out, r + 1, logged["learning"])
             policies["learning"] = deploy(cfg, ckpt, next_ts, logged["learning"])
             # The frozen copy keeps its weights but its features read its own logs up to now,

@@ -3,7 +3,8 @@
 Each viewer opens the app ``Poisson(open_rate * activity * weekend)`` times a day, at an hour
 drawn from their own hour profile and a uniform second within it (the same activity and hour
 profile that drive their room visits). An opening while no room is on air is no request: there
-is nothing live to recommend. Arrivals depend only on the day's seed, never on the policy.
+is nothing live to recommend, and a viewer who has not signed up yet opens nothing. Arrivals
+depend only on the day's seed, never on the policy.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def arrivals(
     """(user index, ts) of the day's requests, in time order (ties by user)."""
     config = world.config
     boost = config.weekend_boost if config.weekday(day) >= 5 else 1.0
-    n = rng.poisson(open_rate * world.users.activity * boost)
+    n = rng.poisson(open_rate * world.on_day(day).users.activity * boost)
     user = np.repeat(np.arange(len(n), dtype=np.int64), n)
     # Day chunks start at CHUNK_START_HOUR local time: slot j is local hour (start + j) % 24.
     hours = world.users.hours[user][:, (CHUNK_START_HOUR + np.arange(24)) % 24]

@@ -93,9 +93,21 @@ class MarketConfig:
     # drawn apart from every other stream, so 0 leaves a market's draws as they were.
     opt_out_share: float = 0.0
 
-    def sim_config(self) -> SimConfig:
+    # Newcomers of the world (``SimConfig``): shares of users and streamers who arrive during
+    # the run; a policy trained before they came knows nothing of them.
+    new_user_share: float = 0.0
+    new_streamer_share: float = 0.0
+
+    def world_overrides(self) -> dict:
+        """The ``SimConfig`` fields this market's world differs from its preset in."""
         extra = {"n_days": self.n_days} if self.n_days else {}
-        return SimConfig.from_preset(self.preset, seed=self.seed, **extra)
+        for name in ("new_user_share", "new_streamer_share"):
+            if getattr(self, name):
+                extra[name] = getattr(self, name)
+        return extra
+
+    def sim_config(self) -> SimConfig:
+        return SimConfig.from_preset(self.preset, seed=self.seed, **self.world_overrides())
 
 
 @dataclass

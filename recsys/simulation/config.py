@@ -44,6 +44,11 @@ class SimConfig:
     coupon_rate: float = 0.35  # share of showcase segments with a coupon drop
     coupon_values: tuple[float, ...] = (5.0, 10.0, 20.0, 50.0)
     pseudonym_key: str = "recsys-synthetic-world"
+    # Newcomers: this share of users signs up during the run, on a day drawn uniformly from
+    # 1 .. n_days - 1, and does nothing before it; this share of streamers goes live for the
+    # first time on such a day, bringing their catalogue with them. 0: everyone from day 0.
+    new_user_share: float = 0.0
+    new_streamer_share: float = 0.0
 
     def __post_init__(self) -> None:
         # Lists from YAML or JSON become tuples, so configs compare and hash like presets.
@@ -71,6 +76,11 @@ class SimConfig:
         for name in ("explore", "return_rate", "extra_session_rate", "coupon_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"SimConfig.{name} must lie in [0, 1], got {getattr(self, name)}")
+        for name in ("new_user_share", "new_streamer_share"):
+            share = getattr(self, name)
+            if not 0.0 <= share < 1.0 or (share > 0 and self.n_days < 2):
+                raise ValueError(f"SimConfig.{name} must lie in [0, 1), with n_days >= 2 when "
+                                 f"above 0; got {share} over {self.n_days} days")  # fmt: skip
         for name in ("browse_rate", "loyalty_rate"):
             if getattr(self, name) < 0:
                 raise ValueError(f"SimConfig.{name} must be >= 0, got {getattr(self, name)}")

@@ -28,7 +28,8 @@ from recsys.simulation.truth import truth_tables, write_truth
 from recsys.simulation.visits import VisitModel, sample_visits
 from recsys.simulation.world import World, build_world
 
-# Independent seed streams: spawn_key (WORLD,), (SCHEDULE,), (CHUNK, day).
+# Independent seed streams: spawn_key (WORLD,), (SCHEDULE,), (CHUNK, day); newcomers'
+# first days come from world.ARRIVALS, the market's draws from market.env.MARKET.
 WORLD, SCHEDULE, CHUNK = 0, 1, 2
 GENERATOR = "recsys.simulation"
 
@@ -167,7 +168,7 @@ class OrganicDays:
         """One day's event blocks (``behaviour.block``) without refunds; the refunds of its
         purchases wait in ``pending`` until they fall due (``due``)."""
         rng = _rng(self.world.config, CHUNK, day)
-        visits = sample_visits(self.world, self.schedule, self.model, day, rng)
+        visits = sample_visits(self.world.on_day(day), self.schedule, self.model, day, rng)
         blocks = room_events(self.world, self.schedule, self.book, visits, self.follows, rng)
         shopping, refunds = shopping_events(self.world, self.schedule, visits, rng)
         self.defer(refunds)

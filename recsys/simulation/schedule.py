@@ -52,7 +52,23 @@ def build_schedule(config: SimConfig, world: World, rng: np.random.Generator) ->
     noise = np.exp(POPULARITY_NOISE * rng.standard_normal(len(start)))
     popularity = world.streamers.kol[streamer] * noise
     segments = _segments(config, world, streamer, start, end, rng)
-    return Schedule(streamer, start, end, popularity, day_offset, *segments)
+    schedule = Schedule(streamer, start, end, popularity, day_offset, *segments)
+    debut = world.arrivals.streamer_day[streamer]
+    return _only(schedule, days >= debut) if (debut > 0).any() else schedule
+
+
+def _only(schedule: Schedule, keep: np.ndarray) -> Schedule:
+    """The sessions where ``keep`` holds (newcomers' sessions before their first day go),
+    renumbered in order, with their segments."""
+    new_id = np.cumsum(keep) - 1
+    seg = keep[schedule.seg_session]
+    kept_before = np.r_[0, np.cumsum(keep)]
+    s = schedule
+    return Schedule(
+        s.streamer[keep], s.start[keep], s.end[keep], s.popularity[keep],
+        kept_before[s.day_offset], new_id[s.seg_session[seg]], s.seg_product[seg],
+        s.seg_start[seg], s.seg_end[seg], s.seg_coupon[seg],
+    )  # fmt: skip
 
 
 def _slot_matrix(n: int, lo: int, hi: int, rng: np.random.Generator):

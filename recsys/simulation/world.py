@@ -6,7 +6,7 @@ Everything here is drawn once per world from the ``world`` seed stream; the live
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -19,6 +19,7 @@ POWER_SIGMA = 0.7
 ACTIVITY_SIGMA = 0.7
 TRUST_FROM_INTEREST = 0.85  # the rest of trusted streamers come from any category
 FOLLOWERS_BASE = 50_000  # platform-wide followers of a KOL-strength-1 streamer
+ARRIVALS = 4  # seed stream (ARRIVALS,) of newcomers' first days: apart from the runner's streams
 
 
 @dataclass(frozen=True)
@@ -82,12 +83,33 @@ class Trust:
 
 
 @dataclass(frozen=True)
+class Arrivals:
+    """The first day of each user and streamer on the platform (0: there from the start)."""
+
+    user_day: np.ndarray  # (U,) int64
+    streamer_day: np.ndarray  # (S,) int64
+
+    @classmethod
+    def none(cls, n_users: int, n_streamers: int) -> Arrivals:
+        return cls(np.zeros(n_users, dtype=np.int64), np.zeros(n_streamers, dtype=np.int64))
+
+
+@dataclass(frozen=True)
 class World:
     config: SimConfig
     users: Users
     streamers: Streamers
     products: Products
     trust: Trust
+    arrivals: Arrivals
+
+    def on_day(self, day: int) -> World:
+        """The world as day ``day`` sees it: users who have not signed up yet do nothing."""
+        waiting = self.arrivals.user_day > day
+        if not waiting.any():
+            return self
+        users = replace(self.users, activity=np.where(waiting, 0.0, self.users.activity))
+        return replace(self, users=users)
 
     @property
     def attr_kind(self) -> np.ndarray:
@@ -109,7 +131,27 @@ def build_world(config: SimConfig, rng: np.random.Generator) -> World:
     products = _products(config, streamer_category, rng)
     streamers = _streamers(config, streamer_category, products, rng)
     trust = _trust(config, users.interest, streamers, rng)
-    return World(config, users, streamers, products, trust)
+    arrivals = _arrivals(config)
+    if arrivals.user_day.any():
+        signup = config.chunk_window(0)[0] + arrivals.user_day * SECONDS_PER_DAY
+        joined = np.where(arrivals.user_day > 0, signup, users.signup_ts)
+        users = replace(users, signup_ts=joined.astype(np.int64))
+    return World(config, users, streamers, products, trust, arrivals)
+
+
+def _arrivals(config: SimConfig) -> Arrivals:
+    """Newcomers' first days, from a seed stream of their own: a world without newcomers
+    draws nothing here, so its every other draw is what it always was."""
+    if config.new_user_share == 0 and config.new_streamer_share == 0:
+        return Arrivals.none(config.n_users, config.n_streamers)
+    rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(ARRIVALS,)))
+
+    def days(n: int, share: float) -> np.ndarray:
+        late = rng.random(n) < share
+        return np.where(late, rng.integers(1, config.n_days, n), 0).astype(np.int64)
+
+    return Arrivals(days(config.n_users, config.new_user_share),
+                    days(config.n_streamers, config.new_streamer_share))  # fmt: skip
 
 
 def _choice(rng: np.random.Generator, p: tuple[float, ...], n: int) -> np.ndarray:
