@@ -17,6 +17,7 @@ letters and digits; a detected span is right when it overlaps a planted one.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 
 CN = "零一二三四五六七八九"
@@ -325,29 +326,28 @@ def generate(n: int = 12000, seed: int = 0) -> list[Comment]:
 
 def score(comments: list[Comment], find) -> dict:
     """Entity-level recall and precision of ``find(text) -> spans`` (objects with start, end,
-    kind) against the planted spans, and how often the kind is right too."""
-    planted = found = covered = correct = typed = 0
+    kind) against the planted spans, how often the kind is right too, and recall per kind."""
+    planted, covered, typed = Counter(), Counter(), 0
+    found = correct = 0
     for c in comments:
         spans = find(c.text)
-        inside = set()
-        for s in spans:
-            inside.update(range(s.start, s.end))
+        inside = {i for s in spans for i in range(s.start, s.end)}
         for start, end, kind in c.spans:
-            planted += 1
-            must = [i for i in range(start, end) if c.text[i].isalnum()]
-            if all(i in inside for i in must):
-                covered += 1
+            planted[kind] += 1
+            if all(i in inside for i in range(start, end) if c.text[i].isalnum()):
+                covered[kind] += 1
                 typed += any(s.kind == kind and s.start < end and start < s.end for s in spans)
-        for s in spans:
-            found += 1
-            correct += any(s.start < e and b < s.end for b, e, _ in c.spans)
+        found += len(spans)
+        correct += sum(any(s.start < e and b < s.end for b, e, _ in c.spans) for s in spans)
+    n_planted, n_covered = sum(planted.values()), sum(covered.values())
     return {
         "comments": len(comments),
-        "planted": planted,
+        "planted": n_planted,
         "detected": found,
-        "recall": covered / max(planted, 1),
+        "recall": n_covered / max(n_planted, 1),
         "precision": correct / max(found, 1),
-        "kind_accuracy": typed / max(covered, 1),
+        "kind_accuracy": typed / max(n_covered, 1),
+        "recall_by_kind": {k: round(covered[k] / planted[k], 4) for k in sorted(planted)},
     }
 
 
