@@ -5,10 +5,16 @@
     python benchmarks/quality.py --dataset synthetic-small --target product --protocol live
     python benchmarks/quality.py --data-path my/ratings.csv --columns user=uid item=sku time=ts
     python benchmarks/quality.py --data-path worlds/shop --protocol live   (a recsys-ingest folder)
+    python benchmarks/quality.py --dataset ml-100k --models popularity item_knn ease als bpr \
+        sasrec two_tower --sequential-config configs/sasrec_public.yaml --seeds 0 1 2
 
 Writes ``benchmarks/results/quality_<dataset>_<protocol>.json`` (per model: test and validation
 metrics, chosen hyperparameters and the tuning grid, fit and recommend seconds, peak memory, a
-paired test against the best model) and the markdown table beside it, and prints the table.
+paired test against the best model; trained models: every seed's test metric, the mean and
+spread, and a paired test of the seeds' mean against the best baseline) and the markdown table
+beside it, and prints the table. ``--sequential-config`` reads the sequential model's declared
+default and validation grid (``configs/sasrec_public.yaml``), with the per-dataset overrides
+it names applied and recorded.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 from harness.references import references_for
 
 from recsys.data.splits import fold_unsampled_validation, new_item_targets
@@ -71,7 +78,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="MODEL=JSON",
         help="a model's grid as a JSON list, e.g. sasrec='[{\"dropout\": 0.3}]' (repeatable)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="split and validation sampling seed")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="training seeds of the trained models (tuned with the first)")  # fmt: skip
+    p.add_argument("--sequential-config", default=None,
+                   help="YAML with the sequential model's default, grid and overrides")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--data-dir", default=None, help="shared data folder ($RECSYS_DATA_DIR)")
     p.add_argument("--out-dir", default=str(RESULTS))
@@ -107,6 +118,18 @@ def parse_grids(items: list[str]) -> dict[str, list[dict]]:
     return grids
 
 
+def sequential_grid(path: str, dataset: str) -> tuple[str, list[dict], dict]:
+    """(model name, its grid with the default and the dataset's overrides merged in, the
+    overrides applied) from a ``--sequential-config`` file."""
+    config = yaml.safe_load(Path(path).read_text())
+    missing = {"model", "default", "grid"} - set(config)
+    if missing:
+        raise SystemExit(f"{path}: missing keys {sorted(missing)}")
+    overrides = (config.get("protocol_overrides") or {}).get(dataset, {})
+    grid = [{**config["default"], **point, **overrides} for point in config["grid"]]
+    return config["model"], grid, overrides
+
+
 def label(args: argparse.Namespace) -> str:
     if args.dataset.startswith("synthetic-") or args.data_format == "world":
         return f"{args.dataset}-{args.target}"
@@ -132,13 +155,17 @@ def load_split(args: argparse.Namespace):
 def candidates_for(args: argparse.Namespace, split, timestamps) -> list:
     """Every model asked for, with its grid; trainable models get the world they read."""
     grids = {**(quick_grids() if args.quick else {}), **parse_grids(args.grid)}
+    if args.sequential_config:
+        name, grid, _ = sequential_grid(args.sequential_config, args.dataset)
+        grids[name] = [{**g, "max_epochs": 2} for g in grid[:1]] if args.quick else grid
     context = None
     if any(m in MODELS for m in args.models) and args.data_format == "world":
         context = world_context(load_tables(args.data_path))
     elif any(m in MODELS for m in args.models) and args.dataset.startswith("synthetic-"):
         context = benchmark_context(args.dataset, seed=args.seed, data_dir=args.data_dir)
     return build_candidates(split, args.models, timestamps=timestamps, grids=grids or None,
-                            protocol=args.protocol, context=context)  # fmt: skip
+                            protocol=args.protocol, context=context,
+                            seeds=args.seeds)  # fmt: skip
 
 
 def result_table(args: argparse.Namespace, results, ks) -> tuple[str, dict | None]:
@@ -165,7 +192,7 @@ def write_report(args: argparse.Namespace, report: dict) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
     if args.threads:
         torch.set_num_threads(args.threads)
     started, load_before = time.time(), os.getloadavg()
@@ -180,10 +207,20 @@ def main(argv: list[str] | None = None) -> dict:
         "command": "python benchmarks/quality.py "
         + shlex.join(sys.argv[1:] if argv is None else argv),
         "split": split.meta,
-        "settings": {**settings.__dict__, "ks": list(settings.ks), "quick": args.quick},
-        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "platform": platform.platform(), "loadavg_before": load_before,
-                    "loadavg_after": os.getloadavg()},  # fmt: skip
+        "settings": {
+            **settings.__dict__,
+            "ks": list(settings.ks),
+            "quick": args.quick,
+            "seeds": args.seeds,
+        },
+        "sequential_config": sequential_config_record(args),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        },  # fmt: skip
         "seconds": round(time.time() - started, 1),
         "models": {r.name: r.to_json() for r in results},
         "references": refs,
@@ -192,6 +229,18 @@ def main(argv: list[str] | None = None) -> dict:
     write_report(args, report)
     print(table)
     return report
+
+
+def sequential_config_record(args: argparse.Namespace) -> dict | None:
+    """The sequential config's path, its file contents and the overrides this dataset got."""
+    if not args.sequential_config:
+        return None
+    _, _, overrides = sequential_grid(args.sequential_config, args.dataset)
+    return {
+        "path": args.sequential_config,
+        "config": yaml.safe_load(Path(args.sequential_config).read_text()),
+        "overrides_applied": overrides,
+    }
 
 
 def references_table(refs: dict) -> str:

@@ -38,6 +38,10 @@ class Candidate:
     # Refit the chosen setting on train + validation (``split.test_history``) before the test
     # stage, as a deployed model would be; the validation events are then training data too.
     refit: bool = False
+    # A trained model: after tuning (on the first seed), the chosen setting is trained again
+    # with each further seed; the test metrics are the seeds' mean (spread reported), and every
+    # model is also compared with the best untrained baseline.
+    seeds: tuple[int, ...] = ()
 
 
 @dataclass
@@ -53,6 +57,9 @@ class ModelResult:
     neighbourhood: list[dict] = field(default_factory=list)
     refit: dict = field(default_factory=dict)
     grid_edges: list[str] = field(default_factory=list)
+    seeds: dict = field(default_factory=dict)
+    trained: bool = False
+    vs_best_baseline: dict = field(default_factory=dict)
     per_user: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     significance: dict = field(default_factory=dict)
 
@@ -68,6 +75,8 @@ class ModelResult:
             "neighbourhood": self.neighbourhood,
             "refit": self.refit,
             "grid_edges": self.grid_edges,
+            "seeds": self.seeds,
+            "vs_best_baseline": self.vs_best_baseline,
             "vs_best": self.significance,
         }
 
@@ -243,8 +252,11 @@ def run_candidate(candidate: Candidate, split: Split, s: QualitySettings) -> Mod
         grid=search.rows if len(search.rows) > 1 else [],
         refit=refit,
         grid_edges=grid_edges(search.rows, best.hparams),
+        trained=bool(candidate.seeds),
         per_user=result.per_user,
     )
+    if len(candidate.seeds) > 1:
+        over_seeds(candidate, res, result, split, s)
     if candidate.neighbourhood:
         # Judged on the models fitted on train alone, so no neighbour needs a refit.
         chosen = trained_only if candidate.refit else result
@@ -252,6 +264,36 @@ def run_candidate(candidate: Candidate, split: Split, s: QualitySettings) -> Mod
     for edge in res.grid_edges:
         log.warning("%s: %s", candidate.name, edge)
     return res
+
+
+def over_seeds(
+    candidate: Candidate, res: ModelResult, first: EvalResult, split: Split, s: QualitySettings
+) -> None:
+    """Train the chosen setting with every further seed and put the seeds' mean test metrics
+    and per-target values (for the paired tests) in ``res``; the spread goes to ``res.seeds``."""
+    runs = [first]
+    for seed in candidate.seeds[1:]:
+        with measure() as m:
+            model = _fit(candidate, {**res.hparams, "seed": seed}, split)
+            runs.append(_eval(model, split, "test", s))
+        res.fit_s += m.seconds
+        res.peak_rss_mb = max(res.peak_rss_mb, m.peak_rss_mb)
+        log.info("%s seed %d test %s=%.5f", candidate.name, seed, s.metric,
+                 runs[-1].metrics[metric_key(runs[-1].metrics, s.metric)])  # fmt: skip
+    floats = [k for k, v in first.metrics.items() if isinstance(v, float | np.floating)]
+    res.test = _rounded(
+        {**first.metrics, **{k: np.mean([r.metrics[k] for r in runs]) for k in floats}}
+    )
+    res.per_user = {k: np.mean([r.per_user[k] for r in runs], axis=0) for k in first.per_user}
+    key = metric_key(first.metrics, s.metric)
+    values = [float(r.metrics[key]) for r in runs]
+    res.seeds = {
+        "seeds": list(candidate.seeds),
+        f"test_{key}": [round(v, 6) for v in values],
+        "mean": round(float(np.mean(values)), 6),
+        "std": round(float(np.std(values, ddof=1)), 6),
+        "fit_seconds_all_seeds": round(res.fit_s, 1),
+    }
 
 
 def refit_summary(trained_only: EvalResult, refitted: EvalResult, s: QualitySettings) -> dict:
@@ -310,18 +352,28 @@ def run_quality(
     key = metric_key(results[0].test, s.metric)
     best = max(results, key=lambda r: r.test[key])
     for res in results:
-        if res is best:
-            continue
-        t = paired_test(res.per_user[key], best.per_user[key], method=s.significance)
-        res.significance = {
-            "best": best.name,
-            "metric": key,
-            "diff": round(float(t.diff), 6),
-            "ci95": [round(float(t.ci_low), 6), round(float(t.ci_high), 6)],
-            "p_value": float(t.p_value),
-            "method": t.method,
-        }
+        if res is not best:
+            res.significance = compare(res, best, key, s)
+    baselines = [r for r in results if not r.trained]
+    if baselines and len(baselines) < len(results):
+        best_baseline = max(baselines, key=lambda r: r.test[key])
+        for res in results:
+            if res.trained:
+                res.vs_best_baseline = compare(res, best_baseline, key, s)
     return results
+
+
+def compare(res: ModelResult, other: ModelResult, key: str, s: QualitySettings) -> dict:
+    """Paired test of ``res`` against ``other`` on the same test targets."""
+    t = paired_test(res.per_user[key], other.per_user[key], method=s.significance)
+    return {
+        "best": other.name,
+        "metric": key,
+        "diff": round(float(t.diff), 6),
+        "ci95": [round(float(t.ci_low), 6), round(float(t.ci_high), 6)],
+        "p_value": float(t.p_value),
+        "method": t.method,
+    }
 
 
 def _rounded(metrics: dict) -> dict:
@@ -332,7 +384,8 @@ def _rounded(metrics: dict) -> dict:
 
 
 def markdown_table(results: Sequence[ModelResult], columns: Sequence[str]) -> str:
-    head = ["model", *columns, "vs best (p)", "fit s", "rec s", "peak MiB", "hparams"]
+    head = ["model", *columns, "seeds: sd", "vs best (p)", "vs best baseline (p)", "fit s",
+            "rec s", "peak MiB", "hparams"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         cells = [r.name]
@@ -340,8 +393,10 @@ def markdown_table(results: Sequence[ModelResult], columns: Sequence[str]) -> st
             f"{r.test[c]:.4f}" if isinstance(r.test.get(c), float) else str(r.test.get(c, "-"))
             for c in columns
         ]
-        sig = r.significance
+        cells.append(f"{len(r.seeds['seeds'])}: {r.seeds['std']:.4f}" if r.seeds else "-")
+        sig, base = r.significance, r.vs_best_baseline
         cells.append("best" if not sig else f"{sig['diff']:+.4f} ({sig['p_value']:.2g})")
+        cells.append(f"{base['diff']:+.4f} ({base['p_value']:.2g})" if base else "-")
         cells += [f"{r.fit_s:.1f}", f"{r.recommend_s:.1f}", f"{r.peak_rss_mb:.0f}", _fmt(r.hparams)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -45,19 +45,23 @@ def build_candidates(
     protocol: str = "full",
     context: TokenContext | None = None,
     tables: LiveCommerceTables | None = None,
+    seeds: Sequence[int] = (0,),
 ) -> list[Candidate]:
     """Candidates for ``names``, skipping those the data cannot support.
 
     ``popularity_recent`` needs real timestamps (file order is not time across users);
     ``content_based`` needs item features. Registered trained models (``recsys.recommenders.
     registry``) early-stop on the split's validation targets under ``protocol``, read a world's
-    token ``context`` when given, and its ``tables`` too when they use world features.
+    token ``context`` when given, and its ``tables`` too when they use world features; they are
+    tuned with the first of ``seeds`` and the chosen setting trained with each of them.
     """
     grids = {**DEFAULT_GRIDS, **(grids or {})}
     out = []
     for name in names:
         if name in MODELS:
-            out.append(trained_candidate(name, split, protocol, context, tables, grids.get(name)))
+            out.append(
+                trained_candidate(name, split, protocol, context, tables, grids.get(name), seeds)
+            )
             continue
         if name == "popularity_recent":
             if not timestamps:
@@ -91,11 +95,14 @@ def trained_candidate(
     context: TokenContext | None,
     tables: LiveCommerceTables | None,
     grid: Sequence[dict] | None,
+    seeds: Sequence[int] = (0,),
 ) -> Candidate:
-    """A registered model tuned over ``grid`` (default: its defaults alone)."""
+    """A registered model tuned over ``grid`` (default: its defaults alone) with the first seed,
+    then trained with every seed."""
     world = world_features(model_spec(name), context, tables)
     build = partial(make_trained, name, split, protocol=protocol, context=context, world=world)
-    return Candidate(name, build, tuple(grid or ({},)))
+    grid = [{**point, "seed": seeds[0]} for point in (grid or ({},))]
+    return Candidate(name, build, tuple(grid), seeds=tuple(seeds))
 
 
 def benchmark_context(dataset: str, *, seed: int = 0, data_dir=None) -> TokenContext | None:
