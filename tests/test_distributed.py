@@ -1,0 +1,168 @@
+"""Sharded training: 2 gloo ranks on CPU (torchrun) against one process, DCP resharding, plans.
+
+A 2-rank run splits every global batch row by row over the ranks and averages their losses; one
+process with ``distributed.micro_batches=2`` computes the same objective, so validation metrics
+agree to float rounding. Dropout is off: each rank draws its own masks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from recsys.models.embeddings import EntityBags
+from recsys.training.distributed import DistributedConfig, plan_tables
+from recsys.training.distributed_trainer import RankPart
+
+TIMEOUT_S = 300
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_train(run_dir: Path, overrides: list[str], *, nproc: int = 1) -> dict:
+    """``recsys-train`` in fresh processes (``torchrun`` when ``nproc`` > 1); its metrics."""
+    train = ["-m", "recsys.cli.train", *overrides, f"hydra.run.dir={run_dir}"]
+    launcher = [] if nproc == 1 else [
+        "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+        "--master_addr=127.0.0.1", f"--master_port={_port()}",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, *launcher, *train], capture_output=True, text=True,
+                          timeout=TIMEOUT_S, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def tiny_overrides(cache: Path, model: str, *extra: str) -> list[str]:
+    return [
+        "trainer=distributed", f"model={model}", "model.dropout=0", "model.dim=16",
+        "data=synthetic-tiny", f"data.cache_dir={cache}", "trainer.max_epochs=1",
+        "trainer.batch_size=64", "trainer.progress=false", "eval_stages=[valid]", *extra,
+    ]  # fmt: skip
+
+
+def assert_same_validation(a: dict, b: dict, tol: float = 1e-3) -> None:
+    keys = [k for k in a if k.startswith("valid/")]
+    assert keys, a
+    worst = max(abs(a[k] - b[k]) for k in keys)
+    assert worst <= tol, {k: (a[k], b[k]) for k in keys}
+
+
+@pytest.fixture(scope="module")
+def world_cache(tiny_world_dir):
+    return tiny_world_dir.parent
+
+
+# Every CPU sharding type in one sequential model: the side tables column-wise by default.
+SASREC_PLAN = (
+    "trainer.distributed.sharding=column_wise",
+    "trainer.distributed.tables={product:row_wise,streamer:table_wise,"
+    "product_price_band:data_parallel}",
+)
+
+
+def train_here(run_dir: Path, overrides: list[str]) -> dict:
+    """``recsys-train`` in this process (a one-process group, closed afterwards)."""
+    from recsys.recommenders.experiment import train
+    from recsys.training.distributed import stop
+    from tests.conftest import compose_config
+
+    try:
+        return train(compose_config("train", [*overrides, f"run_dir={run_dir}"]))
+    finally:
+        stop()
+
+
+def test_two_ranks_train_the_sequential_model_as_one_process_and_reshard(
+    world_cache, tmp_path, one_thread
+):
+    two = run_train(tmp_path / "two", tiny_overrides(world_cache, "sasrec", *SASREC_PLAN), nproc=2)
+    one = train_here(
+        tmp_path / "one",
+        tiny_overrides(world_cache, "sasrec", *SASREC_PLAN, "trainer.distributed.micro_batches=2"),
+    )
+    assert_same_validation(two, one)
+    # Saved by 2 ranks, read whole in one process: the weights best.pt holds, the same scores.
+    from recsys.recommenders.restore import restore
+    from recsys.training.distributed import load_full_checkpoint
+
+    restored = restore(tmp_path / "two" / "best.pt")
+    model = restored.recommender.model
+    saved = load_full_checkpoint(tmp_path / "two" / "checkpoint_dcp", model)
+    best = model.state_dict()
+    assert set(saved) == set(best)
+    for key, value in best.items():
+        assert torch.equal(saved[key], value), key
+    split = restored.data.train_split
+    users = split.valid.user[:20]
+    before = restored.recommender.score(users, split.train)
+    model.load_state_dict(saved)
+    assert (restored.recommender.score(users, split.train) == before).all()
+
+
+@pytest.mark.slow
+def test_two_ranks_train_the_two_tower_as_one_process(world_cache, tmp_path):
+    plan = ("trainer.distributed.tables={user:table_wise,product:column_wise,streamer:data_parallel}",)
+    two = run_train(tmp_path / "two", tiny_overrides(world_cache, "two_tower", *plan), nproc=2)
+    one = run_train(
+        tmp_path / "one",
+        tiny_overrides(world_cache, "two_tower", *plan, "trainer.distributed.micro_batches=2"),
+    )
+    assert_same_validation(two, one)
+
+
+# -- plans that cannot run fail before training --------------------------------------------------
+
+
+def _bags(rows: int, dim: int = 16) -> torch.nn.Module:
+    module = torch.nn.Module()
+    module.tables = EntityBags(sizes={"product": rows, "user": 10}, dim=dim, device="meta")
+    return module
+
+
+def test_a_table_over_the_memory_budget_is_refused():
+    config = DistributedConfig(enabled=True, sharding="table_wise", memory_budget_mb=10)
+    with pytest.raises(ValueError, match="183.1 MiB .* on rank 0, over distributed.memory_budget_mb=10"):
+        plan_tables(_bags(1_000_000), config, world=2)  # 1M x 16 floats x 3 (Adam) = 183 MiB
+    row_wise = DistributedConfig(enabled=True, sharding="row_wise", memory_budget_mb=100)
+    assert plan_tables(_bags(1_000_000), row_wise, world=2).plan  # 92 MiB per rank fits
+
+
+def test_impossible_shardings_are_named():
+    with pytest.raises(ValueError, match="width 15 cannot be split column-wise over 2 ranks"):
+        plan_tables(_bags(100, dim=15), DistributedConfig(sharding="column_wise"), world=2)
+    with pytest.raises(ValueError, match="'grid_shard' is not one of"):
+        DistributedConfig(sharding="grid_shard")
+    with pytest.raises(ValueError, match="fused_optimizer must be none or one of"):
+        DistributedConfig(fused_optimizer="adam")
+    with pytest.raises(ValueError, match=r"distributed.tables names \['item'\]"):
+        plan_tables(_bags(100), DistributedConfig(tables={"item": "row_wise"}), world=2)
+
+
+class _Rows:
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def smallest_batch(self, batch_size: int) -> int:
+        return self.n - (-(-self.n // batch_size) - 1) * batch_size
+
+
+def test_a_world_size_the_data_cannot_split_is_refused():
+    with pytest.raises(ValueError, match="cannot be split over 4 ranks.*smallest batch holds 3"):
+        RankPart(_Rows(67), rank=0, world=4, micro=1, batch_size=64)
+    part = RankPart(_Rows(66), rank=1, world=2, micro=1, batch_size=64)
+    assert part.parts == [(1, 2)]
