@@ -147,13 +147,6 @@ def _live_rooms(cfg: DictConfig, app):
     live = cfg.get("live_rooms")
     if not live or not live.enabled:
         return app
-    if int(cfg.workers) > 1:
-        log.warning(
-            "serve: live rooms keep their state in one process: not served with "
-            "workers=%d (live_rooms.enabled=false silences this)",
-            int(cfg.workers),
-        )
-        return app
     from recsys.liveroom.aggregator import AggregatorConfig
     from recsys.liveroom.http import attach_live_rooms
     from recsys.liveroom.rooms import LiveRooms, LiveRoomsConfig
@@ -165,7 +158,21 @@ def _live_rooms(cfg: DictConfig, app):
     coupons = getattr(app.state, "coupons", None)
     if coupons is not None:
         store.offer = coupons.room_offer  # spikes get the coupon model's word on an offer
-    return attach_live_rooms(app, store)
+    return attach_live_rooms(app, _shared_rooms(cfg, store))
+
+
+def _shared_rooms(cfg: DictConfig, store):
+    """With state in Redis, every worker folds the same ordered batches of live events."""
+    if cfg.state.backend != "redis":
+        return store
+    # Only a Redis-backed service needs the client library.
+    from recsys.liveroom.shared import SharedLiveRooms
+    from recsys.serving.redis_log import RedisBatches
+
+    batches = RedisBatches(url=cfg.state.redis_url, key=str(cfg.live_rooms.key))
+    if cfg.state.fresh:
+        batches.reset()
+    return SharedLiveRooms(store, batches)
 
 
 def _coupons(cfg: DictConfig, app, book):

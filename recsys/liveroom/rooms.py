@@ -26,21 +26,12 @@ SLACK_S = 3600  # how far out of time order a room's questions may arrive and st
 
 
 class RoomStore(Protocol):
+    """What the live-room routes ask of a store: ``LiveRooms``, or several workers'
+    ``recsys.liveroom.shared.SharedLiveRooms``."""
+
     version: int
 
-    def ingest(self, events: Columns) -> IngestReport: ...
-
     def ingest_records(self, records: list[dict]) -> dict: ...
-
-    def _asked(self, asked: RoomQuestions | None, end: int) -> dict[int, tuple[int, float]]:
-        """cluster -> (askers in the burst window ending at ``end``, askers expected in it)."""
-        if asked is None:
-            return {}
-        config = self.config.triggers
-        span, base = 60 * config.burst_minutes, 60 * config.base_minutes
-        now = asked.window(self.clusterer, end - span, end)
-        before = asked.window(self.clusterer, end - span - base, end - span)
-        return {c: (n, before.get(c, 0) * span / base) for c, n in now.items()}
 
     def live(self) -> list[dict]: ...
 

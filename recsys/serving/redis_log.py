@@ -6,8 +6,10 @@ different workers get one total order), read from the reader's cursor with ``LRA
 round trip per request. An append returns once Redis holds the batch; how long Redis keeps
 it across its own restarts is Redis's persistence setting (``appendonly``).
 
-The list is never trimmed while the service runs: a worker started later must replay it from
-the start. It grows by ~60 bytes per event (about 100 MB per 1.7M events).
+``RedisBatches`` is the list itself (opaque batches), which the live rooms of several workers
+share too (``recsys.liveroom.shared``, under their own key). A list is never trimmed while
+the service runs: a worker started later must replay it from the start. The event log grows
+by ~60 bytes per event (about 100 MB per 1.7M events).
 """
 
 from __future__ import annotations
@@ -20,32 +22,57 @@ from recsys.ranking.events import SessionEvent
 from recsys.serving.state import EventLog, decode_batch, encode_batch
 
 
-class RedisEventLog(EventLog):
-    def __init__(self, *, url: str, key: str = "recsys:serve:events", timeout_s: float = 2.0):
+class RedisBatches:
+    """An append-only list of opaque batches under ``key``, read on from this reader's cursor:
+    the one total order that every process reading the key applies."""
+
+    def __init__(self, *, url: str, key: str, timeout_s: float = 2.0) -> None:
         self.url, self.key = url, key
         # Connections are made on first use and per process (redis-py resets its pool in a
         # forked child), so a service built before forking into workers is safe.
         self._client = redis.Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
         )
-        self._cursor = 0
+        self.cursor = 0  # batches of the list this reader has read
 
-    def append(self, events: Sequence[SessionEvent]) -> None:
-        if events:
-            self._client.rpush(self.key, encode_batch(events))
+    def append(self, data: bytes) -> int:
+        """Add a batch at the end; returns its position in the list."""
+        return int(self._client.rpush(self.key, data)) - 1
 
-    def read_new(self) -> list[SessionEvent]:
-        batches = self._client.lrange(self.key, self._cursor, -1)
-        self._cursor += len(batches)
-        return [e for data in batches for e in decode_batch(data)]
+    def read_new(self) -> tuple[int, list[bytes]]:
+        """(position of the first, the batches appended since the last read)."""
+        first = self.cursor
+        batches = self._client.lrange(self.key, first, -1)
+        self.cursor += len(batches)
+        return first, batches
 
     def reset(self) -> None:
         self._client.delete(self.key)
-        self._cursor = 0
+        self.cursor = 0
+
+    def length(self) -> int:
+        return int(self._client.llen(self.key))
+
+
+class RedisEventLog(EventLog):
+    def __init__(self, *, url: str, key: str = "recsys:serve:events", timeout_s: float = 2.0):
+        self._batches = RedisBatches(url=url, key=key, timeout_s=timeout_s)
+        self.url, self.key = url, key
+
+    def append(self, events: Sequence[SessionEvent]) -> None:
+        if events:
+            self._batches.append(encode_batch(events))
+
+    def read_new(self) -> list[SessionEvent]:
+        _, batches = self._batches.read_new()
+        return [e for data in batches for e in decode_batch(data)]
+
+    def reset(self) -> None:
+        self._batches.reset()
 
     def length(self) -> int:
         """Batches in the log."""
-        return int(self._client.llen(self.key))
+        return self._batches.length()
 
     def describe(self) -> dict:
-        return {"state": "redis", "state_key": self.key, "log_batches_read": self._cursor}
+        return {"state": "redis", "state_key": self.key, "log_batches_read": self._batches.cursor}

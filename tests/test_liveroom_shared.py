@@ -1,0 +1,70 @@
+"""Live rooms shared by workers: two stores folding one ordered list of posted batches show
+exactly what one store fed the same batches shows, in process and over Redis."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+
+from recsys.liveroom.replay import replay_frame, to_records
+from recsys.liveroom.rooms import LiveRooms
+from recsys.liveroom.shared import LocalBatches, SharedLiveRooms
+from recsys.simulation.live_room import live_room_day
+from tests.test_serving_workers import _get, needs_redis, redis_url, two_workers  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def batches_of_a_day(tiny_world_dir):
+    records = to_records(replay_frame(live_room_day(tiny_world_dir, 0)).head(6_000))
+    return [records[i : i + 250] for i in range(0, len(records), 250)]
+
+
+def _check_workers_equal_one_store(a, b, batches) -> None:
+    alone = LiveRooms()
+    for i, batch in enumerate(batches):
+        worker = (a, b)[i % 2]  # the load balancer sends posts to either worker
+        assert worker.ingest_records(batch) == alone.ingest_records(batch)
+    rooms = alone.live()
+    assert rooms and a.live() == rooms and b.live() == rooms
+    for room in (r["room"] for r in rooms):
+        assert a.snapshot(room) == alone.snapshot(room) == b.snapshot(room)
+    assert a.version == b.version == alone.version
+
+
+def test_two_workers_in_process_show_what_one_store_shows(batches_of_a_day):
+    first = LocalBatches()
+    a = SharedLiveRooms(LiveRooms(), first)
+    b = SharedLiveRooms(LiveRooms(), LocalBatches(first.items))
+    _check_workers_equal_one_store(a, b, batches_of_a_day)
+
+
+@needs_redis
+def test_two_workers_over_redis_show_what_one_store_shows(batches_of_a_day, redis_url):  # noqa: F811
+    from recsys.serving.redis_log import RedisBatches  # only with a Redis server
+
+    lists = [RedisBatches(url=redis_url, key="test:live") for _ in range(2)]
+    lists[0].reset()
+    a, b = (SharedLiveRooms(LiveRooms(), batches) for batches in lists)
+    _check_workers_equal_one_store(a, b, batches_of_a_day)
+
+
+@needs_redis
+def test_recsys_serve_with_two_workers_serves_one_dashboard(batches_of_a_day, two_workers):  # noqa: F811
+    port, _ = two_workers
+    reports = [_post_live(port, batch) for batch in batches_of_a_day[:12]]
+    assert sum(r["accepted"] for r in reports) > 0
+    # Requests land on either worker: every answer is the same.
+    answers = {json.dumps(_get(port, "/live/rooms"), sort_keys=True) for _ in range(12)}
+    assert len(answers) == 1 and json.loads(answers.pop())["rooms"]
+
+
+def _post_live(port: int, records: list[dict]) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/live/events",
+        data=json.dumps({"events": records}).encode(),
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as r:
+        return json.loads(r.read())
