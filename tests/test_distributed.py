@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,64 @@ def test_a_world_size_the_data_cannot_split_is_refused():
         RankPart(_Rows(67), rank=0, world=4, micro=1, batch_size=64)
     part = RankPart(_Rows(66), rank=1, world=2, micro=1, batch_size=64)
     assert part.parts == [(1, 2)]
+
+
+# -- slow: every sharding type, resuming at another world size, a killed rank --------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["sasrec", "two_tower"])
+@pytest.mark.parametrize("kind", ["table_wise", "row_wise", "column_wise", "data_parallel"])
+def test_each_sharding_type_trains_as_one_process(world_cache, tmp_path, family, kind):
+    sharded = f"trainer.distributed.sharding={kind}"
+    two = run_train(tmp_path / "two", tiny_overrides(world_cache, family, sharded), nproc=2)
+    one = run_train(
+        tmp_path / "one",
+        tiny_overrides(world_cache, family, sharded, "trainer.distributed.micro_batches=2"),
+    )
+    assert_same_validation(two, one)
+
+
+@pytest.mark.slow
+def test_saved_by_one_process_resumed_by_two_ranks(world_cache, tmp_path):
+    epochs = "trainer.max_epochs=2"
+    full = run_train(tmp_path / "full", tiny_overrides(world_cache, "sasrec", epochs), nproc=2)
+    micro = "trainer.distributed.micro_batches=2"
+    run_train(tmp_path / "run", tiny_overrides(world_cache, "sasrec", micro))
+    resumed = run_train(
+        tmp_path / "run", tiny_overrides(world_cache, "sasrec", epochs, "resume=true"), nproc=2
+    )
+    assert_same_validation(resumed, full)
+
+
+def _rank_pid(root: int, rank: int) -> int:
+    for child in Path(f"/proc/{root}/task/{root}/children").read_text().split():
+        if f"RANK={rank}".encode() in Path(f"/proc/{child}/environ").read_bytes().split(b"\0"):
+            return int(child)
+    raise AssertionError(f"no rank {rank} under pid {root}")
+
+
+@pytest.mark.slow
+def test_a_rank_killed_mid_epoch_resumes_to_the_same_metrics(world_cache, tmp_path):
+    overrides = tiny_overrides(world_cache, "sasrec", "trainer.max_epochs=3",
+                               "trainer.batch_size=16", "trainer.checkpoint_every_steps=4")  # fmt: skip
+    full = run_train(tmp_path / "full", overrides, nproc=2)
+    run = tmp_path / "killed"
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+              f"--master_port={_port()}", "-m", "recsys.cli.train", *overrides,
+              f"hydra.run.dir={run}"]  # fmt: skip
+    proc = subprocess.Popen(launch, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    meta = run / "checkpoint_dcp" / "meta.pt"
+    while True:
+        assert proc.poll() is None, "the run ended before a mid-epoch checkpoint"
+        try:  # the folder is swapped whole after each save: read between swaps
+            state = torch.load(meta, weights_only=False)["train_state"]
+        except (OSError, EOFError, RuntimeError):
+            state = None
+        if state and state["epoch"] >= 1 and state["step"] > 0:
+            break
+        time.sleep(0.1)
+    os.kill(_rank_pid(proc.pid, 1), 9)
+    assert proc.wait(timeout=120) != 0
+    resumed = run_train(run, [*overrides, "resume=true"], nproc=2)
+    assert_same_validation(resumed, full, tol=0.0)

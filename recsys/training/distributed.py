@@ -250,7 +250,9 @@ class ShardedModel:
 
     def __init__(self, model: nn.Module, config: DistributedConfig, *, lr: float) -> None:
         world = world_size()
-        full = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        # A model built on the meta device has no values: DMP initialises its shards instead.
+        on_meta = any(p.is_meta for p in model.parameters())
+        full = None if on_meta else {k: v.detach().clone() for k, v in model.state_dict().items()}
         plan = plan_tables(model, config, world)
         device = torch.device("cuda", torch.cuda.current_device()) if config.backend == "nccl" \
             else torch.device("cpu")  # fmt: skip
@@ -264,7 +266,8 @@ class ShardedModel:
         for module in self.module.modules():
             if isinstance(module, EntityTables | EntityBags):
                 module.common_stride = largest_over_ranks
-        self.load_full(_bag_keys(full, self.module))
+        if full is not None:
+            self.load_full(_bag_keys(full, self.module))
 
     def fetch_whole(self) -> list[torch.Tensor]:
         """The tables the model reads whole (``whole_tables``: tied output layers), fetched

@@ -15,8 +15,10 @@ resumes from. Only rank 0 logs, shows progress and writes files other than DCP s
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
+import resource
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, replace
@@ -107,6 +109,17 @@ class DistributedTrainer(Trainer):
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
         )
+
+    def fit(self, *, resume: bool = False):
+        """``Trainer.fit``; rank 0 also writes ``ranks.json`` (per rank: peak memory, steps)."""
+        result = super().fit(resume=resume)
+        mine = {"rank": self.rank, "peak_rss_mib": peak_rss_mib(), "steps": self.state.global_step,
+                "train_seconds": result.train_seconds}  # fmt: skip
+        rows = [None] * self.world
+        dist.all_gather_object(rows, mine)
+        if self.rank == 0 and self.shared_dir is not None:
+            (self.shared_dir / "ranks.json").write_text(json.dumps(rows, indent=2) + "\n")
+        return result
 
     def _on_main(self, validate: Callable[[], Mapping[str, float]]):
         """Validation on rank 0 (which holds the gathered model), its metrics on every rank."""
@@ -217,6 +230,11 @@ class DistributedTrainer(Trainer):
         log.info("resumed from %s (saved by %d ranks, now %d) at epoch %d step %d", path,
                  meta["world_size"], self.world, self.state.epoch, self.state.step)  # fmt: skip
         return True
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _swap(new: Path, final: Path) -> None:

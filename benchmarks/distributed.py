@@ -1,0 +1,347 @@
+"""Sharded training on CPU: equivalence, resharding, kill/resume and scale on 2 gloo ranks.
+
+    python benchmarks/distributed.py                       # every section
+    python benchmarks/distributed.py --sections scale --scale-preset large --scale-seconds 180
+
+Sections (each ``recsys-train`` run is a fresh ``torchrun`` or ``python -m`` process):
+
+- ``equivalence``: per family (``sasrec``, ``two_tower``) and sharding type (every table the
+  same type), one epoch on the tiny world with dropout off at 2 ranks, against one process
+  with ``trainer.distributed.micro_batches=2`` (the same objective: the mean of two half-batch
+  losses) and against the plain single-process trainer (the whole batch's loss); the largest
+  absolute difference over the validation metrics.
+- ``reshard``: 2 ranks -> 1 process and 1 -> 2 (one epoch, then resumed for a second) against
+  an uninterrupted 2-rank run; the 2-rank DCP checkpoint read whole in one process against the
+  ``best.pt`` the single-process tools read; ``recsys-index`` on that ``best.pt``.
+- ``kill``: SIGKILL of rank 1 mid-epoch (after a mid-epoch checkpoint), then ``resume=true``,
+  against an uninterrupted run.
+- ``scale``: the sequential model on a preset for a fixed training time, 1 process (plain
+  trainer, 1 and 2 threads) and 2 ranks (1 thread each): sequences/s, per rank, peak memory per
+  rank, scaling efficiency; load average recorded.
+- ``table``: one row-wise table of ``--table-rows`` x 32 trained on random ids through the
+  sharding wrapper alone, at 1 and 2 ranks: peak memory per rank and lookups/s.
+
+Writes ``benchmarks/results/distributed.json`` (merged section by section) and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+PY = sys.executable
+SHARDINGS = ("table_wise", "row_wise", "column_wise", "data_parallel")
+FAMILIES = ("sasrec", "two_tower")
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def command(overrides: list[str], run_dir: Path, nproc: int) -> list[str]:
+    launch = [PY, "-m", "recsys.cli.train"] if nproc == 0 else [
+        PY, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+        "--master_addr=127.0.0.1", f"--master_port={_port()}", "-m", "recsys.cli.train",
+    ]  # fmt: skip
+    return [*launch, *overrides, f"hydra.run.dir={run_dir}"]
+
+
+def train(overrides: list[str], run_dir: Path, nproc: int = 0) -> dict:
+    """One run (nproc 0: plain ``python -m``); its metrics.json plus wall seconds."""
+    t0 = time.perf_counter()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = command(overrides, run_dir, nproc)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+    out = json.loads((run_dir / "metrics.json").read_text())
+    out["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    ranks = run_dir / "ranks.json"
+    out["ranks"] = json.loads(ranks.read_text()) if ranks.exists() else None
+    return out
+
+
+def tiny(family: str, *extra: str, distributed: bool = True) -> list[str]:
+    base = [f"model={family}", "model.dropout=0", "data=synthetic-tiny", "trainer.max_epochs=1",
+            "trainer.progress=false", "eval_stages=[valid]", *extra]  # fmt: skip
+    return ["trainer=distributed", *base] if distributed else ["trainer.num_threads=1", *base]
+
+
+def valid_diff(a: dict, b: dict) -> float:
+    return max(abs(a[k] - b[k]) for k in a if k.startswith("valid/"))
+
+
+def headline(m: dict) -> dict:
+    return {k: round(v, 5) for k, v in m.items() if k.startswith("valid/") and "ndcg@10" in k}
+
+
+# -- sections ------------------------------------------------------------------------------------
+
+
+def equivalence(work: Path) -> dict:
+    rows = []
+    for family in FAMILIES:
+        micro = train(tiny(family, "trainer.distributed.micro_batches=2"), work / f"{family}-micro")
+        plain = train(tiny(family, distributed=False), work / f"{family}-plain")
+        for kind in SHARDINGS:
+            two = train(tiny(family, f"trainer.distributed.sharding={kind}"),
+                        work / f"{family}-{kind}", nproc=2)  # fmt: skip
+            rows.append({
+                "family": family, "sharding": kind, "two_ranks": headline(two),
+                "diff_vs_one_process_2_micro": valid_diff(two, micro),
+                "diff_vs_plain_one_process": valid_diff(two, plain),
+                "wall_seconds_2_ranks": two["wall_seconds"],
+            })  # fmt: skip
+            print(rows[-1], flush=True)
+    cmd = "torchrun --nproc_per_node=2 -m recsys.cli.train " + " ".join(tiny("sasrec"))
+    return {"rows": rows, "command": cmd + " trainer.distributed.sharding=<type>"}
+
+
+def reshard(work: Path) -> dict:
+    two = tiny("sasrec", "trainer.max_epochs=2")
+    full = train(two, work / "uninterrupted", nproc=2)
+    out = {"uninterrupted": headline(full)}
+    train(tiny("sasrec"), work / "two-one", nproc=2)
+    resumed = train([*two, "trainer.distributed.micro_batches=2", "resume=true"], work / "two-one")
+    out["2_to_1"] = {"diff": valid_diff(resumed, full), "metrics": headline(resumed)}
+    train(tiny("sasrec", "trainer.distributed.micro_batches=2"), work / "one-two")
+    resumed = train([*two, "resume=true"], work / "one-two", nproc=2)
+    out["1_to_2"] = {"diff": valid_diff(resumed, full), "metrics": headline(resumed)}
+    out["dcp_whole_vs_best"] = _dcp_whole(work / "uninterrupted")
+    index = subprocess.run(
+        [PY, "-m", "recsys.cli.index", f"checkpoint={work / 'uninterrupted' / 'best.pt'}",
+         f"hydra.run.dir={work / 'index'}"], capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    out["recsys_index_on_2_rank_best"] = {
+        "returncode": index.returncode,
+        "output": [ln for ln in index.stdout.splitlines() if "vectors" in ln or " x " in ln],
+    }
+    return out
+
+
+def _dcp_whole(run: Path) -> dict:
+    """The 2-rank DCP checkpoint read whole in this process against best.pt (both epoch 2)."""
+    import torch
+
+    from recsys.recommenders.restore import restore
+    from recsys.training.distributed import load_full_checkpoint
+
+    restored = restore(run / "best.pt")
+    model = restored.recommender.model
+    saved = load_full_checkpoint(run / "checkpoint_dcp", model)
+    best = {k: v.clone() for k, v in model.state_dict().items()}
+    equal = all(torch.equal(saved[k], v) for k, v in best.items())
+    split = restored.data.train_split
+    users = split.valid.user[:200]
+    before = restored.recommender.score(users, split.train)
+    model.load_state_dict(saved)
+    after = restored.recommender.score(users, split.train)
+    return {"tensors_equal": equal, "n_tensors": len(best), "users_scored": len(users),
+            "max_abs_score_diff": float(abs(after - before).max())}  # fmt: skip
+
+
+def kill(work: Path) -> dict:
+    args = tiny("sasrec", "trainer.max_epochs=3", "trainer.batch_size=16",
+                "trainer.checkpoint_every_steps=4")  # fmt: skip
+    full = train(args, work / "uninterrupted", nproc=2)
+    run = work / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(command(args, run, 2), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    at = _wait_mid_epoch(run / "checkpoint_dcp" / "meta.pt", proc)
+    victim = _rank_pid(proc.pid, 1)
+    os.kill(victim, signal.SIGKILL)
+    code = proc.wait(timeout=120)
+    resumed = train([*args, "resume=true"], run, nproc=2)
+    return {"killed_at": at, "torchrun_exit": code, "diff": valid_diff(resumed, full),
+            "uninterrupted": headline(full), "resumed": headline(resumed),
+            "command": "torchrun --nproc_per_node=2 -m recsys.cli.train " + " ".join(args)}  # fmt: skip
+
+
+def _wait_mid_epoch(meta: Path, proc: subprocess.Popen) -> dict:
+    import torch
+
+    while proc.poll() is None:
+        if meta.exists():
+            try:
+                state = torch.load(meta, weights_only=False)["train_state"]
+            except (OSError, EOFError, RuntimeError):
+                state = None
+            if state and state["epoch"] >= 1 and state["step"] > 0:
+                return {"epoch": state["epoch"], "step": state["step"]}
+        time.sleep(0.2)
+    raise RuntimeError("the run ended before a mid-epoch checkpoint")
+
+
+def _rank_pid(root: int, rank: int) -> int:
+    """The pid of ``rank`` among torchrun's children (read from their environment)."""
+    for child in Path(f"/proc/{root}/task/{root}/children").read_text().split():
+        environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+        if f"RANK={rank}".encode() in environ:
+            return int(child)
+    raise RuntimeError(f"no rank {rank} under pid {root}")
+
+
+def scale(work: Path, preset: str, seconds: float) -> dict:
+    base = ["model=sasrec", f"data=synthetic-{preset}", "trainer.max_epochs=1", "eval_stages=[]",
+            f"trainer.max_seconds={seconds}", "trainer.progress=false"]  # fmt: skip
+    rows = {}
+    for name, extra, nproc in (
+        ("1 process, 1 thread", ["trainer.num_threads=1"], 0),
+        ("1 process, 2 threads", ["trainer.num_threads=2"], 0),
+        ("2 ranks x 1 thread", ["trainer=distributed"], 2),
+    ):
+        load_before = os.getloadavg()
+        m = train([*base, *extra], work / name.replace(" ", "_").replace(",", ""), nproc)
+        rows[name] = {
+            "sequences_per_second": m["train/sequences_per_second"],
+            "per_rank": m["train/sequences_per_second"] / max(nproc, 1),
+            "train_seconds": m["train/train_seconds"], "wall_seconds": m["wall_seconds"],
+            "ranks": m["ranks"], "load_before": load_before, "load_after": os.getloadavg(),
+        }  # fmt: skip
+        print(name, rows[name], flush=True)
+    one = rows["1 process, 1 thread"]["sequences_per_second"]
+    two = rows["2 ranks x 1 thread"]["sequences_per_second"]
+    return {"preset": preset, "seconds": seconds, "rows": rows,
+            "scaling_efficiency_1_to_2": two / (2 * one),
+            "command": "torchrun --nproc_per_node=2 -m recsys.cli.train trainer=distributed "
+                       + " ".join(base)}  # fmt: skip
+
+
+def table(work: Path, rows: int, steps: int) -> dict:
+    out = {"rows": rows, "dim": 32, "steps": steps}
+    for nproc in (1, 2):
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        cmd = [PY, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+               f"--master_port={_port()}", str(ROOT / "benchmarks" / "distributed_table.py"),
+               f"--rows={rows}", f"--steps={steps}", f"--out={work / f'table-{nproc}.json'}"]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr[-3000:])
+        out[f"{nproc}_ranks"] = json.loads((work / f"table-{nproc}.json").read_text())
+        print(nproc, out[f"{nproc}_ranks"], flush=True)
+    return out
+
+
+# -- report --------------------------------------------------------------------------------------
+
+
+def markdown(r: dict) -> str:
+    lines = ["# Sharded training on CPU (torchrec DMP, gloo, 2 ranks)", "",
+             "`python benchmarks/distributed.py` (sections: " + ", ".join(
+                 k for k in ("equivalence", "reshard", "kill", "scale", "table") if k in r) + ")",
+             "", f"Machine: {r['machine']}. GPU/NCCL: not run here (no GPU); unverified.", ""]  # fmt: skip
+    if "equivalence" in r:
+        lines += ["## Equivalence (tiny world, one epoch, dropout off)", "",
+                  f"`{r['equivalence']['command']}`", "",
+                  "| family | sharding (every table) | 2-rank valid NDCG@10 (product / room) "
+                  "| max abs diff vs 1 process, 2 micro-batches | max abs diff vs plain 1 process |",
+                  "|---|---|---|---:|---:|"]  # fmt: skip
+        for row in r["equivalence"]["rows"]:
+            nd = " / ".join(f"{v:.4f}" for v in row["two_ranks"].values())
+            lines.append(f"| {row['family']} | {row['sharding']} | {nd} | "
+                         f"{row['diff_vs_one_process_2_micro']:.2g} | "
+                         f"{row['diff_vs_plain_one_process']:.2g} |")  # fmt: skip
+        lines += ["", "The 2-rank run averages the two ranks' half-batch losses; one process with "
+                  "`trainer.distributed.micro_batches=2` computes that objective, the plain "
+                  "trainer the whole batch's loss (per-head means over a different count of "
+                  "targets; for the two-tower, in-batch negatives from the whole batch).", ""]  # fmt: skip
+    if "reshard" in r:
+        s = r["reshard"]
+        lines += ["## Resharding (sequential model, tiny, epoch 1 saved, resumed for epoch 2)", "",
+                  "| path | max abs diff of valid metrics vs uninterrupted 2 ranks |", "|---|---:|",
+                  f"| 2 ranks -> 1 process | {s['2_to_1']['diff']:.2g} |",
+                  f"| 1 process -> 2 ranks | {s['1_to_2']['diff']:.2g} |", "",
+                  f"2-rank DCP checkpoint read whole in one process vs `best.pt`: "
+                  f"{s['dcp_whole_vs_best']}.", "",
+                  f"`recsys-index` on the 2-rank `best.pt`: exit "
+                  f"{s['recsys_index_on_2_rank_best']['returncode']}, "
+                  f"{'; '.join(s['recsys_index_on_2_rank_best']['output'])}.", ""]  # fmt: skip
+    if "kill" in r:
+        k = r["kill"]
+        lines += ["## SIGKILL of rank 1 mid-epoch, then resume=true", "", f"`{k['command']}`", "",
+                  f"Killed after the checkpoint at epoch {k['killed_at']['epoch']} step "
+                  f"{k['killed_at']['step']} (torchrun exit {k['torchrun_exit']}); resumed "
+                  f"final valid metrics vs uninterrupted: max abs diff {k['diff']:.2g} "
+                  f"({k['resumed']} vs {k['uninterrupted']}).", ""]  # fmt: skip
+    if "scale" in r:
+        lines += _scale_md(r["scale"])
+    if "table" in r:
+        t = r["table"]
+        lines += [f"## One row-wise table of {t['rows']:,} x {t['dim']} (float32, Adam)", "",
+                  "`python benchmarks/distributed.py --sections table`", "",
+                  "| ranks | peak RSS per rank (MiB) | lookups/s per rank | step ms |",
+                  "|---:|---|---:|---:|"]  # fmt: skip
+        for n in (1, 2):
+            row = t[f"{n}_ranks"]
+            lines.append(f"| {n} | {', '.join(f'{x:.0f}' for x in row['peak_rss_mib'])} | "
+                         f"{row['lookups_per_second_per_rank']:,.0f} | {row['step_ms']:.1f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _scale_md(s: dict) -> list[str]:
+    lines = [f"## Scale: sequential model on `{s['preset']}`, {s['seconds']:.0f} s of training",
+             "", f"`{s['command']}`", "",
+             "| setting | sequences/s | per rank | peak RSS per rank (MiB) | load avg before -> after |",
+             "|---|---:|---:|---|---|"]  # fmt: skip
+    for name, row in s["rows"].items():
+        rss = ", ".join(f"{x['peak_rss_mib']:.0f}" for x in row["ranks"]) if row["ranks"] else "-"
+        load = f"{row['load_before'][0]:.1f} -> {row['load_after'][0]:.1f}"
+        lines.append(f"| {name} | {row['sequences_per_second']:.0f} | {row['per_rank']:.0f} | "
+                     f"{rss} | {load} |")  # fmt: skip
+    lines += ["", f"Scaling efficiency 1 -> 2 processes (2-rank sequences/s over twice one "
+              f"1-thread process's): {s['scaling_efficiency_1_to_2']:.2f}, on 2 cores shared "
+              "with other jobs (load averages above).", ""]  # fmt: skip
+    return lines
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sections", default="equivalence,reshard,kill,scale,table")
+    p.add_argument("--work", type=Path, default=Path("/tmp/recsys-distributed-bench"))
+    p.add_argument("--scale-preset", default="large")
+    p.add_argument("--scale-seconds", type=float, default=120.0)
+    p.add_argument("--table-rows", type=int, default=10_000_000)
+    p.add_argument("--table-steps", type=int, default=30)
+    a = p.parse_args()
+    path = RESULTS / "distributed.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    for section in a.sections.split(","):
+        work = a.work / section
+        work.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        if section == "equivalence":
+            results[section] = equivalence(work)
+        elif section == "reshard":
+            results[section] = reshard(work)
+        elif section == "kill":
+            results[section] = kill(work)
+        elif section == "scale":
+            results[section] = scale(work, a.scale_preset, a.scale_seconds)
+        elif section == "table":
+            results[section] = table(work, a.table_rows, a.table_steps)
+        else:
+            raise SystemExit(f"unknown section {section!r}")
+        results[section]["section_seconds"] = round(time.perf_counter() - t0, 1)
+        results[section]["load_average_after"] = os.getloadavg()
+        path.write_text(json.dumps(results, indent=2) + "\n")
+        (RESULTS / "distributed.md").write_text(markdown(results) + "\n")
+        print(f"{section}: done in {results[section]['section_seconds']} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
