@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 import yaml
 from harness.references import references_for
+from harness.split_notes import check_stages, split_notes
 
 from recsys.data.splits import fold_unsampled_validation, new_item_targets
 from recsys.data.tables import load_tables
@@ -149,7 +150,11 @@ def load_split(args: argparse.Namespace):
         split = new_item_targets(split)
     if args.fold_valid:
         split = fold_unsampled_validation(split, args.max_valid_users, args.seed)
-    return split, timestamps
+    notes = split_notes(split)
+    for note in notes:
+        logging.getLogger("quality").warning("%s: %s", split.name, note)
+    check_stages(split, notes)
+    return split, timestamps, notes
 
 
 def candidates_for(args: argparse.Namespace, split, timestamps) -> list:
@@ -187,6 +192,8 @@ def write_report(args: argparse.Namespace, report: dict) -> None:
     stem = f"quality_{label(args)}_{args.protocol}"
     (out / f"{stem}.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     header = f"# {stem}\n\n`{report['command']}` ({report['seconds']} s)\n\n"
+    header += "".join(f"- {note}\n" for note in report["split_notes"])
+    header += "\n" if report["split_notes"] else ""
     (out / f"{stem}.md").write_text(header + report["table"] + "\n")
 
 
@@ -196,7 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     started, load_before = time.time(), os.getloadavg()
-    split, timestamps = load_split(args)
+    split, timestamps, notes = load_split(args)
     settings = QualitySettings(protocol=args.protocol, metric=args.metric, seed=args.seed,
                                max_valid_users=args.max_valid_users)  # fmt: skip
     results = run_quality(split, candidates_for(args, split, timestamps), settings)
@@ -207,6 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
         "command": "python benchmarks/quality.py "
         + shlex.join(sys.argv[1:] if argv is None else argv),
         "split": split.meta,
+        "split_notes": notes,
         "settings": {
             **settings.__dict__,
             "ks": list(settings.ks),
