@@ -36,11 +36,11 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-KINDS = ("ID_CARD", "EMAIL", "WECHAT", "QQ", "PHONE", "ADDRESS")  # priority on overlaps
+KINDS = ("ID_CARD", "EMAIL", "WECHAT", "QQ", "PHONE", "ADDRESS")  # on equal overlaps, first wins
 
 _CN_DIGITS = dict(zip("零〇一二三四五六七八九", "00123456789", strict=True))
 _CN_DIGITS.update(zip("壹贰叁肆伍陆柒捌玖幺两", "12345678912", strict=True))
-_FOLD_CACHE: dict[str, str] = {}
+_FOLD_CACHE: dict[str, str] = {}  # one entry per character ever seen: bounded by Unicode
 
 _SEP = r"[\W_]{0,3}"  # between two digits of one number: punctuation, spaces, emoji
 _NO_DIGIT_BEFORE = r"(?<![0-9])(?<![0-9][\s\-.])"  # other marks end a number
