@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 def settings_from(cfg: Mapping):
     from recsys.data.ingest import IngestSettings, source_from_dict
+    from recsys.privacy.tombstones import Tombstones
 
     tables = OmegaConf.to_container(cfg["tables"], resolve=True) if isinstance(
         cfg["tables"], DictConfig) else dict(cfg["tables"])  # fmt: skip
@@ -32,6 +33,7 @@ def settings_from(cfg: Mapping):
         key=cfg["key"],
         delimiter=str(cfg["delimiter"]),
         progress=bool(cfg["progress"]),
+        forgotten=tuple(Tombstones.read(cfg["out_dir"]).ids.tolist()),
     )
 
 

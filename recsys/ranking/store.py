@@ -49,6 +49,12 @@ class SessionStore:
     def __contains__(self, user: int) -> bool:
         return user in self._states
 
+    def forget(self, users: Iterable[int]) -> int:
+        """Drop the session states of ``users`` (erasure); returns how many there were."""
+        with self._lock:
+            gone = [self._states.pop(int(u), None) for u in users]
+        return sum(g is not None for g in gone)
+
     def update(self, event: SessionEvent) -> None:
         e = event
         self.apply(e.user, e.code, e.ts, e.session, e.streamer, e.product, e.value)

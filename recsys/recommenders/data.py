@@ -11,8 +11,9 @@ target is ranked among the products on the shelves (or the rooms) live at its ti
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,9 @@ from recsys.datasets import (
 )
 from recsys.evaluation.protocols import PROTOCOLS
 from recsys.inputs.tokens import TokenContext, world_context
+from recsys.privacy.tombstones import Tombstones
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,21 @@ def load_sequential_data(config: DataConfig) -> SequentialData:
     return _world_data(config, loaded.tables)
 
 
+def without_forgotten(tables: LiveCommerceTables, folder: Path | None) -> LiveCommerceTables:
+    """``tables`` without the rows of users ``folder``'s tombstones list (recsys-forget): what
+    a model trains and is evaluated on never holds a forgotten viewer."""
+    gone = Tombstones.read(folder) if folder is not None else Tombstones()
+    if not len(gone):
+        return tables
+    out = replace(tables, users=gone.keep(tables.users), events=gone.keep(tables.events))
+    n = len(tables.events) - len(out.events)
+    if n:
+        log.info("tombstones of %s: %d events of forgotten users left out", folder, n)
+    return out
+
+
 def _world_data(config: DataConfig, tables: LiveCommerceTables) -> SequentialData:
+    tables = without_forgotten(tables, world_folder_of(config))
     product = live_time_split(
         tables,
         target="product",

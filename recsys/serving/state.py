@@ -68,6 +68,10 @@ class EventLog(ABC):
     def describe(self) -> dict:
         return {}
 
+    def forget(self, users: Sequence[int]) -> int:
+        """Remove the events of ``users`` from the log (erasure); returns how many went."""
+        raise NotImplementedError(f"{type(self).__name__} cannot forget users yet")
+
 
 class LocalEventLog(EventLog):
     """The log of one process."""
@@ -90,6 +94,13 @@ class LocalEventLog(EventLog):
 
     def describe(self) -> dict:
         return {"state": "in-process"}
+
+    def forget(self, users: Sequence[int]) -> int:
+        gone = set(int(u) for u in users)
+        with self._lock:
+            kept = [e for e in self._pending if e.user not in gone]
+            removed, self._pending = len(self._pending) - len(kept), kept
+        return removed
 
 
 class SharedStateService(RecommenderService):

@@ -74,6 +74,10 @@ class IngestSettings:
     key: str | None = None  # pseudonymisation key; default $RECSYS_PSEUDONYM_KEY
     delimiter: str = ","
     progress: bool = True
+    # Forgotten users (pseudonyms: recsys.privacy.tombstones): their rows are dropped right
+    # after pseudonymisation, counted in ``IngestReport.tombstoned``, never validated, stored
+    # or quarantined, so raw files ingested again do not bring them back.
+    forgotten: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         missing = [t for t in TABLES if t not in self.tables]
@@ -98,6 +102,7 @@ class IngestReport:
     batch: int = 0
     # wall (and CPU: *_cpu) seconds of the entity tables, the events and the final writes
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    tombstoned: dict[str, int] = field(default_factory=dict)  # rows of forgotten users dropped
 
     @property
     def n_rejected(self) -> int:
@@ -113,6 +118,8 @@ class IngestReport:
             lines.append(f"  {name:<14}{c.input:>11}{c.accepted:>11}{c.rejected:>11}"
                          f"{self.already_present.get(name, 0):>11}")  # fmt: skip
             lines += [f"      {key}: {n}" for key, n in c.reasons.items()]
+        lines += [f"  {name}: {n} rows of forgotten users dropped (tombstones)"
+                  for name, n in self.tombstoned.items() if n]  # fmt: skip
         if self.n_rejected:
             lines.append(f"  rejected rows with their reasons: {self.quarantine}")
         return "\n".join(lines)
@@ -129,6 +136,8 @@ class _Run:
     counts: dict[str, TableCounts] = field(default_factory=dict)
     present: dict[str, int] = field(default_factory=dict)
     peak_rows: int = 0
+    tombstoned: dict[str, int] = field(default_factory=dict)
+    forgotten: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def quarantine(self) -> Path:
@@ -146,7 +155,8 @@ def ingest_files(settings: IngestSettings) -> IngestReport:
     previous, manifest = _previous_world(out)
     batch = len(manifest.get("batches", [])) if manifest else 0
     pseudonyms = Pseudonymiser(settings.key) if settings.pseudonymise else None
-    run = _Run(settings, out, batch, pseudonyms, previous)
+    run = _Run(settings, out, batch, pseudonyms, previous,
+               forgotten=np.unique(np.asarray(settings.forgotten, dtype=np.int64)))  # fmt: skip
     state = EventState.load(out) if previous is not None else EventState.empty()
     stages, cpu = {}, time.process_time()
     try:
@@ -168,7 +178,7 @@ def ingest_files(settings: IngestSettings) -> IngestReport:
     stages["commit"] = seconds - stages["entities"] - stages["events"]
     return IngestReport(out, run.counts, run.present, run.quarantine, previous is not None,
                         round(seconds, 3), run.peak_rows, batch,
-                        {k: round(v, 3) for k, v in stages.items()})  # fmt: skip
+                        {k: round(v, 3) for k, v in stages.items()}, run.tombstoned)  # fmt: skip
 
 
 def _log_table(run: _Run, name: str) -> None:
@@ -235,7 +245,12 @@ def _prepare(run: _Run, name: str, chunk: Chunk, first_id: int) -> _Rows:
     for row, why in chunk.unreadable.items():
         unreadable[row] = why
     rows = chunk.first_row + np.arange(len(frame), dtype=np.int64)
-    return _Rows(frame, chunk.file, rows, unreadable)
+    out = _Rows(frame, chunk.file, rows, unreadable)
+    if len(run.forgotten) and "user_id" in frame.columns:
+        gone = np.isin(pd.to_numeric(frame["user_id"], errors="coerce"), run.forgotten)
+        run.tombstoned[name] = run.tombstoned.get(name, 0) + int(gone.sum())
+        out = out.take(~gone) if gone.any() else out
+    return out
 
 
 def _check(run: _Run, name: str, rows: _Rows, known: Known, after) -> FrameResult:
