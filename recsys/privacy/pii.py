@@ -126,6 +126,9 @@ _PATTERNS = (
     ("ADDRESS", re.compile(_BUILDING)),
 )
 _IS_MOBILE = re.compile(_MOBILE)
+# Every pattern needs one of these in the folded text: a digit (Chinese numerals fold to
+# digits), 十 / 百 of a house number, an at sign or word, or a word naming WeChat or QQ.
+_MAYBE = re.compile(rf"[0-9@#十百]|at|dot|{_WECHAT_WORD}|{_QQ_WORD}")
 _LOOKALIKES = str.maketrans("oil", "011")
 _WORD = re.compile(r"[a-z0-9]*[oil][a-z0-9]*")
 _NEAR_DIGIT = re.compile(
@@ -184,6 +187,8 @@ def find_pii(text: str) -> list[Span]:
     earlier in ``KINDS``. Address parts
     found apart (road number, building, unit, room) are joined into one span."""
     folded = fold(text)
+    if not _MAYBE.search(folded):
+        return []  # most comments: no digit, at sign or contact word, nothing to look for
     found = _candidates(folded) + _lookalikes(folded)
     chosen: list[Span] = []
     for span in sorted(found, key=lambda s: (s.start - s.end, KINDS.index(s.kind), s.start)):
