@@ -99,7 +99,8 @@ def test_a_killed_run_finishes_with_the_uninterrupted_tree(tree, tmp_path):
     _copy(tree, work)
     code = ("import sys; from recsys.erasure.forget import ForgetRequest, forget; "
             f"forget(ForgetRequest(tuple(int(u) for u in sys.argv[1:]), "
-            f"({str(work / 'run')!r}, {str(work / 'cache')!r}), {TS}, progress=False))")  # fmt: skip
+            f"({str(work / 'run')!r}, {str(work / 'cache')!r}), {TS}, progress=False))"
+            )  # fmt: skip
     env = {**os.environ, KILL_AFTER: "40"}
     killed = subprocess.run([sys.executable, "-c", code, *map(str, gone)], env=env,
                             capture_output=True, timeout=300)  # fmt: skip

@@ -45,11 +45,16 @@ def _optimizer(ck: dict, shapes: set[tuple], n_tensors: int, rows: np.ndarray) -
     opt = ck.get("optimizer")
     if not isinstance(opt, dict) or "state" not in opt:
         return
-    matched = [st for st in opt["state"].values()
-               if any(torch.is_tensor(v) and tuple(v.shape) in shapes for v in st.values())]
+    matched = [
+        st
+        for st in opt["state"].values()
+        if any(torch.is_tensor(v) and tuple(v.shape) in shapes for v in st.values())
+    ]
     if len(matched) > n_tensors:
-        raise ValueError(f"checkpoint optimizer: {len(matched)} parameters have the user "
-                         f"table's shape {sorted(shapes)}; cannot tell its rows apart")
+        raise ValueError(
+            f"checkpoint optimizer: {len(matched)} parameters have the user "
+            f"table's shape {sorted(shapes)}; cannot tell its rows apart"
+        )
     for st in matched:
         for name, v in list(st.items()):
             if torch.is_tensor(v) and tuple(v.shape) in shapes:

@@ -4,7 +4,8 @@ The job is a journal of steps (``.forget-journal.json`` in the first folder), wr
 anything changes: first the keys of the users' rows are collected (request, message, grant and
 trigger ids, per world or market folder) into the journal, then one step per file (its kind from
 ``recsys.erasure.artifacts``), then the tombstones of each folder. Each step rewrites its file
-atomically and is marked done in the journal (itself replaced atomically). A run killed at any
+atomically and is marked done in the journal (itself replaced atomically) when it changed
+something; a step that found nothing may be redone after a crash at no harm. A run killed at any
 moment leaves every file old or new; running again with the same request reads the journal,
 removes half-written temporary files and goes on from the first step not done, so the tree it
 ends with is the one an uninterrupted run writes. The journal, which names the users, is
@@ -146,7 +147,8 @@ def forget(request: ForgetRequest) -> ForgetReport:
         report.removed[step["kind"]] = report.removed.get(step["kind"], 0) + removed
         report.files_changed += int(removed > 0)
         step["done"] = True
-        _save(journal, path)
+        if removed:  # a step that changed nothing is harmless to redo: no journal write
+            _save(journal, path)
         if kill_after and n >= kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
     for root in journal["roots"]:

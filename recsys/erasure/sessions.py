@@ -4,8 +4,9 @@ A service's live state about a viewer is their session (``recsys.ranking.store.S
 and, with shared state, the events of the ordered log it is folded from
 (``recsys.serving.state``). ``forget_in_service`` walks a service and its wrappers (consent,
 shared state, coupon tap, the trained pipeline's fallback) and removes the users from each
-store and log it finds, and from the viewers it knows (they are strangers from then on). A worker process holds its own folded copy: with several workers each
-must be told, or restarted once the log has been cleaned (it replays the log).
+store and log it finds, and from the viewers it knows (they are strangers from then on). A
+worker process holds its own folded copy: with several workers each must be told, or
+restarted once the log has been cleaned (it replays the log).
 """
 
 from __future__ import annotations
