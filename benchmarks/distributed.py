@@ -51,10 +51,20 @@ def _port() -> int:
 
 
 def command(overrides: list[str], run_dir: Path, nproc: int) -> list[str]:
-    launch = [PY, "-m", "recsys.cli.train"] if nproc == 0 else [
-        PY, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-        "--master_addr=127.0.0.1", f"--master_port={_port()}", "-m", "recsys.cli.train",
-    ]  # fmt: skip
+    launch = (
+        [PY, "-m", "recsys.cli.train"]
+        if nproc == 0
+        else [
+            PY,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={nproc}",
+            "--master_addr=127.0.0.1",
+            f"--master_port={_port()}",
+            "-m",
+            "recsys.cli.train",
+        ]
+    )
     return [*launch, *overrides, f"hydra.run.dir={run_dir}"]
 
 
@@ -74,8 +84,15 @@ def train(overrides: list[str], run_dir: Path, nproc: int = 0) -> dict:
 
 
 def tiny(family: str, *extra: str, distributed: bool = True) -> list[str]:
-    base = [f"model={family}", "model.dropout=0", "data=synthetic-tiny", "trainer.max_epochs=1",
-            "trainer.progress=false", "eval_stages=[valid]", *extra]  # fmt: skip
+    base = [
+        f"model={family}",
+        "model.dropout=0",
+        "data=synthetic-tiny",
+        "trainer.max_epochs=1",
+        "trainer.progress=false",
+        "eval_stages=[valid]",
+        *extra,
+    ]
     return ["trainer=distributed", *base] if distributed else ["trainer.num_threads=1", *base]
 
 
@@ -91,19 +108,28 @@ def headline(m: dict) -> dict:
 
 
 def equivalence(work: Path) -> dict:
+    """Per family and sharding type: 2 ranks against one process with 2 micro-batches and the
+    same sharding (the same embedding kernels, so the same order of gradient sums)."""
     rows = []
     for family in FAMILIES:
-        micro = train(tiny(family, "trainer.distributed.micro_batches=2"), work / f"{family}-micro")
         plain = train(tiny(family, distributed=False), work / f"{family}-plain")
         for kind in SHARDINGS:
-            two = train(tiny(family, f"trainer.distributed.sharding={kind}"),
-                        work / f"{family}-{kind}", nproc=2)  # fmt: skip
-            rows.append({
-                "family": family, "sharding": kind, "two_ranks": headline(two),
-                "diff_vs_one_process_2_micro": valid_diff(two, micro),
-                "diff_vs_plain_one_process": valid_diff(two, plain),
-                "wall_seconds_2_ranks": two["wall_seconds"],
-            })  # fmt: skip
+            sharded = f"trainer.distributed.sharding={kind}"
+            micro = train(
+                tiny(family, sharded, "trainer.distributed.micro_batches=2"),
+                work / f"{family}-{kind}-micro",
+            )
+            two = train(tiny(family, sharded), work / f"{family}-{kind}", nproc=2)
+            rows.append(
+                {
+                    "family": family,
+                    "sharding": kind,
+                    "two_ranks": headline(two),
+                    "diff_vs_one_process_2_micro": valid_diff(two, micro),
+                    "diff_vs_plain_one_process": valid_diff(two, plain),
+                    "wall_seconds_2_ranks": two["wall_seconds"],
+                }
+            )
             print(rows[-1], flush=True)
     cmd = "torchrun --nproc_per_node=2 -m recsys.cli.train " + " ".join(tiny("sasrec"))
     return {"rows": rows, "command": cmd + " trainer.distributed.sharding=<type>"}
@@ -121,12 +147,21 @@ def reshard(work: Path) -> dict:
     out["1_to_2"] = {"diff": valid_diff(resumed, full), "metrics": headline(resumed)}
     out["dcp_whole_vs_best"] = _dcp_whole(work / "uninterrupted")
     index = subprocess.run(
-        [PY, "-m", "recsys.cli.index", f"checkpoint={work / 'uninterrupted' / 'best.pt'}",
-         f"hydra.run.dir={work / 'index'}"], capture_output=True, text=True, cwd=ROOT,
-    )  # fmt: skip
+        [
+            PY,
+            "-m",
+            "recsys.cli.index",
+            f"checkpoint={work / 'uninterrupted' / 'best.pt'}",
+            f"hydra.run.dir={work / 'index'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     out["recsys_index_on_2_rank_best"] = {
         "returncode": index.returncode,
-        "output": [ln for ln in index.stdout.splitlines() if "vectors" in ln or " x " in ln],
+        # "<head>: <n> x <dim> <factory>", without the machine's folders
+        "output": [ln.split(" -> ")[0] for ln in index.stdout.splitlines() if " x " in ln],
     }
     return out
 
@@ -136,7 +171,7 @@ def _dcp_whole(run: Path) -> dict:
     import torch
 
     from recsys.recommenders.restore import restore
-    from recsys.training.distributed import load_full_checkpoint
+    from recsys.training.distributed_checkpoint import load_full_checkpoint
 
     restored = restore(run / "best.pt")
     model = restored.recommender.model
@@ -148,26 +183,44 @@ def _dcp_whole(run: Path) -> dict:
     before = restored.recommender.score(users, split.train)
     model.load_state_dict(saved)
     after = restored.recommender.score(users, split.train)
-    return {"tensors_equal": equal, "n_tensors": len(best), "users_scored": len(users),
-            "max_abs_score_diff": float(abs(after - before).max())}  # fmt: skip
+    return {
+        "tensors_equal": equal,
+        "n_tensors": len(best),
+        "users_scored": len(users),
+        "max_abs_score_diff": float(abs(after - before).max()),
+    }
 
 
 def kill(work: Path) -> dict:
-    args = tiny("sasrec", "trainer.max_epochs=3", "trainer.batch_size=16",
-                "trainer.checkpoint_every_steps=4")  # fmt: skip
+    args = tiny(
+        "sasrec",
+        "trainer.max_epochs=3",
+        "trainer.batch_size=16",
+        "trainer.checkpoint_every_steps=4",
+    )
     full = train(args, work / "uninterrupted", nproc=2)
     run = work / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(command(args, run, 2), cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        command(args, run, 2),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     at = _wait_mid_epoch(run / "checkpoint_dcp" / "meta.pt", proc)
     victim = _rank_pid(proc.pid, 1)
     os.kill(victim, signal.SIGKILL)
     code = proc.wait(timeout=120)
     resumed = train([*args, "resume=true"], run, nproc=2)
-    return {"killed_at": at, "torchrun_exit": code, "diff": valid_diff(resumed, full),
-            "uninterrupted": headline(full), "resumed": headline(resumed),
-            "command": "torchrun --nproc_per_node=2 -m recsys.cli.train " + " ".join(args)}  # fmt: skip
+    return {
+        "killed_at": at,
+        "torchrun_exit": code,
+        "diff": valid_diff(resumed, full),
+        "uninterrupted": headline(full),
+        "resumed": headline(resumed),
+        "command": "torchrun --nproc_per_node=2 -m recsys.cli.train " + " ".join(args),
+    }
 
 
 def _wait_mid_epoch(meta: Path, proc: subprocess.Popen) -> dict:
@@ -194,9 +247,24 @@ def _rank_pid(root: int, rank: int) -> int:
     raise RuntimeError(f"no rank {rank} under pid {root}")
 
 
+def world_path(preset: str) -> Path:
+    """The simulated world of ``preset`` (seed 0), generated into the cache when missing."""
+    from recsys.datasets import ensure_world
+
+    return Path(ensure_world(preset, 0, None))
+
+
 def scale(work: Path, preset: str, seconds: float) -> dict:
-    base = ["model=sasrec", f"data=synthetic-{preset}", "trainer.max_epochs=1", "eval_stages=[]",
-            f"trainer.max_seconds={seconds}", "trainer.progress=false"]  # fmt: skip
+    base = [
+        "model=sasrec",
+        "data=world",
+        f"data.path={world_path(preset)}",
+        f"data.name={preset}",
+        "trainer.max_epochs=1",
+        "eval_stages=[]",
+        f"+trainer.max_seconds={seconds}",
+        "trainer.progress=false",
+    ]
     rows = {}
     for name, extra, nproc in (
         ("1 process, 1 thread", ["trainer.num_threads=1"], 0),
@@ -208,25 +276,40 @@ def scale(work: Path, preset: str, seconds: float) -> dict:
         rows[name] = {
             "sequences_per_second": m["train/sequences_per_second"],
             "per_rank": m["train/sequences_per_second"] / max(nproc, 1),
-            "train_seconds": m["train/train_seconds"], "wall_seconds": m["wall_seconds"],
-            "ranks": m["ranks"], "load_before": load_before, "load_after": os.getloadavg(),
-        }  # fmt: skip
+            "train_seconds": m["train/train_seconds"],
+            "wall_seconds": m["wall_seconds"],
+            "ranks": m["ranks"],
+            "load_before": load_before,
+            "load_after": os.getloadavg(),
+        }
         print(name, rows[name], flush=True)
     one = rows["1 process, 1 thread"]["sequences_per_second"]
     two = rows["2 ranks x 1 thread"]["sequences_per_second"]
-    return {"preset": preset, "seconds": seconds, "rows": rows,
-            "scaling_efficiency_1_to_2": two / (2 * one),
-            "command": "torchrun --nproc_per_node=2 -m recsys.cli.train trainer=distributed "
-                       + " ".join(base)}  # fmt: skip
+    return {
+        "preset": preset,
+        "seconds": seconds,
+        "rows": rows,
+        "scaling_efficiency_1_to_2": two / (2 * one),
+        "command": "torchrun --nproc_per_node=2 -m recsys.cli.train trainer=distributed "
+        + " ".join(base),
+    }
 
 
 def table(work: Path, rows: int, steps: int) -> dict:
     out = {"rows": rows, "dim": 32, "steps": steps}
     for nproc in (1, 2):
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        cmd = [PY, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-               f"--master_port={_port()}", str(ROOT / "benchmarks" / "distributed_table.py"),
-               f"--rows={rows}", f"--steps={steps}", f"--out={work / f'table-{nproc}.json'}"]  # fmt: skip
+        cmd = [
+            PY,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={nproc}",
+            f"--master_port={_port()}",
+            str(ROOT / "benchmarks" / "distributed_table.py"),
+            f"--rows={rows}",
+            f"--steps={steps}",
+            f"--out={work / f'table-{nproc}.json'}",
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
         if done.returncode != 0:
             raise RuntimeError(done.stderr[-3000:])
@@ -239,72 +322,118 @@ def table(work: Path, rows: int, steps: int) -> dict:
 
 
 def markdown(r: dict) -> str:
-    lines = ["# Sharded training on CPU (torchrec DMP, gloo, 2 ranks)", "",
-             "`python benchmarks/distributed.py` (sections: " + ", ".join(
-                 k for k in ("equivalence", "reshard", "kill", "scale", "table") if k in r) + ")",
-             "", f"Machine: {r['machine']}. GPU/NCCL: not run here (no GPU); unverified.", ""]  # fmt: skip
+    lines = [
+        "# Sharded training on CPU (torchrec DMP, gloo, 2 ranks)",
+        "",
+        "`python benchmarks/distributed.py` (sections: "
+        + ", ".join(k for k in ("equivalence", "reshard", "kill", "scale", "table") if k in r)
+        + ")",
+        "",
+        f"Machine: {r['machine']}. GPU/NCCL: not run here (no GPU); unverified.",
+        "",
+    ]
     if "equivalence" in r:
-        lines += ["## Equivalence (tiny world, one epoch, dropout off)", "",
-                  f"`{r['equivalence']['command']}`", "",
-                  "| family | sharding (every table) | 2-rank valid NDCG@10 (product / room) "
-                  "| max abs diff vs 1 process, 2 micro-batches | max abs diff vs plain 1 process |",
-                  "|---|---|---|---:|---:|"]  # fmt: skip
+        lines += [
+            "## Equivalence (tiny world, one epoch, dropout off)",
+            "",
+            f"`{r['equivalence']['command']}`",
+            "",
+            "| family | sharding (every table) | 2-rank valid NDCG@10 (product / room) "
+            "| max abs diff vs 1 process, 2 micro-batches | max abs diff vs plain 1 process |",
+            "|---|---|---|---:|---:|",
+        ]
         for row in r["equivalence"]["rows"]:
-            nd = " / ".join(f"{v:.4f}" for v in row["two_ranks"].values())
-            lines.append(f"| {row['family']} | {row['sharding']} | {nd} | "
-                         f"{row['diff_vs_one_process_2_micro']:.2g} | "
-                         f"{row['diff_vs_plain_one_process']:.2g} |")  # fmt: skip
-        lines += ["", "The 2-rank run averages the two ranks' half-batch losses; one process with "
-                  "`trainer.distributed.micro_batches=2` computes that objective, the plain "
-                  "trainer the whole batch's loss (per-head means over a different count of "
-                  "targets; for the two-tower, in-batch negatives from the whole batch).", ""]  # fmt: skip
+            heads = ("valid/product/live/ndcg@10", "valid/streamer/live/ndcg@10")
+            nd = " / ".join(f"{row['two_ranks'][k]:.4f}" for k in heads if k in row["two_ranks"])
+            lines.append(
+                f"| {row['family']} | {row['sharding']} | {nd} | "
+                f"{row['diff_vs_one_process_2_micro']:.2g} | "
+                f"{row['diff_vs_plain_one_process']:.2g} |"
+            )
+        lines += [
+            "",
+            "The 2-rank run averages the two ranks' half-batch losses; one process with "
+            "`trainer.distributed.micro_batches=2` computes that objective, the plain "
+            "trainer the whole batch's loss (per-head means over a different count of "
+            "targets; for the two-tower, in-batch negatives from the whole batch).",
+            "",
+        ]
     if "reshard" in r:
         s = r["reshard"]
-        lines += ["## Resharding (sequential model, tiny, epoch 1 saved, resumed for epoch 2)", "",
-                  "| path | max abs diff of valid metrics vs uninterrupted 2 ranks |", "|---|---:|",
-                  f"| 2 ranks -> 1 process | {s['2_to_1']['diff']:.2g} |",
-                  f"| 1 process -> 2 ranks | {s['1_to_2']['diff']:.2g} |", "",
-                  f"2-rank DCP checkpoint read whole in one process vs `best.pt`: "
-                  f"{s['dcp_whole_vs_best']}.", "",
-                  f"`recsys-index` on the 2-rank `best.pt`: exit "
-                  f"{s['recsys_index_on_2_rank_best']['returncode']}, "
-                  f"{'; '.join(s['recsys_index_on_2_rank_best']['output'])}.", ""]  # fmt: skip
+        lines += [
+            "## Resharding (sequential model, tiny, epoch 1 saved, resumed for epoch 2)",
+            "",
+            "| path | max abs diff of valid metrics vs uninterrupted 2 ranks |",
+            "|---|---:|",
+            f"| 2 ranks -> 1 process | {s['2_to_1']['diff']:.2g} |",
+            f"| 1 process -> 2 ranks | {s['1_to_2']['diff']:.2g} |",
+            "",
+            f"2-rank DCP checkpoint read whole in one process vs `best.pt`: "
+            f"{s['dcp_whole_vs_best']}.",
+            "",
+            f"`recsys-index` on the 2-rank `best.pt`: exit "
+            f"{s['recsys_index_on_2_rank_best']['returncode']}, "
+            f"{'; '.join(s['recsys_index_on_2_rank_best']['output'])}.",
+            "",
+        ]
     if "kill" in r:
         k = r["kill"]
-        lines += ["## SIGKILL of rank 1 mid-epoch, then resume=true", "", f"`{k['command']}`", "",
-                  f"Killed after the checkpoint at epoch {k['killed_at']['epoch']} step "
-                  f"{k['killed_at']['step']} (torchrun exit {k['torchrun_exit']}); resumed "
-                  f"final valid metrics vs uninterrupted: max abs diff {k['diff']:.2g} "
-                  f"({k['resumed']} vs {k['uninterrupted']}).", ""]  # fmt: skip
+        lines += [
+            "## SIGKILL of rank 1 mid-epoch, then resume=true",
+            "",
+            f"`{k['command']}`",
+            "",
+            f"Killed after the checkpoint at epoch {k['killed_at']['epoch']} step "
+            f"{k['killed_at']['step']} (torchrun exit {k['torchrun_exit']}); resumed "
+            f"final valid metrics vs uninterrupted: max abs diff {k['diff']:.2g} "
+            f"({k['resumed']} vs {k['uninterrupted']}).",
+            "",
+        ]
     if "scale" in r:
         lines += _scale_md(r["scale"])
     if "table" in r:
         t = r["table"]
-        lines += [f"## One row-wise table of {t['rows']:,} x {t['dim']} (float32, Adam)", "",
-                  "`python benchmarks/distributed.py --sections table`", "",
-                  "| ranks | peak RSS per rank (MiB) | lookups/s per rank | step ms |",
-                  "|---:|---|---:|---:|"]  # fmt: skip
+        lines += [
+            f"## One row-wise table of {t['rows']:,} x {t['dim']} (float32, Adam)",
+            "",
+            "`python benchmarks/distributed.py --sections table`",
+            "",
+            "| ranks | peak RSS per rank (MiB) | lookups/s per rank | step ms |",
+            "|---:|---|---:|---:|",
+        ]
         for n in (1, 2):
             row = t[f"{n}_ranks"]
-            lines.append(f"| {n} | {', '.join(f'{x:.0f}' for x in row['peak_rss_mib'])} | "
-                         f"{row['lookups_per_second_per_rank']:,.0f} | {row['step_ms']:.1f} |")
+            lines.append(
+                f"| {n} | {', '.join(f'{x:.0f}' for x in row['peak_rss_mib'])} | "
+                f"{row['lookups_per_second_per_rank']:,.0f} | {row['step_ms']:.1f} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
 
 def _scale_md(s: dict) -> list[str]:
-    lines = [f"## Scale: sequential model on `{s['preset']}`, {s['seconds']:.0f} s of training",
-             "", f"`{s['command']}`", "",
-             "| setting | sequences/s | per rank | peak RSS per rank (MiB) | load avg before -> after |",
-             "|---|---:|---:|---|---|"]  # fmt: skip
+    lines = [
+        f"## Scale: sequential model on `{s['preset']}`, {s['seconds']:.0f} s of training",
+        "",
+        f"`{s['command']}`",
+        "",
+        "| setting | sequences/s | per rank | peak RSS per rank (MiB) | load avg before -> after |",
+        "|---|---:|---:|---|---|",
+    ]
     for name, row in s["rows"].items():
         rss = ", ".join(f"{x['peak_rss_mib']:.0f}" for x in row["ranks"]) if row["ranks"] else "-"
         load = f"{row['load_before'][0]:.1f} -> {row['load_after'][0]:.1f}"
-        lines.append(f"| {name} | {row['sequences_per_second']:.0f} | {row['per_rank']:.0f} | "
-                     f"{rss} | {load} |")  # fmt: skip
-    lines += ["", f"Scaling efficiency 1 -> 2 processes (2-rank sequences/s over twice one "
-              f"1-thread process's): {s['scaling_efficiency_1_to_2']:.2f}, on 2 cores shared "
-              "with other jobs (load averages above).", ""]  # fmt: skip
+        lines.append(
+            f"| {name} | {row['sequences_per_second']:.0f} | {row['per_rank']:.0f} | "
+            f"{rss} | {load} |"
+        )
+    lines += [
+        "",
+        f"Scaling efficiency 1 -> 2 processes (2-rank sequences/s over twice one "
+        f"1-thread process's): {s['scaling_efficiency_1_to_2']:.2f}, on 2 cores shared "
+        "with other jobs (load averages above).",
+        "",
+    ]
     return lines
 
 
@@ -319,7 +448,9 @@ def main() -> None:
     a = p.parse_args()
     path = RESULTS / "distributed.json"
     results = json.loads(path.read_text()) if path.exists() else {}
-    results["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    results["machine"] = (
+        f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    )
     for section in a.sections.split(","):
         work = a.work / section
         work.mkdir(parents=True, exist_ok=True)

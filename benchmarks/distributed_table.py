@@ -56,8 +56,12 @@ def main() -> None:
     rows = [None] * world
     torch.distributed.all_gather_object(rows, mine)
     if rank == 0:
-        out = {"world": world, "peak_rss_mib": rows, "step_ms": 1000 * seconds / timed,
-               "lookups_per_second_per_rank": BATCH * BAG * timed / seconds}  # fmt: skip
+        out = {
+            "world": world,
+            "peak_rss_mib": rows,
+            "step_ms": 1000 * seconds / timed,
+            "lookups_per_second_per_rank": BATCH * BAG * timed / seconds,
+        }
         with open(a.out, "w") as f:
             json.dump(out, f)
     sharding.stop()

@@ -34,23 +34,43 @@ def _port() -> int:
 def run_train(run_dir: Path, overrides: list[str], *, nproc: int = 1) -> dict:
     """``recsys-train`` in fresh processes (``torchrun`` when ``nproc`` > 1); its metrics."""
     train = ["-m", "recsys.cli.train", *overrides, f"hydra.run.dir={run_dir}"]
-    launcher = [] if nproc == 1 else [
-        "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-        "--master_addr=127.0.0.1", f"--master_port={_port()}",
-    ]  # fmt: skip
+    launcher = (
+        []
+        if nproc == 1
+        else [
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={nproc}",
+            "--master_addr=127.0.0.1",
+            f"--master_port={_port()}",
+        ]
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, *launcher, *train], capture_output=True, text=True,
-                          timeout=TIMEOUT_S, env=env)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, *launcher, *train],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads((run_dir / "metrics.json").read_text())
 
 
 def tiny_overrides(cache: Path, model: str, *extra: str) -> list[str]:
     return [
-        "trainer=distributed", f"model={model}", "model.dropout=0", "model.dim=16",
-        "data=synthetic-tiny", f"data.cache_dir={cache}", "trainer.max_epochs=1",
-        "trainer.batch_size=64", "trainer.progress=false", "eval_stages=[valid]", *extra,
-    ]  # fmt: skip
+        "trainer=distributed",
+        f"model={model}",
+        "model.dropout=0",
+        "model.dim=16",
+        "data=synthetic-tiny",
+        f"data.cache_dir={cache}",
+        "trainer.max_epochs=1",
+        "trainer.batch_size=64",
+        "trainer.progress=false",
+        "eval_stages=[valid]",
+        *extra,
+    ]
 
 
 def assert_same_validation(a: dict, b: dict, tol: float = 1e-3) -> None:
@@ -96,7 +116,7 @@ def test_two_ranks_train_the_sequential_model_as_one_process_and_reshard(
     assert_same_validation(two, one)
     # Saved by 2 ranks, read whole in one process: the weights best.pt holds, the same scores.
     from recsys.recommenders.restore import restore
-    from recsys.training.distributed import load_full_checkpoint
+    from recsys.training.distributed_checkpoint import load_full_checkpoint
 
     restored = restore(tmp_path / "two" / "best.pt")
     model = restored.recommender.model
@@ -114,7 +134,9 @@ def test_two_ranks_train_the_sequential_model_as_one_process_and_reshard(
 
 @pytest.mark.slow
 def test_two_ranks_train_the_two_tower_as_one_process(world_cache, tmp_path):
-    plan = ("trainer.distributed.tables={user:table_wise,product:column_wise,streamer:data_parallel}",)
+    plan = (
+        "trainer.distributed.tables={user:table_wise,product:column_wise,streamer:data_parallel}",
+    )
     two = run_train(tmp_path / "two", tiny_overrides(world_cache, "two_tower", *plan), nproc=2)
     one = run_train(
         tmp_path / "one",
@@ -134,7 +156,9 @@ def _bags(rows: int, dim: int = 16) -> torch.nn.Module:
 
 def test_a_table_over_the_memory_budget_is_refused():
     config = DistributedConfig(enabled=True, sharding="table_wise", memory_budget_mb=10)
-    with pytest.raises(ValueError, match="183.1 MiB .* on rank 0, over distributed.memory_budget_mb=10"):
+    with pytest.raises(
+        ValueError, match="183.1 MiB .* on rank 0, over distributed.memory_budget_mb=10"
+    ):
         plan_tables(_bags(1_000_000), config, world=2)  # 1M x 16 floats x 3 (Adam) = 183 MiB
     row_wise = DistributedConfig(enabled=True, sharding="row_wise", memory_budget_mb=100)
     assert plan_tables(_bags(1_000_000), row_wise, world=2).plan  # 92 MiB per rank fits
@@ -206,13 +230,26 @@ def _rank_pid(root: int, rank: int) -> int:
 
 @pytest.mark.slow
 def test_a_rank_killed_mid_epoch_resumes_to_the_same_metrics(world_cache, tmp_path):
-    overrides = tiny_overrides(world_cache, "sasrec", "trainer.max_epochs=3",
-                               "trainer.batch_size=16", "trainer.checkpoint_every_steps=4")  # fmt: skip
+    overrides = tiny_overrides(
+        world_cache,
+        "sasrec",
+        "trainer.max_epochs=3",
+        "trainer.batch_size=16",
+        "trainer.checkpoint_every_steps=4",
+    )
     full = run_train(tmp_path / "full", overrides, nproc=2)
     run = tmp_path / "killed"
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-              f"--master_port={_port()}", "-m", "recsys.cli.train", *overrides,
-              f"hydra.run.dir={run}"]  # fmt: skip
+    launch = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={_port()}",
+        "-m",
+        "recsys.cli.train",
+        *overrides,
+        f"hydra.run.dir={run}",
+    ]
     proc = subprocess.Popen(launch, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     meta = run / "checkpoint_dcp" / "meta.pt"
     while True:

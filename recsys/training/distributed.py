@@ -16,9 +16,7 @@ row-wise Adagrad optimizers. ``EmbeddingCollection`` shards only with the fused 
 offers only the fused kernel for model-parallel tables on CPU and refuses row_wise there, so
 plans are built per table (``construct_module_sharding_plan``) from the configured types.
 
-Checkpoints are written with ``torch.distributed.checkpoint``: sharded tables and their Adam
-moments as ``ShardedTensor``s, which DCP re-slices on load, so a run saved at one world size
-resumes at another (2 ranks -> 1 process, 1 -> 2).
+Checkpoints of a ``ShardedModel`` are ``recsys.training.distributed_checkpoint``'s.
 """
 
 from __future__ import annotations
@@ -27,13 +25,11 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.distributed.checkpoint as dcp
 from torch import nn
-from torch.distributed._shard.sharded_tensor import Shard, ShardedTensor
+from torch.distributed._shard.sharded_tensor import ShardedTensor
 from torchrec import EmbeddingBagCollection
 from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
 from torchrec.distributed.model_parallel import DistributedModelParallel
@@ -101,8 +97,9 @@ def start(config: DistributedConfig) -> tuple[int, int]:
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 port = s.getsockname()[1]
-            os.environ.update(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
-                              MASTER_PORT=str(port))  # fmt: skip
+            os.environ.update(
+                RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+            )
         if config.backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         dist.init_process_group(config.backend)
@@ -182,7 +179,9 @@ def plan_tables(model: nn.Module, config: DistributedConfig, world: int) -> Shar
     load = [0.0] * world
     plans, named = {}, set()
     for path, ebc in found.items():
-        tables = sorted(ebc.embedding_bag_configs(), key=lambda t: -t.num_embeddings * t.embedding_dim)
+        tables = sorted(
+            ebc.embedding_bag_configs(), key=lambda t: -t.num_embeddings * t.embedding_dim
+        )
         per_table = {}
         for t in tables:
             named.add(t.name)
@@ -196,9 +195,13 @@ def plan_tables(model: nn.Module, config: DistributedConfig, world: int) -> Shar
             load = [a + b for a, b in zip(load, share, strict=True)]
             per_table[t.name] = _generator(kind, owner, world, kernel)
         plans[path] = construct_module_sharding_plan(
-            ebc, per_table, sharder=sharder, local_size=world, world_size=world,
+            ebc,
+            per_table,
+            sharder=sharder,
+            local_size=world,
+            world_size=world,
             device_type="cuda" if config.backend == "nccl" else "cpu",
-        )  # fmt: skip
+        )
     unknown = sorted(set(config.tables) - named)
     if unknown:
         raise ValueError(f"distributed.tables names {unknown}; the model's tables: {sorted(named)}")
@@ -254,13 +257,19 @@ class ShardedModel:
         on_meta = any(p.is_meta for p in model.parameters())
         full = None if on_meta else {k: v.detach().clone() for k, v in model.state_dict().items()}
         plan = plan_tables(model, config, world)
-        device = torch.device("cuda", torch.cuda.current_device()) if config.backend == "nccl" \
-            else torch.device("cpu")  # fmt: skip
+        device = (
+            torch.device("cuda", torch.cuda.current_device())
+            if config.backend == "nccl"
+            else torch.device("cpu")
+        )
         self.device = device
         self.dmp = DistributedModelParallel(
-            model, device=device, plan=plan, sharders=[sharder_of(config, lr=lr)],
+            model,
+            device=device,
+            plan=plan,
+            sharders=[sharder_of(config, lr=lr)],
             init_data_parallel=False,
-        )  # fmt: skip
+        )
         self.module = self.dmp.module
         self.config = config
         for module in self.module.modules():
@@ -299,8 +308,14 @@ class ShardedModel:
         if world_size() == 1 or not params:
             return
         used = torch.tensor([float(p.grad is not None) for p in params])
-        flat = torch.cat([p.grad.reshape(-1) if p.grad is not None
-                          else torch.zeros(p.numel(), device=p.device) for p in params])  # fmt: skip
+        flat = torch.cat(
+            [
+                p.grad.reshape(-1)
+                if p.grad is not None
+                else torch.zeros(p.numel(), device=p.device)
+                for p in params
+            ]
+        )
         dist.all_reduce(used)
         dist.all_reduce(flat)
         flat /= world_size()
@@ -334,88 +349,15 @@ class ShardedModel:
                 out[key] = value.detach().clone()
         return out if rank() == 0 else None
 
-    # -- checkpoints -------------------------------------------------------------------------
-
-    def optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-        """Adam's moments keyed like the parameters, sharded like them (so DCP can re-slice)."""
-        states = self.module.state_dict()
-        out: dict[str, torch.Tensor] = {}
-        for key, p in self.dense_parameters().items():
-            state = optimizer.state.get(p) or {}
-            for name in ("exp_avg", "exp_avg_sq"):
-                local = state.get(name, torch.zeros_like(p))
-                out[f"{key}.{name}"] = _like(states[key], local)
-            out[f"{key}.step"] = torch.as_tensor(state.get("step", 0.0), dtype=torch.float32)
-        if self.config.fused_optimizer != "none":
-            out.update({f"fused.{k}": v for k, v in _flat(self.dmp.fused_optimizer.state_dict())})
-        return out
-
-    def load_optimizer_state(
-        self, optimizer: torch.optim.Optimizer, saved: Mapping[str, torch.Tensor]
-    ) -> None:
-        for key, p in self.dense_parameters().items():
-            moments = {n: _local(saved[f"{key}.{n}"]) for n in ("exp_avg", "exp_avg_sq")}
-            optimizer.state[p] = {"step": saved[f"{key}.step"].clone().float(), **moments}
-
-    def save(self, path: Path, optimizer: torch.optim.Optimizer) -> None:
-        """Write model and optimizer state with DCP into the folder ``path`` (all ranks)."""
-        state = {"model": self.module.state_dict(), "optim": self.optimizer_state(optimizer)}
-        dcp.save(state, checkpoint_id=str(path))
-
-    def load(self, path: Path, optimizer: torch.optim.Optimizer) -> None:
-        """Read a DCP checkpoint written at any world size into this rank's shards."""
-        state = {"model": self.module.state_dict(), "optim": self.optimizer_state(optimizer)}
-        dcp.load(state, checkpoint_id=str(path))
-        self.load_optimizer_state(optimizer, state["optim"])
-        if self.config.fused_optimizer != "none":
-            fused = self.dmp.fused_optimizer.state_dict()
-            _unflat(fused, {k.removeprefix("fused."): v for k, v in state["optim"].items()
-                            if k.startswith("fused.")})  # fmt: skip
-            self.dmp.fused_optimizer.load_state_dict(fused)
-
-
-def load_full_checkpoint(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
-    """A DCP checkpoint's model state read whole in one process, keyed like ``model`` (its
-    ``EntityTables`` in their ordinary form)."""
-    probe = _copy_module(model)
-    collections(probe)
-    state = {"model": probe.state_dict()}
-    dcp.load(state, checkpoint_id=str(path), no_dist=True)
-    return _plain_keys(state["model"], model)
-
-
-def _copy_module(model: nn.Module) -> nn.Module:
-    # Imported here: only reading a checkpoint in one process copies a model.
-    import copy
-
-    return copy.deepcopy(model)
-
 
 # -- helpers -----------------------------------------------------------------------------------
 
 
 def _slice(full: torch.Tensor, meta) -> torch.Tensor:
-    index = tuple(slice(o, o + s) for o, s in zip(meta.shard_offsets, meta.shard_sizes, strict=True))
+    index = tuple(
+        slice(o, o + s) for o, s in zip(meta.shard_offsets, meta.shard_sizes, strict=True)
+    )
     return full[index]
-
-
-def _like(template: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
-    """``local`` (this rank's part) as a tensor sharded like ``template``."""
-    if not isinstance(template, ShardedTensor):
-        return local.detach()
-    shards = template.local_shards()
-    if len(shards) > 1:
-        raise ValueError("distributed: a rank holding several shards of one table is not supported")
-    parts = [Shard(tensor=local.detach().reshape(s.tensor.shape), metadata=s.metadata)
-             for s in shards]  # fmt: skip
-    return ShardedTensor._init_from_local_shards_and_global_metadata(parts, template.metadata())
-
-
-def _local(value: torch.Tensor) -> torch.Tensor:
-    if isinstance(value, ShardedTensor):
-        shards = value.local_shards()
-        return shards[0].tensor.clone() if shards else torch.zeros(0)
-    return value.clone()
 
 
 def _bag_keys(full: Mapping[str, torch.Tensor], sharded: nn.Module) -> dict[str, torch.Tensor]:
@@ -440,23 +382,3 @@ def _plain_keys(state: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str
 def plain_state(state: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """``full_state()`` of a sharded model keyed for the ordinary ``model``."""
     return _plain_keys(state, model)
-
-
-def _flat(tree: Mapping, prefix: str = "") -> list[tuple[str, torch.Tensor]]:
-    out = []
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out += _flat(value, f"{name}.")
-        elif isinstance(value, torch.Tensor):
-            out.append((name, value))
-    return out
-
-
-def _unflat(tree: dict, flat: Mapping[str, torch.Tensor], prefix: str = "") -> None:
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            _unflat(value, flat, f"{name}.")
-        elif name in flat:
-            tree[key] = flat[name]

@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 
 from recsys.training import distributed as sharding
+from recsys.training import distributed_checkpoint as dcp_state
 from recsys.training.checkpoint import BEST, load_checkpoint, save_checkpoint
 from recsys.training.seeding import rng_state, set_rng_state
 from recsys.training.trainer import Trainer, TrainerConfig, TrainState
@@ -91,9 +92,13 @@ class DistributedTrainer(Trainer):
             config=config if main else replace(config, progress=False),
             model=model,
             task=task,
-            dataset=RankPart(dataset, rank=self.rank, world=self.world,
-                             micro=dist_config.micro_batches,
-                             batch_size=config.batch_size),  # fmt: skip
+            dataset=RankPart(
+                dataset,
+                rank=self.rank,
+                world=self.world,
+                micro=dist_config.micro_batches,
+                batch_size=config.batch_size,
+            ),
             validate=self._on_main(validate) if validate is not None else None,
             run_dir=run_dir if main else None,
             extra_state=extra_state,
@@ -113,8 +118,12 @@ class DistributedTrainer(Trainer):
     def fit(self, *, resume: bool = False):
         """``Trainer.fit``; rank 0 also writes ``ranks.json`` (per rank: peak memory, steps)."""
         result = super().fit(resume=resume)
-        mine = {"rank": self.rank, "peak_rss_mib": peak_rss_mib(), "steps": self.state.global_step,
-                "train_seconds": result.train_seconds}  # fmt: skip
+        mine = {
+            "rank": self.rank,
+            "peak_rss_mib": peak_rss_mib(),
+            "steps": self.state.global_step,
+            "train_seconds": result.train_seconds,
+        }
         rows = [None] * self.world
         dist.all_gather_object(rows, mine)
         if self.rank == 0 and self.shared_dir is not None:
@@ -172,8 +181,11 @@ class DistributedTrainer(Trainer):
     def save_best(self) -> None:
         """Record the single-process model as it is on rank 0 as the best one."""
         if self.rank == 0:
-            state = {"model": self.plain.state_dict(), "epoch": self.state.epoch,
-                     **self.extra_state}  # fmt: skip
+            state = {
+                "model": self.plain.state_dict(),
+                "epoch": self.state.epoch,
+                **self.extra_state,
+            }
             if self.shared_dir is not None and self.config.checkpoint:
                 save_checkpoint(state, self.shared_dir / BEST)
             else:
@@ -186,10 +198,11 @@ class DistributedTrainer(Trainer):
         best = self.shared_dir / BEST if self.shared_dir is not None else None
         if best is not None and best.is_file():
             self.plain.load_state_dict(load_checkpoint(best, self.device)["model"])
-        elif self._best_in_memory is not None:
-            self.plain.load_state_dict(self._best_in_memory)
-        if self.rank != 0 and best is None:
-            self._gather_plain()
+            return
+        # Kept in memory on rank 0 only (no run folder, or trainer.checkpoint=false).
+        state = sharding.broadcast(self._best_in_memory if self.rank == 0 else None)
+        if state is not None:
+            self.plain.load_state_dict(state)
 
     # -- training checkpoints (DCP) ------------------------------------------------------------
 
@@ -200,7 +213,7 @@ class DistributedTrainer(Trainer):
         if self.rank == 0 and tmp.exists():
             shutil.rmtree(tmp)
         sharding.barrier()
-        self.sharded.save(tmp, self.optimizer)
+        dcp_state.save(self.sharded, tmp, self.optimizer)
         rngs = [None] * self.world
         dist.all_gather_object(rngs, rng_state())
         if self.rank == 0:
@@ -222,13 +235,19 @@ class DistributedTrainer(Trainer):
             return False
         # The meta file holds numpy RNG states and plain containers besides tensors.
         meta = torch.load(path / META, map_location="cpu", weights_only=False)
-        self.sharded.load(path, self.optimizer)
+        dcp_state.load(self.sharded, path, self.optimizer)
         self.scheduler.load_state_dict(meta["scheduler"])
         same_world = meta["world_size"] == self.world
         set_rng_state(meta["rng"][self.rank] if same_world else meta["rng"][0])
         self.state = TrainState(**meta["train_state"])
-        log.info("resumed from %s (saved by %d ranks, now %d) at epoch %d step %d", path,
-                 meta["world_size"], self.world, self.state.epoch, self.state.step)  # fmt: skip
+        log.info(
+            "resumed from %s (saved by %d ranks, now %d) at epoch %d step %d",
+            path,
+            meta["world_size"],
+            self.world,
+            self.state.epoch,
+            self.state.step,
+        )
         return True
 
 
