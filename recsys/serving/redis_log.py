@@ -53,6 +53,17 @@ class RedisBatches:
     def length(self) -> int:
         return int(self._client.llen(self.key))
 
+    def rewrite(self, fn) -> int:
+        """Replace each batch ``data`` by ``fn(data)`` where that differs, in place (``LSET``:
+        positions, hence every reader's cursor, stay valid); returns the batches changed."""
+        changed = 0
+        for i, data in enumerate(self._client.lrange(self.key, 0, -1)):
+            new = fn(data)
+            if new != data:
+                self._client.lset(self.key, i, new)
+                changed += 1
+        return changed
+
 
 class RedisEventLog(EventLog):
     def __init__(self, *, url: str, key: str = "recsys:serve:events", timeout_s: float = 2.0):
@@ -73,6 +84,21 @@ class RedisEventLog(EventLog):
     def length(self) -> int:
         """Batches in the log."""
         return self._batches.length()
+
+    def forget(self, users: Sequence[int]) -> int:
+        """The events of ``users`` out of every batch (a batch may become empty, never
+        removed); a batch rewritten while a worker posts is still whole: each is one ``LSET``."""
+        gone, removed = set(int(u) for u in users), 0
+
+        def without(data: bytes) -> bytes:
+            nonlocal removed
+            events = decode_batch(data)
+            kept = [e for e in events if e.user not in gone]
+            removed += len(events) - len(kept)
+            return encode_batch(kept) if len(kept) < len(events) else data
+
+        self._batches.rewrite(without)
+        return removed
 
     def describe(self) -> dict:
         return {"state": "redis", "state_key": self.key, "log_batches_read": self._batches.cursor}
