@@ -1,6 +1,6 @@
-"""Rotation of the pseudonym key: an ingested world re-keyed from the old key to a new one,
-consistently in every table, vocabulary and side file, atomically, with later ingestion under the
-new key meeting the same pseudonyms."""
+"""Ingestion and privacy: rotation of the pseudonym key (an ingested world re-keyed from the old
+key to a new one, consistently in every table, vocabulary and side file, atomically, with later
+ingestion under the new key meeting the same pseudonyms), and comments stored without PII."""
 
 from __future__ import annotations
 
@@ -136,3 +136,18 @@ def _tree_digest(folder: Path) -> str:
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         h.update(str(path.relative_to(folder)).encode() + path.read_bytes())
     return h.hexdigest()
+
+
+def test_ingestion_stores_comments_without_their_pii(raw, tmp_path):
+    events = sorted((raw / "events").glob("*.csv"))[0]
+    frame = pd.read_csv(events, dtype=str, keep_default_na=False)
+    row = frame.index[frame["action"] == "send_comment"][0]
+    frame.loc[row, "content"] = "加我微信 kkqq_2024 或打 138 1234 5678"
+    shifted = tmp_path / "raw"
+    shutil.copytree(raw, shifted)
+    frame.to_csv(shifted / "events" / events.name, index=False)
+    world = tmp_path / "shop"
+    assert ingest.run(job(shifted, world, f"key={OLD}")).n_rejected == 0
+    comments = load_tables(world).events["comment"].dropna()
+    assert "加我微信 [WECHAT] 或打 [PHONE]" in set(comments)
+    assert not any("kkqq_2024" in c or "1234" in c for c in comments)

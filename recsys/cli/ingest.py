@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 def settings_from(cfg: Mapping):
     from recsys.data.ingest import IngestSettings, source_from_dict
+    from recsys.privacy.pii import scrub
     from recsys.privacy.tombstones import Tombstones
 
     tables = OmegaConf.to_container(cfg["tables"], resolve=True) if isinstance(
@@ -34,6 +35,7 @@ def settings_from(cfg: Mapping):
         delimiter=str(cfg["delimiter"]),
         progress=bool(cfg["progress"]),
         forgotten=tuple(Tombstones.read(cfg["out_dir"]).ids.tolist()),
+        text_filter=scrub if cfg.get("scrub_pii", True) else None,
     )
 
 

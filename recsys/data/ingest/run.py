@@ -25,7 +25,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +78,9 @@ class IngestSettings:
     # after pseudonymisation, counted in ``IngestReport.tombstoned``, never validated, stored
     # or quarantined, so raw files ingested again do not bring them back.
     forgotten: tuple[int, ...] = ()
+    # Free text (comments) goes through this before it is checked or written: PII scrubbing
+    # (``recsys.privacy.pii.scrub``; recsys-ingest ``scrub_pii=true``). None: kept as read.
+    text_filter: Callable[[str], str] | None = None
 
     def __post_init__(self) -> None:
         missing = [t for t in TABLES if t not in self.tables]
@@ -233,6 +236,15 @@ class _Rows:
         return [finding("row", "unreadable", bad, "(", why, ")")]
 
 
+def _filtered(column: pd.Series, text_filter: Callable[[str], str]) -> pd.Series:
+    """``text_filter`` once per distinct text of the chunk (comments repeat); missing stay so."""
+    codes, texts = pd.factorize(column)
+    if not len(texts):
+        return column
+    done = np.array([text_filter(str(t)) for t in texts] + [None], dtype=object)
+    return pd.Series(done[codes], index=column.index, dtype=column.dtype)  # code -1: None
+
+
 def _prepare(run: _Run, name: str, chunk: Chunk, first_id: int) -> _Rows:
     """The chunk in schema columns, numbered when the table has no ids, user ids pseudonymised."""
     src = run.settings.tables[name]
@@ -241,6 +253,8 @@ def _prepare(run: _Run, name: str, chunk: Chunk, first_id: int) -> _Rows:
         frame[src.schema.key] = np.arange(first_id, first_id + len(frame), dtype=np.int64)
     if run.pseudonyms is not None and "user_id" in src.schema.names:
         frame["user_id"] = run.pseudonyms(frame["user_id"])
+    if run.settings.text_filter is not None and "comment" in src.schema.names:
+        frame["comment"] = _filtered(frame["comment"], run.settings.text_filter)
     unreadable = np.full(len(frame), "", dtype=object)
     for row, why in chunk.unreadable.items():
         unreadable[row] = why
