@@ -239,9 +239,10 @@ class _Rows:
 def _filtered(column: pd.Series, text_filter: Callable[[str], str]) -> pd.Series:
     """``text_filter`` once per distinct text of the chunk (comments repeat); missing stay so."""
     codes, texts = pd.factorize(column)
-    if not len(texts):
-        return column
-    done = np.array([text_filter(str(t)) for t in texts] + [None], dtype=object)
+    done = [text_filter(str(t)) for t in texts]
+    if done == [str(t) for t in texts]:
+        return column  # nothing changed: no new column
+    done = np.array([*done, None], dtype=object)
     return pd.Series(done[codes], index=column.index, dtype=column.dtype)  # code -1: None
 
 
