@@ -91,3 +91,20 @@ def test_training_with_the_chunked_loss_is_bitwise_repeatable_per_seed():
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert any(not torch.equal(first[k], other[k]) for k in first)
+
+
+def test_bfloat16_products_stay_close_to_float32():
+    torch.manual_seed(3)
+    h = torch.randn(64, 16, requires_grad=True)
+    w = (0.3 * torch.randn(200, 16)).requires_grad_()
+    t = torch.randint(2, 200, (64,))
+    chunked_full_ce(h, w, t, chunk_rows=16, matmul_dtype="bfloat16").backward()
+    h2, w2 = h.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    expected = _reference(h2, w2, t)
+    expected.backward()
+    low = chunked_full_ce(h.detach(), w.detach(), t, matmul_dtype="bfloat16")
+    assert low.item() == pytest.approx(expected.item(), rel=2e-2)
+    torch.testing.assert_close(h.grad, h2.grad, atol=2e-3, rtol=5e-2)
+    torch.testing.assert_close(w.grad, w2.grad, atol=2e-3, rtol=5e-2)
+    with pytest.raises(ValueError, match="matmul_dtype"):
+        chunked_full_ce(h, w, t, matmul_dtype="float16")

@@ -11,6 +11,9 @@ kept, and the backward pass scales them by the incoming gradient. The softmax no
 applied to the small factors (``p @ W = (e @ W) / z``, ``p.T @ h = e.T @ (h / z)``) so no pass
 over the block divides it.
 
+``matmul_dtype="bfloat16"`` runs the three products in bfloat16 (CPUs with AVX512-BF16 do
+them about twice as fast) while the softmax, the loss and the gradient sums stay in float32.
+
 Chunks are processed in a fixed order with fixed sizes, so a run is bit-for-bit repeatable on
 CPU. Values equal ``F.cross_entropy`` on the full logits to float32 rounding (tested).
 """
@@ -22,20 +25,22 @@ import torch
 from recsys.data.vocab import N_RESERVED
 
 DEFAULT_CHUNK_ROWS = 256
+MATMUL_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 class _ChunkedSoftmaxCE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, target, allowed, chunk_rows):
+    def forward(ctx, hidden, weight, target, allowed, chunk_rows, matmul_dtype):
         n_rows = hidden.shape[0]
         grad_hidden = torch.empty_like(hidden)
         grad_weight = torch.zeros_like(weight)
         target_rows = weight[target]  # (N, d)
+        low = hidden.to(matmul_dtype), weight.to(matmul_dtype)
         total = torch.zeros((), dtype=torch.float64, device=hidden.device)
         for start in range(0, n_rows, chunk_rows):
             stop = min(start + chunk_rows, n_rows)
             h, t = hidden[start:stop], target[start:stop]
-            logits = h @ weight.t()  # (c, n)
+            logits = (low[0][start:stop] @ low[1].t()).float()  # (c, n)
             if allowed is not None:
                 logits.masked_fill_(~allowed[start:stop], float("-inf"))
             logits[:, :N_RESERVED] = float("-inf")
@@ -45,9 +50,14 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
             norm = exps.sum(dim=1, keepdim=True)  # (c, 1)
             total += (top.squeeze(1) + norm.log().squeeze(1) - picked).sum(dtype=torch.float64)
             inv = 1.0 / norm  # (c, 1)
-            torch.mm(exps, weight, out=grad_hidden[start:stop])
+            if matmul_dtype == torch.float32:
+                torch.mm(exps, weight, out=grad_hidden[start:stop])
+                grad_weight.addmm_(exps.t(), h * inv)
+            else:
+                e = exps.to(matmul_dtype)
+                grad_hidden[start:stop] = (e @ low[1]).float()
+                grad_weight += (e.t() @ (h * inv).to(matmul_dtype)).float()
             grad_hidden[start:stop].mul_(inv).sub_(target_rows[start:stop])
-            grad_weight.addmm_(exps.t(), h * inv)
         grad_weight.index_add_(0, target, hidden, alpha=-1.0)
         scale = 1.0 / max(n_rows, 1)
         ctx.save_for_backward(grad_hidden.mul_(scale), grad_weight.mul_(scale))
@@ -56,7 +66,7 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         grad_hidden, grad_weight = ctx.saved_tensors
-        return grad_hidden * grad, grad_weight * grad, None, None, None
+        return grad_hidden * grad, grad_weight * grad, None, None, None, None
 
 
 def chunked_full_ce(
@@ -65,12 +75,18 @@ def chunked_full_ce(
     target: torch.Tensor,
     allowed: torch.Tensor | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    matmul_dtype: str = "float32",
 ) -> torch.Tensor:
     """Mean softmax cross-entropy of ``hidden`` (N, d) against every real row of ``weight``
     (n, d) (rows 0 and 1, padding and unknown, are never scored), or against the ``allowed``
     (N, n) items per row; ``target`` (N,) are row indices of ``weight``."""
+    if matmul_dtype not in MATMUL_DTYPES:
+        raise ValueError(
+            f"matmul_dtype must be one of {sorted(MATMUL_DTYPES)}, got {matmul_dtype!r}"
+        )
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
     if hidden.shape[0] == 0:
         raise ValueError("chunked_full_ce: no target rows (an empty batch has no loss)")
-    return _ChunkedSoftmaxCE.apply(hidden, weight, target, allowed, chunk_rows)
+    dtype = MATMUL_DTYPES[matmul_dtype]
+    return _ChunkedSoftmaxCE.apply(hidden, weight, target, allowed, chunk_rows, dtype)

@@ -49,6 +49,7 @@ class LossConfig:
     # full_ce without a repeat bonus: rows of logits per chunk (recsys.tasks.chunked_ce); 0 keeps
     # the whole batch's logits for the backward pass.
     ce_chunk_rows: int = DEFAULT_CHUNK_ROWS
+    ce_matmul_dtype: str = "float32"  # chunked full_ce: float32 | bfloat16 products
 
     def __post_init__(self) -> None:
         if self.name not in LOSSES:
@@ -115,13 +116,16 @@ def full_ce(
     bonus: RepeatScores | None = None,
     allowed: torch.Tensor | None = None,
     chunk_rows: int = 0,
+    matmul_dtype: str = "float32",
 ) -> torch.Tensor:
     """Softmax cross-entropy over the catalogue, or over the ``allowed`` (N, n) items per row;
     in chunks of ``chunk_rows`` rows when there is no bonus to learn."""
     # Mixed precision stops here: a softmax over the whole catalogue needs float32 logits.
     with torch.autocast(device_type=hidden.device.type, enabled=False):
         if bonus is None and chunk_rows > 0:
-            return chunked_full_ce(hidden.float(), weight.float(), target, allowed, chunk_rows)
+            return chunked_full_ce(
+                hidden.float(), weight.float(), target, allowed, chunk_rows, matmul_dtype
+            )
         if bonus is None:
             keys = torch.zeros(0, dtype=torch.int64, device=hidden.device)
             values = torch.zeros(0, dtype=torch.float32, device=hidden.device)
@@ -235,7 +239,9 @@ class SequentialTask(nn.Module):
         """The configured loss of one head; ``allowed`` (live sets) applies to ``full_ce``."""
         c = self.config
         if c.name == "full_ce":
-            return full_ce(hidden, weight, target, bonus, allowed, c.ce_chunk_rows)
+            return full_ce(
+                hidden, weight, target, bonus, allowed, c.ce_chunk_rows, c.ce_matmul_dtype
+            )
         if c.name == "bce":
             negative = self.sample(head, len(target), generator).to(target.device)
             return bce_one_negative(hidden, weight, target, negative, bonus)
