@@ -113,7 +113,7 @@ def test_an_over_size_body_is_413_before_its_token_is_read(client, room):
 
 
 def test_a_client_over_its_rate_gets_429_with_retry_after(tiny_world, room):
-    client = make_client(tiny_world, room, rate_per_s=0.5, burst=2)
+    client = make_client(tiny_world, room, rate_per_s=0.01, burst=2)  # no refill during the test
     url = f"/recommend?user={room['user']}&k=3"
     codes = [client.get(url, headers=bearer("read-secret")).status_code for _ in range(3)]
     assert codes == [200, 200, 429]
