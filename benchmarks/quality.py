@@ -260,7 +260,8 @@ def references_table(refs: dict) -> str:
         "|---|---|---|---|",
     ]
     for r in refs["rows"]:
-        lines.append(f"| {r['model']} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} | {r['source']} |")
+        hr = "-" if r["hr@10"] is None else f"{r['hr@10']:.4f}"
+        lines.append(f"| {r['model']} | {hr} | {r['ndcg@10']:.4f} | {r['source']} |")
     return "\n".join(lines)
 
 

@@ -3,7 +3,10 @@
     python benchmarks/summarise.py
 
 Reads ``benchmarks/results/quality_*.json`` and writes ``benchmarks/results/summary.md``; each
-column names the results file (and so the command) it comes from.
+column names the results file (and so the command) it comes from. A second table puts each
+trained model run over several seeds beside the best tuned baseline of its file (mean and
+spread of the seeds, the paired test, published numbers under the same protocol) and the
+largest peak memory of the file's runs.
 """
 
 from __future__ import annotations
@@ -46,11 +49,44 @@ def main() -> str:
         "# Quality results: test NDCG@10 (best per column in bold)\n\n"
         "Each column is one results file (`benchmarks/results/quality_<column>.json`). Columns "
         "ending in `_sampled` rank the target among 100 sampled items and are not comparable with "
-        "full-ranking ones.\n\n" + "\n".join(lines) + "\n\nSources:\n\n" + "\n".join(sources) + "\n"
+        "full-ranking ones.\n\n"
+        + "\n".join(lines)
+        + "\n\n"
+        + against_baselines(reports)
+        + "\nSources:\n\n"
+        + "\n".join(sources)
+        + "\n"
     )
     (RESULTS / "summary.md").write_text(text)
     print(text)
     return text
+
+
+def against_baselines(reports: list[dict]) -> str:
+    """Trained models over several seeds against the best baseline of the same file."""
+    head = ["file", "model", "test NDCG@10 (mean of seeds)", "sd", "best baseline",
+            "diff (p)", "published", "peak MiB"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in reports:
+        for name, m in r["models"].items():
+            seeds, base = m.get("seeds") or {}, m.get("vs_best_baseline") or {}
+            if len(seeds.get("seeds", [])) < 2 or not base:
+                continue
+            best = r["models"][base["best"]]
+            refs = "; ".join(f"{x['model']} {x['ndcg@10']:.4f}"
+                             for x in (r.get("references") or {}).get("rows", []))  # fmt: skip
+            peak = max(x.get("peak_rss_mb", 0.0) for x in r["models"].values())
+            lines.append(
+                f"| {r['file']} | {name} | {m['test']['ndcg@10']:.4f} ({len(seeds['seeds'])}) | "
+                f"{seeds['std']:.4f} | {base['best']} {best['test']['ndcg@10']:.4f} | "
+                f"{base['diff']:+.4f} ({base['p_value']:.2g}) | {refs or '-'} | {peak:.0f} |"
+            )
+    if len(lines) == 2:
+        return ""
+    return (
+        "## Trained models against the best tuned baseline (test NDCG@10, paired t-test of the "
+        "seeds' mean per target)\n\n" + "\n".join(lines) + "\n\n"
+    )
 
 
 def _order(name: str) -> tuple[int, str]:

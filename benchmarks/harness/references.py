@@ -13,6 +13,11 @@ _SASREC_PROTOCOL = (
 )
 _KV = "Klenitskiy & Vasilev, Turning Dross Into Gold Loss, RecSys 2023"
 _KV_PROTOCOL = "leave-one-out; full ranking over all items, seen items removed"
+_BSAREC = (
+    "BSARec (Shin et al., AAAI 2024), yehjin-shin/BSARec src/output/BSARec_Beauty_best.log: "
+    "hidden 64, maxlen 50, dropout 0.5, lr 5e-4, batch 256, full softmax"
+)
+_EASE_FAITHFUL = "independent EASE (lambda 50, every item, refit on train + validation)"
 
 REFERENCES: dict[tuple[str, str], list[dict]] = {
     ("amazon-games-sasrec", "sampled"): [
@@ -25,11 +30,23 @@ REFERENCES: dict[tuple[str, str], list[dict]] = {
         {"model": "BERT4Rec", "hr@10": 0.0338, "ndcg@10": 0.0187, "source": _KV},
         {"model": "SASRec+ (full CE)", "hr@10": 0.0533, "ndcg@10": 0.0327, "source": _KV},
     ],
+    ("amazon-beauty-s3rec", "full"): [
+        {"model": "BSARec", "hr@10": 0.1008, "ndcg@10": 0.0611, "source": _BSAREC},
+    ],
+    ("amazon-games-sasrec", "full"): [
+        {"model": "EASE", "hr@10": None, "ndcg@10": 0.0489, "source": _EASE_FAITHFUL},
+    ],
 }
-PROTOCOLS = {"amazon-games-sasrec": _SASREC_PROTOCOL, "amazon-beauty-bert4rec": _KV_PROTOCOL}
+PROTOCOLS = {
+    "amazon-games-sasrec": _SASREC_PROTOCOL,
+    "amazon-beauty-bert4rec": _KV_PROTOCOL,
+    "amazon-beauty-s3rec": _KV_PROTOCOL,
+}
+FULL_PROTOCOLS = {"amazon-games-sasrec": _KV_PROTOCOL}
 
 
 def references_for(dataset: str, protocol: str) -> dict:
     """Published rows for this dataset and protocol, with the protocol they used."""
     rows = REFERENCES.get((dataset, protocol), [])
-    return {"protocol": PROTOCOLS.get(dataset, ""), "rows": rows} if rows else {}
+    named = FULL_PROTOCOLS.get(dataset) if protocol == "full" else None
+    return {"protocol": named or PROTOCOLS.get(dataset, ""), "rows": rows} if rows else {}
