@@ -9,7 +9,9 @@ query features, towers, the live-filtered search, candidate features and the ran
 once per chunk of requests instead of once per request. Every slate equals what
 ``GET /recommend`` answers for the same viewer at the same moment (a test holds them equal).
 ``load`` builds it from a ``recsys-pipeline`` (or ``recsys-train`` + ``recsys-rank``) run, with
-its state as of the market's first moment.
+its state as of the market's first moment. A viewer without personalisation consent
+(``MarketView.consent``) gets what a viewer nobody knows gets, and their events are not folded
+into the service's sessions.
 """
 
 from __future__ import annotations

@@ -110,7 +110,8 @@ class MarketView:
         self.users, self.products = frames["users"], frames["products"]
         self.sessions, self.showcase = frames["live_sessions"], frames["showcase"]
         self.catalogue = catalogue
-        self.consent: pd.DataFrame | None = None  # user_id and a bool column per channel
+        # user_id, a bool column per channel, personalisation and coupons (recsys.privacy)
+        self.consent: pd.DataFrame | None = None
         self.price = self.products.set_index("product_id")["price"]
         shelf = self.showcase[["session_id", "product_id"]].drop_duplicates()
         self.shelf = shelf.merge(self.sessions, on="session_id")  # one row per shelf item
