@@ -18,7 +18,11 @@ from recsys.core import Recommender
 from recsys.data.interactions import Split
 from recsys.evaluation import evaluate, paired_test
 from recsys.evaluation.protocols import EvalResult
+from recsys.evaluation.result_table import grid_edges, markdown_table
 from recsys.utils.resources import measure
+
+__all__ = ["Candidate", "ModelResult", "QualitySettings", "grid_edges", "markdown_table",
+           "run_quality"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -207,25 +211,6 @@ def refine(candidate: Candidate, search: _Search, split: Split, s: QualitySettin
             break
 
 
-def grid_edges(rows: Sequence[dict], chosen: dict) -> list[str]:
-    """The chosen numeric hyperparameters that sit at the lowest or highest value tried: the
-    search did not bracket their optimum, so a wider grid might do better."""
-    out = []
-    for name, value in chosen.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            continue
-        tried = {
-            r["hparams"][name]
-            for r in rows
-            if isinstance(r["hparams"].get(name), int | float)
-            and not isinstance(r["hparams"].get(name), bool)
-        }
-        if len(tried) > 1 and value in (min(tried), max(tried)):
-            side = "lowest" if value == min(tried) else "highest"
-            out.append(f"{name}={value} is the {side} value tried ({sorted(tried)})")
-    return out
-
-
 def run_candidate(candidate: Candidate, split: Split, s: QualitySettings) -> ModelResult:
     search = tune(candidate, split, s)
     best = search.best
@@ -381,26 +366,3 @@ def _rounded(metrics: dict) -> dict:
         k: (round(float(v), 6) if isinstance(v, float | np.floating) else v)
         for k, v in metrics.items()
     }
-
-
-def markdown_table(results: Sequence[ModelResult], columns: Sequence[str]) -> str:
-    head = ["model", *columns, "seeds: sd", "vs best (p)", "vs best baseline (p)", "fit s",
-            "rec s", "peak MiB", "hparams"]  # fmt: skip
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in results:
-        cells = [r.name]
-        cells += [
-            f"{r.test[c]:.4f}" if isinstance(r.test.get(c), float) else str(r.test.get(c, "-"))
-            for c in columns
-        ]
-        cells.append(f"{len(r.seeds['seeds'])}: {r.seeds['std']:.4f}" if r.seeds else "-")
-        sig, base = r.significance, r.vs_best_baseline
-        cells.append("best" if not sig else f"{sig['diff']:+.4f} ({sig['p_value']:.2g})")
-        cells.append(f"{base['diff']:+.4f} ({base['p_value']:.2g})" if base else "-")
-        cells += [f"{r.fit_s:.1f}", f"{r.recommend_s:.1f}", f"{r.peak_rss_mb:.0f}", _fmt(r.hparams)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _fmt(hparams: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in hparams.items()) or "-"
