@@ -58,6 +58,23 @@ def probe_of(world: Path, users: np.ndarray) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def retrain(ckpt: Path, run_dir: Path, cache: str) -> Path:
+    """The checkpoint's model trained again, as recsys-pipeline trains it, on the erased world
+    (its vocabulary and windows built without the forgotten viewers): the reference a retrain
+    reaches."""
+    from recsys.cli.pipeline import compose_job
+    from recsys.recommenders.experiment import train
+    from recsys.training.checkpoint import BEST, load_checkpoint
+
+    saved = load_checkpoint(ckpt / BEST if ckpt.is_dir() else ckpt)["config"]
+    overrides = ["model=two_tower_live", f"data={saved['data']['name']}",
+                 f"data.cache_dir={cache}", f"run_dir={run_dir}", "trainer.max_epochs=3",
+                 "trainer.batch_size=512", "trainer.patience=2", "trainer.num_threads=1",
+                 "trainer.progress=false", "eval_stages=[valid]"]  # fmt: skip
+    train(compose_job("train", overrides))
+    return run_dir / BEST
+
+
 def _copy(trees: list[Path], work: Path) -> list[Path]:
     shutil.rmtree(work, ignore_errors=True)
     out = []
@@ -75,24 +92,29 @@ def run(args: argparse.Namespace) -> dict:
     gone = rng.choice(users, max(1, round(args.share * len(users))), replace=False)
     others = rng.choice(np.setdiff1d(users, gone), min(200, len(users) - len(gone)), False)
     probe = probe_of(world, np.concatenate([gone, others]))
-    ckpt = roots[0] / Path(args.checkpoint).relative_to(args.tree[0])
+    ckpt = roots[0] / Path(args.checkpoint).relative_to(args.tree[0]) if args.checkpoint else None
     cache = str(world.parent)
-    before = membership(ckpt, probe, gone, others, cache_dir=cache)
+    before = membership(ckpt, probe, gone, others, cache_dir=cache) if ckpt else None
     began = time.perf_counter()
     report = forget(ForgetRequest(tuple(gone.tolist()), tuple(map(str, roots)), args.ts))
     seconds = time.perf_counter() - began
     found = audit(roots)
-    after = membership(ckpt, probe, gone, others, cache_dir=cache)
-    base = pipeline_seconds(Path(args.pipeline_log))
+    after = membership(ckpt, probe, gone, others, cache_dir=cache) if ckpt else None
+    retrained = None
+    if ckpt and args.retrain:
+        retrained = asdict(membership(retrain(ckpt, Path(args.work) / "retrain", cache), probe,
+                                      gone, others, cache_dir=cache))  # fmt: skip
+    base = pipeline_seconds(Path(args.pipeline_log)) if args.pipeline_log else None
     files = sum(1 for r in roots for p in r.rglob("*") if p.is_file())
     return {"users": len(users), "forgotten": len(gone), "files": files,
             "bytes": sum(p.stat().st_size for r in roots for p in r.rglob("*") if p.is_file()),
             "pipeline_seconds": base, "forget_seconds": round(seconds, 2),
-            "forget_share_of_pipeline": round(seconds / base, 4),
+            "forget_share_of_pipeline": round(seconds / base, 4) if base else None,
             "files_changed": report.files_changed, "removed": report.removed,
             "audit": {"files": found.files, "occurrences": dict(found.occurrences),
                       "hits": [h.line() for h in found.hits[:20]]},
-            "membership": {"before": asdict(before), "after": asdict(after)},
+            "membership": {"before": asdict(before), "after": asdict(after),
+                           "retrained": retrained} if ckpt else None,
             "command": " ".join(sys.argv)}  # fmt: skip
 
 
@@ -102,14 +124,20 @@ def markdown(results: dict) -> str:
              "is the in-process `recsys.erasure.forget` over copies of the run and world folders; "
              "the pipeline's time is its own log's first-to-last line.", "",
              "| run | viewers | forgotten | files | forget s | pipeline s | share | audit hits "
-             "| MIA adv. before | after | AUC before | after |", "|" + "---|" * 12]  # fmt: skip
+             "| MIA adv. before | after | retrained | AUC before | after | retrained |",
+             "|" + "---|" * 14]  # fmt: skip
     for label, r in results.items():
         m, hits = r["membership"], sum(r["audit"]["occurrences"].values())
+        base, share = r["pipeline_seconds"], r["forget_share_of_pipeline"]
+        mia = " | ".join(["-"] * 6)
+        if m:
+            r_ = m.get("retrained") or {}
+            mia = " | ".join(f"{x:.3f}" if isinstance(x, float) else "-" for x in (
+                m["before"]["advantage"], m["after"]["advantage"], r_.get("advantage"),
+                m["before"]["auc"], m["after"]["auc"], r_.get("auc")))  # fmt: skip
         lines.append(f"| {label} | {r['users']:,} | {r['forgotten']} | {r['files']:,} | "
-                     f"{r['forget_seconds']:.1f} | {r['pipeline_seconds']:.0f} | "
-                     f"{100 * r['forget_share_of_pipeline']:.1f}% | {hits} | "
-                     f"{m['before']['advantage']:.3f} | {m['after']['advantage']:.3f} | "
-                     f"{m['before']['auc']:.3f} | {m['after']['auc']:.3f} |")  # fmt: skip
+                     f"{r['forget_seconds']:.1f} | {f'{base:.0f}' if base else 'not run'} | "
+                     f"{f'{100 * share:.1f}%' if share else '-'} | {hits} | {mia} |")  # fmt: skip
     for label, r in results.items():
         lines += ["", f"**{label}**: `{r['command']}`; rows removed by kind {r['removed']}; "
                   f"{r['files_changed']} files rewritten."]  # fmt: skip
@@ -120,13 +148,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tree", action="append", required=True, help="run or world folder")
     p.add_argument("--world", required=True, help="the world folder among the trees")
-    p.add_argument("--checkpoint", required=True, help="two-tower run folder (in the 1st tree)")
-    p.add_argument("--pipeline-log", required=True)
+    p.add_argument("--checkpoint", help="two-tower run folder in the 1st tree (else no MIA)")
+    p.add_argument("--pipeline-log", help="the pipeline's log (else no time ratio)")
     p.add_argument("--label", required=True)
     p.add_argument("--share", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ts", type=int, default=1_800_000_000)
     p.add_argument("--work", default="/tmp/privacy-bench")
+    p.add_argument("--retrain", action="store_true", help="also attack a model retrained "
+                   "without the forgotten viewers")  # fmt: skip
     args = p.parse_args()
     path = RESULTS / "privacy.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
