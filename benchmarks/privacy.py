@@ -115,14 +115,18 @@ def run(args: argparse.Namespace) -> dict:
                       "hits": [h.line() for h in found.hits[:20]]},
             "membership": {"before": asdict(before), "after": asdict(after),
                            "retrained": retrained} if ckpt else None,
-            "command": " ".join(sys.argv)}  # fmt: skip
+            "command": " ".join(sys.argv), "pipeline_command": args.pipeline_command}  # fmt: skip
 
 
 def markdown(results: dict) -> str:
     lines = ["# Erasure: forgetting 1% of viewers, the audit after it, membership inference", "",
              "`python benchmarks/privacy.py ...` (each row names its command below). Forget time "
              "is the in-process `recsys.erasure.forget` over copies of the run and world folders; "
-             "the pipeline's time is its own log's first-to-last line.", "",
+             "the pipeline's time is its own log's first-to-last line (a row whose tree holds "
+             "other commands' output too compares more work with the pipeline's time alone). "
+             "Membership inference: advantage (max TPR - FPR) and AUC of telling the forgotten "
+             "viewers from 200 others scored as strangers, on the checkpoint before forgetting, "
+             "after it, and on a model retrained without them.", "",
              "| run | viewers | forgotten | files | forget s | pipeline s | share | audit hits "
              "| MIA adv. before | after | retrained | AUC before | after | retrained |",
              "|" + "---|" * 14]  # fmt: skip
@@ -141,6 +145,8 @@ def markdown(results: dict) -> str:
     for label, r in results.items():
         lines += ["", f"**{label}**: `{r['command']}`; rows removed by kind {r['removed']}; "
                   f"{r['files_changed']} files rewritten."]  # fmt: skip
+        if r.get("pipeline_command"):
+            lines[-1] += f" The folders were written by `{r['pipeline_command']}`."
     return "\n".join(lines) + "\n"
 
 
@@ -150,6 +156,7 @@ def main() -> None:
     p.add_argument("--world", required=True, help="the world folder among the trees")
     p.add_argument("--checkpoint", help="two-tower run folder in the 1st tree (else no MIA)")
     p.add_argument("--pipeline-log", help="the pipeline's log (else no time ratio)")
+    p.add_argument("--pipeline-command", help="the command(s) that wrote the trees, for the record")
     p.add_argument("--label", required=True)
     p.add_argument("--share", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=0)
