@@ -72,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "model on the other users' validation events too (Klenitskiy & Vasilev's protocol)",
     )
     p.add_argument("--quick", action="store_true", help="one grid point per model (smoke run)")
+    p.add_argument("--no-refine", action="store_true",
+                   help="every model kept to its grid (no refinement)")  # fmt: skip
     p.add_argument(
         "--grid",
         action="append",
@@ -170,7 +172,7 @@ def candidates_for(args: argparse.Namespace, split, timestamps) -> list:
         context = benchmark_context(args.dataset, seed=args.seed, data_dir=args.data_dir)
     return build_candidates(split, args.models, timestamps=timestamps, grids=grids or None,
                             protocol=args.protocol, context=context,
-                            seeds=args.seeds)  # fmt: skip
+                            seeds=args.seeds, refine=not args.no_refine)  # fmt: skip
 
 
 def result_table(args: argparse.Namespace, results, ks) -> tuple[str, dict | None]:

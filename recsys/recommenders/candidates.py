@@ -46,6 +46,7 @@ def build_candidates(
     context: TokenContext | None = None,
     tables: LiveCommerceTables | None = None,
     seeds: Sequence[int] = (0,),
+    refine: bool = True,
 ) -> list[Candidate]:
     """Candidates for ``names``, skipping those the data cannot support.
 
@@ -54,6 +55,7 @@ def build_candidates(
     registry``) early-stop on the split's validation targets under ``protocol``, read a world's
     token ``context`` when given, and its ``tables`` too when they use world features; they are
     tuned with the first of ``seeds`` and the chosen setting trained with each of them.
+    ``refine=False`` keeps every model to its grid (no refinement, no test neighbourhood).
     """
     grids = {**DEFAULT_GRIDS, **(grids or {})}
     out = []
@@ -80,7 +82,7 @@ def build_candidates(
                 name,
                 partial(make_baseline, name),
                 tuple(grids[name]),
-                neighbourhood=name in NEIGHBOURHOOD_CHECKED,
+                neighbourhood=refine and name in NEIGHBOURHOOD_CHECKED,
                 # Every baseline is refitted on train + validation before the test stage.
                 refit=True,
             )
