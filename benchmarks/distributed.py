@@ -73,6 +73,10 @@ def train(overrides: list[str], run_dir: Path, nproc: int = 0) -> dict:
     t0 = time.perf_counter()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = command(overrides, run_dir, nproc)
+    peak = run_dir / "peak_rss_kib.txt"  # one process: GNU time's maximum resident set size
+    if nproc == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cmd = ["/usr/bin/time", "-f", "%M", "-o", str(peak), *cmd]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
@@ -80,6 +84,8 @@ def train(overrides: list[str], run_dir: Path, nproc: int = 0) -> dict:
     out["wall_seconds"] = round(time.perf_counter() - t0, 1)
     ranks = run_dir / "ranks.json"
     out["ranks"] = json.loads(ranks.read_text()) if ranks.exists() else None
+    if nproc == 0 and peak.exists():
+        out["ranks"] = [{"rank": 0, "peak_rss_mib": int(peak.read_text().split()[-1]) / 1024}]
     return out
 
 
@@ -96,8 +102,11 @@ def tiny(family: str, *extra: str, distributed: bool = True) -> list[str]:
     return ["trainer=distributed", *base] if distributed else ["trainer.num_threads=1", *base]
 
 
-def valid_diff(a: dict, b: dict) -> float:
-    return max(abs(a[k] - b[k]) for k in a if k.startswith("valid/"))
+def valid_diff(a: dict, b: dict, coverage: bool = False) -> float:
+    """Largest absolute difference over the validation ranking metrics (HR, NDCG, MRR), or with
+    ``coverage`` over the catalogue coverage (a count of products: steps of 1/catalogue)."""
+    keys = [k for k in a if k.startswith("valid/") and ("coverage" in k) == coverage]
+    return max(abs(a[k] - b[k]) for k in keys)
 
 
 def headline(m: dict) -> dict:
@@ -126,6 +135,7 @@ def equivalence(work: Path) -> dict:
                     "sharding": kind,
                     "two_ranks": headline(two),
                     "diff_vs_one_process_2_micro": valid_diff(two, micro),
+                    "coverage_diff_vs_one_process_2_micro": valid_diff(two, micro, coverage=True),
                     "diff_vs_plain_one_process": valid_diff(two, plain),
                     "wall_seconds_2_ranks": two["wall_seconds"],
                 }
@@ -296,25 +306,29 @@ def scale(work: Path, preset: str, seconds: float) -> dict:
 
 
 def table(work: Path, rows: int, steps: int) -> dict:
-    out = {"rows": rows, "dim": 32, "steps": steps}
-    for nproc in (1, 2):
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        cmd = [
-            PY,
-            "-m",
-            "torch.distributed.run",
-            f"--nproc_per_node={nproc}",
-            f"--master_port={_port()}",
-            str(ROOT / "benchmarks" / "distributed_table.py"),
-            f"--rows={rows}",
-            f"--steps={steps}",
-            f"--out={work / f'table-{nproc}.json'}",
-        ]
-        done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-        if done.returncode != 0:
-            raise RuntimeError(done.stderr[-3000:])
-        out[f"{nproc}_ranks"] = json.loads((work / f"table-{nproc}.json").read_text())
-        print(nproc, out[f"{nproc}_ranks"], flush=True)
+    out = {"rows": rows, "dim": 32, "steps": steps, "runs": []}
+    for fused in ("none", "exact_rowwise_adagrad"):
+        for nproc in (1, 2):
+            env = {**os.environ, "OMP_NUM_THREADS": "1"}
+            result = work / f"table-{fused}-{nproc}.json"
+            worker = str(ROOT / "benchmarks" / "distributed_table.py")
+            cmd = [
+                PY,
+                "-m",
+                "torch.distributed.run",
+                f"--nproc_per_node={nproc}",
+                f"--master_port={_port()}",
+                worker,
+                f"--rows={rows}",
+                f"--steps={steps}",
+                f"--fused={fused}",
+                f"--out={result}",
+            ]
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+            if done.returncode != 0:
+                raise RuntimeError(done.stderr[-3000:])
+            out["runs"].append({**json.loads(result.read_text()), "load": os.getloadavg()})
+            print(out["runs"][-1], flush=True)
     return out
 
 
@@ -322,6 +336,10 @@ def table(work: Path, rows: int, steps: int) -> dict:
 
 
 def markdown(r: dict) -> str:
+    return _markdown(r).replace(str(Path.home()), "~")
+
+
+def _markdown(r: dict) -> str:
     lines = [
         "# Sharded training on CPU (torchrec DMP, gloo, 2 ranks)",
         "",
@@ -339,8 +357,9 @@ def markdown(r: dict) -> str:
             f"`{r['equivalence']['command']}`",
             "",
             "| family | sharding (every table) | 2-rank valid NDCG@10 (product / room) "
-            "| max abs diff vs 1 process, 2 micro-batches | max abs diff vs plain 1 process |",
-            "|---|---|---|---:|---:|",
+            "| vs 1 process, 2 micro-batches: max abs diff HR/NDCG/MRR | same: coverage@k "
+            "| vs plain 1 process: HR/NDCG/MRR |",
+            "|---|---|---|---:|---:|---:|",
         ]
         for row in r["equivalence"]["rows"]:
             heads = ("valid/product/live/ndcg@10", "valid/streamer/live/ndcg@10")
@@ -348,6 +367,7 @@ def markdown(r: dict) -> str:
             lines.append(
                 f"| {row['family']} | {row['sharding']} | {nd} | "
                 f"{row['diff_vs_one_process_2_micro']:.2g} | "
+                f"{row['coverage_diff_vs_one_process_2_micro']:.2g} | "
                 f"{row['diff_vs_plain_one_process']:.2g} |"
             )
         lines += [
@@ -355,7 +375,11 @@ def markdown(r: dict) -> str:
             "The 2-rank run averages the two ranks' half-batch losses; one process with "
             "`trainer.distributed.micro_batches=2` computes that objective, the plain "
             "trainer the whole batch's loss (per-head means over a different count of "
-            "targets; for the two-tower, in-batch negatives from the whole batch).",
+            "targets; for the two-tower, in-batch negatives from the whole batch). "
+            "coverage@k counts the catalogue's products seen in any top-k list (240 on the "
+            "tiny world: steps of 1/240 = 0.0042); where the one-process run sums gradients "
+            "in another order (its embedding kernels differ at 1 rank), one product can cross "
+            "a top-k boundary.",
             "",
         ]
     if "reshard" in r:
@@ -373,7 +397,7 @@ def markdown(r: dict) -> str:
             "",
             f"`recsys-index` on the 2-rank `best.pt`: exit "
             f"{s['recsys_index_on_2_rank_best']['returncode']}, "
-            f"{'; '.join(s['recsys_index_on_2_rank_best']['output'])}.",
+            f"{_index_lines(s['recsys_index_on_2_rank_best']['output'])}.",
             "",
         ]
     if "kill" in r:
@@ -386,7 +410,7 @@ def markdown(r: dict) -> str:
             f"Killed after the checkpoint at epoch {k['killed_at']['epoch']} step "
             f"{k['killed_at']['step']} (torchrun exit {k['torchrun_exit']}); resumed "
             f"final valid metrics vs uninterrupted: max abs diff {k['diff']:.2g} "
-            f"({k['resumed']} vs {k['uninterrupted']}).",
+            f"(NDCG@10 product / room: {_pair(k['resumed'])} vs {_pair(k['uninterrupted'])}).",
             "",
         ]
     if "scale" in r:
@@ -394,21 +418,35 @@ def markdown(r: dict) -> str:
     if "table" in r:
         t = r["table"]
         lines += [
-            f"## One row-wise table of {t['rows']:,} x {t['dim']} (float32, Adam)",
+            f"## One row-wise table of {t['rows']:,} x {t['dim']} (float32)",
             "",
-            "`python benchmarks/distributed.py --sections table`",
+            "`python benchmarks/distributed.py --sections table` (worker: "
+            "`benchmarks/distributed_table.py`; the table is built on the meta device, so "
+            "no process ever holds it whole; batches of 4,096 bags of 8 random ids)",
             "",
-            "| ranks | peak RSS per rank (MiB) | lookups/s per rank | step ms |",
-            "|---:|---|---:|---:|",
+            "| optimizer | ranks | peak RSS per rank (MiB) | lookups/s per rank | step ms "
+            "| load avg |",
+            "|---|---:|---|---:|---:|---:|",
         ]
-        for n in (1, 2):
-            row = t[f"{n}_ranks"]
+        for row in t["runs"]:
+            rss = ", ".join(f"{x:.0f}" for x in row["peak_rss_mib"])
             lines.append(
-                f"| {n} | {', '.join(f'{x:.0f}' for x in row['peak_rss_mib'])} | "
-                f"{row['lookups_per_second_per_rank']:,.0f} | {row['step_ms']:.1f} |"
+                f"| {row['optimizer']} | {row['world']} | {rss} | "
+                f"{row['lookups_per_second_per_rank']:,.0f} | {row['step_ms']:.0f} | "
+                f"{row['load'][0]:.1f} |"
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def _pair(metrics: dict) -> str:
+    heads = ("valid/product/live/ndcg@10", "valid/streamer/live/ndcg@10")
+    return " / ".join(f"{metrics[k]:.4f}" for k in heads if k in metrics)
+
+
+def _index_lines(output: list[str]) -> str:
+    """``recsys-index``'s "<head>: <n> x <dim> <factory>" lines, without folders."""
+    return "; ".join(ln.split(" -> ")[0] for ln in output if " x " in ln and "[" not in ln)
 
 
 def _scale_md(s: dict) -> list[str]:
@@ -437,6 +475,16 @@ def _scale_md(s: dict) -> list[str]:
     return lines
 
 
+def _write(path: Path, results: dict) -> None:
+    """The JSON and markdown results, without this machine's folders."""
+    index = results.get("reshard", {}).get("recsys_index_on_2_rank_best")
+    if index:
+        index["output"] = _index_lines(index["output"]).split("; ")
+    text = json.dumps(results, indent=2).replace(str(Path.home()), "~")
+    path.write_text(text + "\n")
+    (RESULTS / "distributed.md").write_text(markdown(json.loads(text)) + "\n")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sections", default="equivalence,reshard,kill,scale,table")
@@ -445,9 +493,13 @@ def main() -> None:
     p.add_argument("--scale-seconds", type=float, default=120.0)
     p.add_argument("--table-rows", type=int, default=10_000_000)
     p.add_argument("--table-steps", type=int, default=30)
+    p.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the .json")
     a = p.parse_args()
     path = RESULTS / "distributed.json"
     results = json.loads(path.read_text()) if path.exists() else {}
+    if a.markdown_only:
+        _write(path, results)
+        return
     results["machine"] = (
         f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     )
@@ -469,8 +521,7 @@ def main() -> None:
             raise SystemExit(f"unknown section {section!r}")
         results[section]["section_seconds"] = round(time.perf_counter() - t0, 1)
         results[section]["load_average_after"] = os.getloadavg()
-        path.write_text(json.dumps(results, indent=2) + "\n")
-        (RESULTS / "distributed.md").write_text(markdown(results) + "\n")
+        _write(path, results)
         print(f"{section}: done in {results[section]['section_seconds']} s", flush=True)
 
 

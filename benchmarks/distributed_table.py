@@ -1,9 +1,10 @@
 """Worker of ``benchmarks/distributed.py --sections table`` (run under torchrun).
 
 One embedding table of ``--rows`` x 32, built on the meta device so no process ever holds it
-whole, sharded row-wise over the ranks by ``recsys.training.distributed`` and trained with Adam
-on random bags of ids for ``--steps`` steps. Rank 0 writes each rank's peak resident memory and
-the lookup rate to ``--out``.
+whole, sharded row-wise over the ranks by ``recsys.training.distributed`` and trained on random
+bags of ids for ``--steps`` steps (Adam on dense gradients, or with ``--fused`` a fused optimizer
+that updates only the rows looked up, inside the backward pass). Rank 0 writes each rank's peak
+resident memory and the lookup rate to ``--out``.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ def main() -> None:
     p.add_argument("--rows", type=int, required=True)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--out", required=True)
+    p.add_argument("--fused", default="none", help="a fused optimizer, e.g. exact_rowwise_adagrad")
     a = p.parse_args()
     torch.set_num_threads(1)
-    config = sharding.DistributedConfig(enabled=True, sharding="row_wise")
+    config = sharding.DistributedConfig(enabled=True, sharding="row_wise", fused_optimizer=a.fused)
     rank, world = sharding.start(config)
     model = torch.nn.Module()
     model.tables = EntityBags(sizes={"item": a.rows}, dim=32, device="meta")
@@ -57,6 +59,7 @@ def main() -> None:
     torch.distributed.all_gather_object(rows, mine)
     if rank == 0:
         out = {
+            "optimizer": "Adam (dense kernel)" if a.fused == "none" else f"fused {a.fused}",
             "world": world,
             "peak_rss_mib": rows,
             "step_ms": 1000 * seconds / timed,

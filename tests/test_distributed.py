@@ -73,11 +73,19 @@ def tiny_overrides(cache: Path, model: str, *extra: str) -> list[str]:
     ]
 
 
+# coverage@10 counts the tiny world's 240 products seen in any top-10 list: one product in or
+# out moves it by 1/240. Measured: with table- or column-wise two-tower tables the gradients are
+# summed in another order at 1 rank than at 2, and one product can cross a top-10 boundary
+# while the ranking metrics differ by < 1e-4.
+COVERAGE_STEP = 1 / 240
+
+
 def assert_same_validation(a: dict, b: dict, tol: float = 1e-3) -> None:
     keys = [k for k in a if k.startswith("valid/")]
     assert keys, a
-    worst = max(abs(a[k] - b[k]) for k in keys)
-    assert worst <= tol, {k: (a[k], b[k]) for k in keys}
+    for key in keys:
+        allowed = max(tol, COVERAGE_STEP + 1e-9) if "coverage" in key and tol else tol
+        assert abs(a[key] - b[key]) <= allowed, (key, a[key], b[key])
 
 
 @pytest.fixture(scope="module")

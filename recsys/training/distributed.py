@@ -1,4 +1,4 @@
-"""Sharded training on torchrec: process group, sharding plan, DistributedModelParallel, DCP.
+"""Sharded training on torchrec: process group, sharding plan, DistributedModelParallel.
 
 The one place besides ``recsys.models.embeddings`` that touches torchrec (and
 ``torch.distributed``). A model's embedding collections are sharded by
