@@ -3,8 +3,8 @@
     P = (X^T X + l2 I)^-1,    B = I - P diag(1 / diag(P)),  i.e. B_ij = -P_ij / P_jj, B_ii = 0
 
 A user's scores are their binary history row times B. The inverse is dense and costs O(m^3)
-for m items (23.7k items: about 4 minutes on one core, 2.2 GB per copy in float32), so by default every
-training item is modelled whenever the Gram matrix and the inverse's workspace fit in
+for m items (23.7k items: about 4 minutes on one core, 2.2 GB per copy in float32), so by
+default every training item is modelled whenever the Gram matrix and the inverse's workspace fit in
 ``memory_fraction`` of the memory available at fit time; only when they do not (or when
 ``max_items`` asks) is the model restricted to the most frequent items (ties broken by lower
 index), and the fit logs how many items were left out and why. Capping the catalogue costs
