@@ -68,3 +68,45 @@ def _post_live(port: int, records: list[dict]) -> dict:
     )
     with urllib.request.urlopen(request, timeout=10) as r:
         return json.loads(r.read())
+
+
+def _askers(store: LiveRooms) -> set[int]:
+    return {u for q in store.questions.values() for users in q.askers.values() for u in users}
+
+
+def test_forgetting_a_viewer_reaches_the_list_and_every_refold(batches_of_a_day):
+    first = LocalBatches()
+    a = SharedLiveRooms(LiveRooms(), first)
+    for batch in batches_of_a_day:
+        a.ingest_records(batch)
+    asker = min(_askers(a.inner))
+    removed = a.forget([asker])
+    assert removed["live_records"] > 0 and removed["live_questions"] > 0
+    assert asker not in _askers(a.inner)
+    assert all(int(r["user_id"]) != asker for b in first.items for r in json.loads(b))
+    restarted = SharedLiveRooms(LiveRooms(), LocalBatches(first.items))
+    restarted.sync()
+    assert asker not in _askers(restarted.inner) and _askers(restarted.inner)
+
+
+def test_recsys_serve_forgets_behind_the_operator_token(tiny_world_dir, tmp_path, batches_of_a_day):
+    from fastapi.testclient import TestClient
+    from hydra import compose, initialize_config_module
+
+    from recsys.cli.serve import build_app
+
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text("- {name: ops, scopes: [operator, ingest], token: ops-secret}\n")
+    with initialize_config_module(version_base="1.3", config_module="recsys.conf"):
+        cfg = compose(config_name="serve", overrides=[f"world.path={tiny_world_dir}",
+                                                      f"auth.tokens_file={tokens}"])  # fmt: skip
+    ops = {"authorization": "Bearer ops-secret"}
+    with TestClient(build_app(cfg)) as client:
+        for batch in batches_of_a_day:
+            client.post("/live/events", json={"events": batch}, headers=ops)
+        asker = min(_askers(client.app.state.live_rooms))
+        assert client.post("/forget", json={"users": [asker]}).status_code == 401
+        answer = client.post("/forget", json={"users": [asker]}, headers=ops)
+        assert answer.status_code == 200 and answer.json()["live_questions"] > 0
+        assert asker not in _askers(client.app.state.live_rooms)
+        assert client.post("/forget", json={"users": []}, headers=ops).status_code == 422

@@ -106,7 +106,14 @@ def build_app(cfg: DictConfig):
     )
     book = _consent_book(cfg)
     app = _coupons(cfg, app, book) if cfg.get("coupons") and cfg.coupons.model else app
-    return _live_rooms(cfg, _attach_consent(app, book))
+    return _erasure(_live_rooms(cfg, _attach_consent(app, book)))
+
+
+def _erasure(app):
+    """``POST /forget``: users out of the service's sessions, logs and live rooms."""
+    from recsys.erasure.service import attach_erasure
+
+    return attach_erasure(app)
 
 
 def _consent_book(cfg: DictConfig):

@@ -37,6 +37,8 @@ class RoomStore(Protocol):
 
     def snapshot(self, room: int) -> dict: ...
 
+    def forget(self, users) -> dict[str, int]: ...
+
 
 @dataclass(frozen=True)
 class LiveRoomsConfig:
@@ -60,6 +62,15 @@ class RoomQuestions:
     def add(self, ts: int, user: int, cluster: int) -> None:
         self.askers.setdefault(cluster, set()).add(user)
         self.recent.append((ts, user, cluster))
+
+    def forget(self, users: set[int]) -> int:
+        """Drop ``users`` from the askers and the recent questions; returns questions dropped."""
+        for askers in self.askers.values():
+            askers -= users
+        kept = [q for q in self.recent if q[1] not in users]
+        dropped = len(self.recent) - len(kept)
+        self.recent = deque(kept, maxlen=self.recent.maxlen)
+        return dropped
 
     def top(self, clusterer: QuestionClusterer, n: int) -> list[tuple[int, int]]:
         """(cluster root, distinct askers), most asked first."""
@@ -97,6 +108,13 @@ class LiveRooms:
         self.version = 0
         # (product, now) -> the coupon model's word on a limited-time offer, where one is served.
         self.offer: Callable[[int, int], str] | None = None
+
+    def forget(self, users) -> dict[str, int]:
+        """Forget ``users`` as askers of every room's questions (the only per-viewer state the
+        rooms keep: counts are not per viewer); returns the questions dropped."""
+        gone = {int(u) for u in users}
+        self.version += 1
+        return {"live_questions": sum(q.forget(gone) for q in self.questions.values())}
 
     def ingest_records(self, records: list[dict]) -> dict:
         parsed = from_records(records)

@@ -25,6 +25,8 @@ class Batches(Protocol):
 
     def read_new(self) -> tuple[int, list[bytes]]: ...
 
+    def rewrite(self, fn) -> int: ...
+
 
 class LocalBatches:
     """The ordered list in this process; readers made over one ``items`` list share it."""
@@ -40,6 +42,15 @@ class LocalBatches:
     def read_new(self) -> tuple[int, list[bytes]]:
         first, self.cursor = self.cursor, len(self.items)
         return first, self.items[first:]
+
+    def rewrite(self, fn) -> int:
+        """Each batch replaced by ``fn(batch)`` in place; returns the batches changed."""
+        changed = 0
+        for i, data in enumerate(self.items):
+            new = fn(data)
+            if new != data:
+                self.items[i], changed = new, changed + 1
+        return changed
 
 
 class SharedLiveRooms:
@@ -65,6 +76,24 @@ class SharedLiveRooms:
             raise RuntimeError(f"live rooms: batch {position} was not folded in after posting")
         return report
 
+    def forget(self, users) -> dict[str, int]:
+        """``users`` out of every batch of the list (positions stay, so every worker's cursor
+        holds) and out of this worker's rooms; a worker that folded them before holds them
+        until it is told too, or restarted. Returns the records and questions dropped."""
+        gone, dropped = {int(u) for u in users}, 0
+
+        def without(data: bytes) -> bytes:
+            nonlocal dropped
+            records = json.loads(data)
+            kept = [r for r in records if not _of(r, gone)]
+            dropped += len(records) - len(kept)
+            changed = len(kept) < len(records)
+            return json.dumps(kept, ensure_ascii=False).encode() if changed else data
+
+        self.sync()
+        self.batches.rewrite(without)
+        return {"live_records": dropped, **self.inner.forget(gone)}
+
     @property
     def version(self) -> int:
         self.sync()
@@ -77,3 +106,11 @@ class SharedLiveRooms:
     def snapshot(self, room: int) -> dict:
         self.sync()
         return self.inner.snapshot(room)
+
+
+def _of(record, users: set[int]) -> bool:
+    """Whether a posted record is an event of one of ``users`` (ids as posted: int or text)."""
+    try:
+        return isinstance(record, dict) and int(record.get("user_id")) in users
+    except (TypeError, ValueError):
+        return False

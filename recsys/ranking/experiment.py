@@ -193,11 +193,26 @@ def impression_logs(world: RankWorld, settings: RankSettings) -> dict[str, tuple
                               settings.test_requests), strict=True))  # fmt: skip
     out = {}
     for i, (name, (lo, hi)) in enumerate(windows(world, settings.train_share).items()):
-        out[name] = _timed(impression_log, world.truth, world.tables, n_requests=sizes[name],
+        n = _at_most_the_entries(world, name, sizes[name], lo, hi)
+        out[name] = _timed(impression_log, world.truth, world.tables, n_requests=n,
                            seed=settings.seed + i, start_ts=lo, end_ts=hi)  # fmt: skip
         log.info("%s impressions: %d requests in %.1f s", name, len(out[name][0].requests),
                  out[name][1])  # fmt: skip
     return out
+
+
+def _at_most_the_entries(world: RankWorld, name: str, n: int | None, lo, hi) -> int | None:
+    """``n`` requests, or every room entry of the window when it holds fewer (a small world)."""
+    if n is None:
+        return None
+    ev = world.tables.events
+    ts = ev.loc[ev["event_type"] == "enter", "ts"]
+    available = int(((ts >= lo) & (ts < hi)).sum())
+    if n > available:
+        log.info("%s: %d requests asked, the window holds %d room entries: taking every one",
+                 name, n, available)  # fmt: skip
+        return available
+    return n
 
 
 def generation_stats(logs: dict[str, tuple[ImpressionLog, float]]) -> dict:
