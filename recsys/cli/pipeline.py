@@ -124,7 +124,10 @@ def evaluate_retrieval(cfg: DictConfig, restored) -> dict[str, dict]:
         split = restored.data.splits[head]
         trained = Pretrained(restored.recommender.for_head(head), "two_tower")
         candidates = build_candidates(
-            split, list(cfg.models), grids=quick_grids() if cfg.quick else None
+            split,
+            list(cfg.models),
+            grids=quick_grids() if cfg.quick else None,
+            refine=bool(cfg.get("refine", False)),
         )
         candidates.append(Candidate("two_tower", lambda model=trained: model, ({},)))
         for res in run_quality(split, candidates, settings):
