@@ -24,13 +24,13 @@ import json
 import logging
 import os
 import platform
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import torch
 import yaml
+from harness.command import recorded_command
 from harness.references import references_for
 from harness.split_notes import check_stages, split_notes
 
@@ -213,8 +213,9 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "dataset": label(args),
         "protocol": args.protocol if args.protocol != "sampled" else "sampled-100",
-        "command": "python benchmarks/quality.py "
-        + shlex.join(sys.argv[1:] if argv is None else argv),
+        "command": recorded_command(
+            "benchmarks/quality.py", sys.argv[1:] if argv is None else argv
+        ),
         "split": split.meta,
         "split_notes": notes,
         "settings": {

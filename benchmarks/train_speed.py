@@ -33,13 +33,13 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from harness.command import recorded_command
 from harness.interleaved import interleaved_throughput
 from harness.reference_sasrec import (
     BATCH,
@@ -277,8 +277,9 @@ def main(argv: list[str] | None = None) -> dict:
     print("lookup", lookups, flush=True)
     ratios = speed_ratios(results)
     report = {
-        "command": "python benchmarks/train_speed.py "
-        + shlex.join(sys.argv[1:] if argv is None else argv),
+        "command": recorded_command(
+            "benchmarks/train_speed.py", sys.argv[1:] if argv is None else argv
+        ),
         "dataset": "ml-1m (train/input.txt prefix), leave-one-out; validation targets, "
         "full ranking, seen items removed",
         "setting": {
