@@ -37,6 +37,8 @@ import sys
 import time
 from pathlib import Path
 
+from distributed_report import index_lines, markdown
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 PY = sys.executable
@@ -332,154 +334,11 @@ def table(work: Path, rows: int, steps: int) -> dict:
     return out
 
 
-# -- report --------------------------------------------------------------------------------------
-
-
-def markdown(r: dict) -> str:
-    return _markdown(r).replace(str(Path.home()), "~")
-
-
-def _markdown(r: dict) -> str:
-    lines = [
-        "# Sharded training on CPU (torchrec DMP, gloo, 2 ranks)",
-        "",
-        "`python benchmarks/distributed.py` (sections: "
-        + ", ".join(k for k in ("equivalence", "reshard", "kill", "scale", "table") if k in r)
-        + ")",
-        "",
-        f"Machine: {r['machine']}. GPU/NCCL: not run here (no GPU); unverified.",
-        "",
-    ]
-    if "equivalence" in r:
-        lines += [
-            "## Equivalence (tiny world, one epoch, dropout off)",
-            "",
-            f"`{r['equivalence']['command']}`",
-            "",
-            "| family | sharding (every table) | 2-rank valid NDCG@10 (product / room) "
-            "| vs 1 process, 2 micro-batches: max abs diff HR/NDCG/MRR | same: coverage@k "
-            "| vs plain 1 process: HR/NDCG/MRR |",
-            "|---|---|---|---:|---:|---:|",
-        ]
-        for row in r["equivalence"]["rows"]:
-            heads = ("valid/product/live/ndcg@10", "valid/streamer/live/ndcg@10")
-            nd = " / ".join(f"{row['two_ranks'][k]:.4f}" for k in heads if k in row["two_ranks"])
-            lines.append(
-                f"| {row['family']} | {row['sharding']} | {nd} | "
-                f"{row['diff_vs_one_process_2_micro']:.2g} | "
-                f"{row['coverage_diff_vs_one_process_2_micro']:.2g} | "
-                f"{row['diff_vs_plain_one_process']:.2g} |"
-            )
-        lines += [
-            "",
-            "The 2-rank run averages the two ranks' half-batch losses; one process with "
-            "`trainer.distributed.micro_batches=2` computes that objective, the plain "
-            "trainer the whole batch's loss (per-head means over a different count of "
-            "targets; for the two-tower, in-batch negatives from the whole batch). "
-            "coverage@k counts the catalogue's products seen in any top-k list (240 on the "
-            "tiny world: steps of 1/240 = 0.0042); where the one-process run sums gradients "
-            "in another order (its embedding kernels differ at 1 rank), one product can cross "
-            "a top-k boundary.",
-            "",
-        ]
-    if "reshard" in r:
-        s = r["reshard"]
-        lines += [
-            "## Resharding (sequential model, tiny, epoch 1 saved, resumed for epoch 2)",
-            "",
-            "| path | max abs diff of valid metrics vs uninterrupted 2 ranks |",
-            "|---|---:|",
-            f"| 2 ranks -> 1 process | {s['2_to_1']['diff']:.2g} |",
-            f"| 1 process -> 2 ranks | {s['1_to_2']['diff']:.2g} |",
-            "",
-            f"2-rank DCP checkpoint read whole in one process vs `best.pt`: "
-            f"{s['dcp_whole_vs_best']}.",
-            "",
-            f"`recsys-index` on the 2-rank `best.pt`: exit "
-            f"{s['recsys_index_on_2_rank_best']['returncode']}, "
-            f"{_index_lines(s['recsys_index_on_2_rank_best']['output'])}.",
-            "",
-        ]
-    if "kill" in r:
-        k = r["kill"]
-        lines += [
-            "## SIGKILL of rank 1 mid-epoch, then resume=true",
-            "",
-            f"`{k['command']}`",
-            "",
-            f"Killed after the checkpoint at epoch {k['killed_at']['epoch']} step "
-            f"{k['killed_at']['step']} (torchrun exit {k['torchrun_exit']}); resumed "
-            f"final valid metrics vs uninterrupted: max abs diff {k['diff']:.2g} "
-            f"(NDCG@10 product / room: {_pair(k['resumed'])} vs {_pair(k['uninterrupted'])}).",
-            "",
-        ]
-    if "scale" in r:
-        lines += _scale_md(r["scale"])
-    if "table" in r:
-        t = r["table"]
-        lines += [
-            f"## One row-wise table of {t['rows']:,} x {t['dim']} (float32)",
-            "",
-            "`python benchmarks/distributed.py --sections table` (worker: "
-            "`benchmarks/distributed_table.py`; the table is built on the meta device, so "
-            "no process ever holds it whole; batches of 4,096 bags of 8 random ids)",
-            "",
-            "| optimizer | ranks | peak RSS per rank (MiB) | lookups/s per rank | step ms "
-            "| load avg |",
-            "|---|---:|---|---:|---:|---:|",
-        ]
-        for row in t["runs"]:
-            rss = ", ".join(f"{x:.0f}" for x in row["peak_rss_mib"])
-            lines.append(
-                f"| {row['optimizer']} | {row['world']} | {rss} | "
-                f"{row['lookups_per_second_per_rank']:,.0f} | {row['step_ms']:.0f} | "
-                f"{row['load'][0]:.1f} |"
-            )
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _pair(metrics: dict) -> str:
-    heads = ("valid/product/live/ndcg@10", "valid/streamer/live/ndcg@10")
-    return " / ".join(f"{metrics[k]:.4f}" for k in heads if k in metrics)
-
-
-def _index_lines(output: list[str]) -> str:
-    """``recsys-index``'s "<head>: <n> x <dim> <factory>" lines, without folders."""
-    return "; ".join(ln.split(" -> ")[0] for ln in output if " x " in ln and "[" not in ln)
-
-
-def _scale_md(s: dict) -> list[str]:
-    lines = [
-        f"## Scale: sequential model on `{s['preset']}`, {s['seconds']:.0f} s of training",
-        "",
-        f"`{s['command']}`",
-        "",
-        "| setting | sequences/s | per rank | peak RSS per rank (MiB) | load avg before -> after |",
-        "|---|---:|---:|---|---|",
-    ]
-    for name, row in s["rows"].items():
-        rss = ", ".join(f"{x['peak_rss_mib']:.0f}" for x in row["ranks"]) if row["ranks"] else "-"
-        load = f"{row['load_before'][0]:.1f} -> {row['load_after'][0]:.1f}"
-        lines.append(
-            f"| {name} | {row['sequences_per_second']:.0f} | {row['per_rank']:.0f} | "
-            f"{rss} | {load} |"
-        )
-    lines += [
-        "",
-        f"Scaling efficiency 1 -> 2 processes (2-rank sequences/s over twice one "
-        f"1-thread process's): {s['scaling_efficiency_1_to_2']:.2f}, on 2 cores shared "
-        "with other jobs (load averages above).",
-        "",
-    ]
-    return lines
-
-
 def _write(path: Path, results: dict) -> None:
     """The JSON and markdown results, without this machine's folders."""
     index = results.get("reshard", {}).get("recsys_index_on_2_rank_best")
     if index:
-        index["output"] = _index_lines(index["output"]).split("; ")
+        index["output"] = index_lines(index["output"]).split("; ")
     text = json.dumps(results, indent=2).replace(str(Path.home()), "~")
     path.write_text(text + "\n")
     (RESULTS / "distributed.md").write_text(markdown(json.loads(text)) + "\n")
