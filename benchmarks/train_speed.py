@@ -229,7 +229,7 @@ def run_one(name: str, fn, split, args) -> dict:
     return stats
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--seconds", type=float, default=600.0, help="CPU-seconds budget of each model")
     p.add_argument(
@@ -249,10 +249,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads for both")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", default=str(RESULTS))
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    split, _ = make_split("ml-1m")
-    load_before = os.getloadavg()
+    return p.parse_args(argv)
+
+
+def step_timing(split, args: argparse.Namespace) -> dict:
+    """Steps of every model timed in turns, with CPU throughput over the reference's."""
     steps = {"reference": reference_step(split.train, args.seed)[1]}
     steps.update({f"ours ({v})": our_step(split, args.seed, v, args)[1] for v in args.variants})
     interleaved = interleaved_throughput(steps, rounds=args.step_rounds)
@@ -260,42 +261,42 @@ def main(argv: list[str] | None = None) -> dict:
     for row in interleaved.values():
         row["cpu_throughput_vs_reference"] = round(row["sequences_per_cpu_second"] / ref_cpu, 2)
     print("interleaved", interleaved, flush=True)
+    return interleaved
+
+
+def train_all(split, args: argparse.Namespace) -> dict:
+    """Every model trained for the same CPU budget (``--only``: one side)."""
     runners = {"reference": lambda: train_for(split, *reference_step(split.train, args.seed),
                                               args.seconds)}  # fmt: skip
     for variant in args.variants:
         runners[f"ours ({variant})"] = lambda v=variant: train_for(
             split, *our_step(split, args.seed, v, args), args.seconds
         )
-    results = {
+    return {
         name: run_one(name, fn, split, args)
         for name, fn in runners.items()
         if args.only is None or name.startswith(args.only)
     }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    split, _ = make_split("ml-1m")
+    load_before = os.getloadavg()
+    interleaved = step_timing(split, args)
+    results = train_all(split, args)
     if args.only:
         return results
     lookups = lookup_speed(split.n_items)
     print("lookup", lookups, flush=True)
-    ratios = speed_ratios(results)
     report = {
         "command": recorded_command(
             "benchmarks/train_speed.py", sys.argv[1:] if argv is None else argv
         ),
         "dataset": "ml-1m (train/input.txt prefix), leave-one-out; validation targets, "
         "full ranking, seen items removed",
-        "setting": {
-            "maxlen": MAXLEN,
-            "dim": DIM,
-            "blocks": BLOCKS,
-            "heads": HEADS,
-            "dropout": DROPOUT,
-            "batch": BATCH,
-            "lr": LR,
-            "our_variants": args.variants,
-            "chunk_rows": args.chunk_rows,
-            "our_bucket_pool": args.bucket_pool,
-            "budget_seconds": args.seconds,
-            "threads": args.threads,
-        },
+        "setting": _setting(args),
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
@@ -304,7 +305,7 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "interleaved_steps": interleaved,
         "results": results,
-        "ratios_vs_reference": ratios,
+        "ratios_vs_reference": speed_ratios(results),
         "embedding_lookup_per_batch": lookups,
     }
     out = Path(args.out_dir)
@@ -313,6 +314,13 @@ def main(argv: list[str] | None = None) -> dict:
     (out / "train_speed.md").write_text(markdown(report))
     print(markdown(report))
     return report
+
+
+def _setting(args: argparse.Namespace) -> dict:
+    return {"maxlen": MAXLEN, "dim": DIM, "blocks": BLOCKS, "heads": HEADS, "dropout": DROPOUT,
+            "batch": BATCH, "lr": LR, "our_variants": args.variants,
+            "chunk_rows": args.chunk_rows, "our_bucket_pool": args.bucket_pool,
+            "budget_seconds": args.seconds, "threads": args.threads}  # fmt: skip
 
 
 def speed_ratios(results: dict) -> dict:
