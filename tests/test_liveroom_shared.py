@@ -4,7 +4,6 @@ exactly what one store fed the same batches shows, in process and over Redis."""
 from __future__ import annotations
 
 import json
-import urllib.request
 
 import pytest
 
@@ -12,7 +11,7 @@ from recsys.liveroom.replay import replay_frame, to_records
 from recsys.liveroom.rooms import LiveRooms
 from recsys.liveroom.shared import LocalBatches, SharedLiveRooms
 from recsys.simulation.live_room import live_room_day
-from tests.test_serving_workers import _get, needs_redis, redis_url, two_workers  # noqa: F401
+from tests.test_serving_workers import _get, _post, needs_redis, redis_url, two_workers  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -53,21 +52,11 @@ def test_two_workers_over_redis_show_what_one_store_shows(batches_of_a_day, redi
 @needs_redis
 def test_recsys_serve_with_two_workers_serves_one_dashboard(batches_of_a_day, two_workers):  # noqa: F811
     port, _ = two_workers
-    reports = [_post_live(port, batch) for batch in batches_of_a_day[:12]]
+    reports = [_post(port, batch, "/live/events", timeout=10) for batch in batches_of_a_day[:12]]
     assert sum(r["accepted"] for r in reports) > 0
     # Requests land on either worker: every answer is the same.
     answers = {json.dumps(_get(port, "/live/rooms"), sort_keys=True) for _ in range(12)}
     assert len(answers) == 1 and json.loads(answers.pop())["rooms"]
-
-
-def _post_live(port: int, records: list[dict]) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/live/events",
-        data=json.dumps({"events": records}).encode(),
-        headers={"content-type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as r:
-        return json.loads(r.read())
 
 
 def _askers(store: LiveRooms) -> set[int]:

@@ -118,13 +118,13 @@ def _get(port: int, path: str, timeout: float = 2.0) -> dict:
         return json.loads(r.read())
 
 
-def _post(port: int, events: list[dict]) -> dict:
+def _post(port: int, events: list[dict], path: str = "/events", timeout: float = 5) -> dict:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/events",
+        f"http://127.0.0.1:{port}{path}",
         data=json.dumps({"events": events}).encode(),
         headers={"content-type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=5) as r:
+    with urllib.request.urlopen(request, timeout=timeout) as r:
         return json.loads(r.read())
 
 
