@@ -37,7 +37,13 @@ from harness.split_notes import check_stages, split_notes
 from recsys.data.splits import fold_unsampled_validation, new_item_targets
 from recsys.data.tables import load_tables
 from recsys.datasets import INTERACTION_FORMATS, make_split
-from recsys.evaluation.selection import QualitySettings, markdown_table, run_quality
+from recsys.evaluation.combine import combine_by_name, result_from_json
+from recsys.evaluation.selection import (
+    QualitySettings,
+    compare_results,
+    markdown_table,
+    run_quality,
+)
 from recsys.inputs.tokens import world_context
 from recsys.recommenders.candidates import (
     DEFAULT_MODELS,
@@ -62,7 +68,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="table format: user=..., item=..., time=... column names")  # fmt: skip
     p.add_argument("--protocol", default="full", choices=("full", "sampled", "live"))
     p.add_argument("--target", default="product", choices=("product", "room"), help="synthetic")
-    p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
+    p.add_argument(
+        "--models",
+        nargs="*",
+        default=list(DEFAULT_MODELS),
+        help="models to run here (none: only combine --include reports)",
+    )
     p.add_argument("--metric", default="ndcg@10", help="tuning and comparison metric")
     p.add_argument("--max-valid-users", type=int, default=10_000, help="tuning subsample")
     p.add_argument(
@@ -89,9 +100,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--data-dir", default=None, help="shared data folder ($RECSYS_DATA_DIR)")
     p.add_argument("--out-dir", default=str(RESULTS))
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=("cpu", "cuda"),
+        help="where trained models train and score",
+    )
+    p.add_argument(
+        "--fbgemm-cpu-fallback",
+        action="store_true",
+        help="CUDA with only fbgemm-gpu-cpu: benchmarks/gpu/fbgemm_cuda_fallback.py",
+    )
+    p.add_argument(
+        "--grid-point",
+        type=int,
+        default=None,
+        metavar="I",
+        help="train only the I-th point of the trained models' grid (points run apart, "
+        "combined later with --include)",
+    )
+    p.add_argument(
+        "--save-per-user",
+        action="store_true",
+        help="keep every test target's metrics in the JSON, for --include elsewhere",
+    )
+    p.add_argument(
+        "--include",
+        nargs="*",
+        default=[],
+        metavar="REPORT",
+        help="reports of the same dataset, protocol and split written with "
+        "--save-per-user (models run on another machine, or grid points and seeds "
+        "run apart): combined with this run's models before the comparisons",
+    )
     args = p.parse_args(argv)
     if not args.dataset and not args.data_path:
         p.error("one of --dataset or --data-path is required")
+    if not args.models and not args.include:
+        p.error("no --models to run and no --include to combine")
     if args.data_path:
         args.data_format = data_format(Path(args.data_path), args.data_format)
         # A label of its own, so a file given by path never overwrites a registered run's results.
@@ -165,6 +211,15 @@ def candidates_for(args: argparse.Namespace, split, timestamps) -> list:
     if args.sequential_config:
         name, grid, _ = sequential_grid(args.sequential_config, args.dataset)
         grids[name] = [{**g, "max_epochs": 2} for g in grid[:1]] if args.quick else grid
+    if args.grid_point is not None:
+        for name in (m for m in args.models if m in MODELS):
+            points = grids.get(name, [{}])
+            if not 0 <= args.grid_point < len(points):
+                raise SystemExit(f"--grid-point {args.grid_point}: {name} has {len(points)} points")
+            grids[name] = [points[args.grid_point]]
+    if args.device != "cpu":
+        for name in (m for m in args.models if m in MODELS):
+            grids[name] = [{**g, "device": args.device} for g in grids.get(name, [{}])]
     context = None
     if any(m in MODELS for m in args.models) and args.data_format == "world":
         context = world_context(load_tables(args.data_path))
@@ -204,11 +259,19 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.fbgemm_cpu_fallback:
+        from gpu.fbgemm_cuda_fallback import install
+
+        logging.getLogger("quality").info("fbgemm CUDA fallbacks (added, refused): %s", install())
     started, load_before = time.time(), os.getloadavg()
     split, timestamps, notes = load_split(args)
     settings = QualitySettings(protocol=args.protocol, metric=args.metric, seed=args.seed,
                                max_valid_users=args.max_valid_users)  # fmt: skip
     results = run_quality(split, candidates_for(args, split, timestamps), settings)
+    if args.include:
+        results = combine_by_name([*results, *included(args, split)], settings.metric)
+        check_targets(results)
+        compare_results(results, settings)
     table, refs = result_table(args, results, settings.ks)
     report = {
         "dataset": label(args),
@@ -233,13 +296,40 @@ def main(argv: list[str] | None = None) -> dict:
             "loadavg_after": os.getloadavg(),
         },  # fmt: skip
         "seconds": round(time.time() - started, 1),
-        "models": {r.name: r.to_json() for r in results},
+        "included": args.include,
+        "models": {r.name: r.to_json(per_user=args.save_per_user) for r in results},
         "references": refs,
         "table": table,
     }
     write_report(args, report)
     print(table)
     return report
+
+
+def included(args: argparse.Namespace, split) -> list:
+    """The models of every ``--include`` report, checked to be of this dataset, protocol and
+    split (so their per-target values line up with this run's)."""
+    meta = json.loads(json.dumps(split.meta))
+    protocol = args.protocol if args.protocol != "sampled" else "sampled-100"
+    out = []
+    for path in args.include:
+        report = json.loads(Path(path).read_text())
+        found = (report.get("dataset"), report.get("protocol"), report.get("split"))
+        if found != (label(args), protocol, meta):
+            raise SystemExit(
+                f"--include {path}: dataset, protocol and split {found[:2]} / {found[2]} differ "
+                f"from this run's {(label(args), protocol)} / {meta}"
+            )
+        out += [result_from_json(name, entry, source=path)
+                for name, entry in report["models"].items()]  # fmt: skip
+    return out
+
+
+def check_targets(results) -> None:
+    """Every result scored the same test targets (one per-target value each)."""
+    sizes = {r.name: len(next(iter(r.per_user.values()))) for r in results}
+    if len(set(sizes.values())) > 1:
+        raise SystemExit(f"results scored different numbers of test targets: {sizes}")
 
 
 def sequential_config_record(args: argparse.Namespace) -> dict | None:

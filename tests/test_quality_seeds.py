@@ -4,14 +4,17 @@ ships with its grid and overrides and builds a model for every point."""
 
 from __future__ import annotations
 
+import json
 from functools import partial
 from pathlib import Path
 
 import numpy as np
+import pytest
 from quality import sequential_grid
 
 from recsys.baselines.registry import make_baseline
-from recsys.evaluation.selection import Candidate, QualitySettings, run_quality
+from recsys.evaluation.combine import combine_by_name, combine_runs, result_from_json
+from recsys.evaluation.selection import Candidate, QualitySettings, compare_results, run_quality
 from recsys.recommenders.build import make_trained
 from recsys.recommenders.sequential import SequentialRecommender
 from tests.test_benchmarking import _split
@@ -52,3 +55,40 @@ def test_the_sequential_default_builds_a_model_for_every_grid_point_and_dataset(
         assert isinstance(model, SequentialRecommender)
         assert model.model_config.maxlen == point["maxlen"]
         assert model.loss.name == "full_ce" and model.trainer.patience == point["patience"]
+
+
+def _run_alone(split, hparams: dict, seed: int):
+    """One setting and one seed in a run of its own, through its report's JSON entry."""
+    cand = Candidate("knn_seeded", _noisy_knn, ({**hparams, "seed": seed},), seeds=(seed,))
+    (res,) = run_quality(split, [cand], QualitySettings(ks=(10,)))
+    return result_from_json(res.name, json.loads(json.dumps(res.to_json(per_user=True))))
+
+
+def test_grid_points_and_seeds_run_apart_combine_into_the_single_run_result():
+    split = _split()
+    points = ({"k_neighbours": 5}, {"k_neighbours": 2})
+    pop = Candidate("popularity", partial(make_baseline, "popularity"))
+    together = Candidate("knn_seeded", _noisy_knn, tuple({**p, "seed": 0} for p in points),
+                         seeds=(0, 1, 2))  # fmt: skip
+    settings = QualitySettings(ks=(10,))
+    whole = {r.name: r for r in run_quality(split, [pop, together], settings)}
+    apart = [_run_alone(split, p, seed) for p in points for seed in (0, 1, 2)]
+    baseline = run_quality(split, [pop], settings)
+    combined = {r.name: r for r in combine_by_name([*baseline, *apart], settings.metric)}
+    compare_results(list(combined.values()), settings)
+    one, many = whole["knn_seeded"], combined["knn_seeded"]
+    assert many.hparams == one.hparams and many.seeds["seeds"] == [0, 1, 2]
+    assert many.seeds["test_ndcg@10"] == one.seeds["test_ndcg@10"]
+    assert many.test["ndcg@10"] == pytest.approx(one.test["ndcg@10"], abs=1e-6)
+    assert many.vs_best_baseline["p_value"] == pytest.approx(one.vs_best_baseline["p_value"])
+    assert len(many.grid) == len(points) and many.seeds["combined_runs"] == 6
+
+
+def test_combining_refuses_a_setting_without_the_tuning_seed_and_reports_without_targets():
+    split = _split()
+    runs = [_run_alone(split, {"k_neighbours": 5}, 0), _run_alone(split, {"k_neighbours": 2}, 1)]
+    with pytest.raises(ValueError, match="no run with the tuning seed 0"):
+        combine_runs(runs, "ndcg@10")
+    entry = runs[0].to_json()
+    with pytest.raises(ValueError, match=r"r.json: model 'knn_seeded': no \['per_user'\]"):
+        result_from_json("knn_seeded", entry, source="r.json")

@@ -21,8 +21,8 @@ from recsys.evaluation.protocols import EvalResult
 from recsys.evaluation.result_table import grid_edges, markdown_table
 from recsys.utils.resources import measure
 
-__all__ = ["Candidate", "ModelResult", "QualitySettings", "grid_edges", "markdown_table",
-           "run_quality"]  # fmt: skip
+__all__ = ["Candidate", "ModelResult", "QualitySettings", "compare_results", "grid_edges",
+           "markdown_table", "run_quality"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,12 @@ class ModelResult:
     per_user: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     significance: dict = field(default_factory=dict)
 
-    def to_json(self) -> dict:
+    def to_json(self, *, per_user: bool = False) -> dict:
+        """The report's entry; with ``per_user`` also every test target's metric values, so
+        runs made apart can be combined (``recsys.evaluation.combine``)."""
+        extra = {"per_user": {k: np.asarray(v, float).tolist() for k, v in self.per_user.items()}}
         return {
+            "trained": self.trained,
             "hparams": self.hparams,
             "valid": self.valid,
             "test": self.test,
@@ -82,6 +86,7 @@ class ModelResult:
             "seeds": self.seeds,
             "vs_best_baseline": self.vs_best_baseline,
             "vs_best": self.significance,
+            **(extra if per_user else {}),
         }
 
 
@@ -334,6 +339,17 @@ def run_quality(
         log.info("benchmarking %s on %s (%s)", candidate.name, split.name, s.protocol)
         res = run_candidate(candidate, split, s)
         results.append(res)
+    compare_results(results, s)
+    return results
+
+
+def compare_results(results: Sequence[ModelResult], s: QualitySettings) -> None:
+    """Each result's paired test against the best, and each trained model's against the best
+    untrained baseline, set in place."""
+    for res in results:
+        res.significance, res.vs_best_baseline = {}, {}
+    if not results:
+        return
     key = metric_key(results[0].test, s.metric)
     best = max(results, key=lambda r: r.test[key])
     for res in results:
@@ -345,7 +361,6 @@ def run_quality(
         for res in results:
             if res.trained:
                 res.vs_best_baseline = compare(res, best_baseline, key, s)
-    return results
 
 
 def compare(res: ModelResult, other: ModelResult, key: str, s: QualitySettings) -> dict:

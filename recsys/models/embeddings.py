@@ -4,12 +4,14 @@ Every model looks entities up by table name ("product", "streamer", "user", side
 such as "product_category"), so one trained table can serve several models: the sequential
 model and the two-tower model share the product and streamer tables by passing the same
 ``EntityTables``. The tables live in a torchrec ``EmbeddingCollection`` (one feature per table,
-named like the table), which is what the sharded multi-device path expects later. On CPU an
+named like the table), which is what the sharded multi-device path expects. On one device the
+tables are read directly (``F.embedding``, the same rows and gradients), so single-device
+training needs no fbgemm kernel, on CPU or CUDA. On CPU an
 ``EmbeddingCollection`` needs one embedding dimension for all its tables, so ``dim`` is shared.
 
 ``EntityBags`` is the pooled counterpart for models that sum bags of ids (the two-tower
-model's recent-products bag, a product's keywords): a torchrec ``EmbeddingBagCollection`` fed
-one ``KeyedJaggedTensor`` per call. Its tables carry the same names and shapes as
+model's recent-products bag, a product's keywords): a torchrec ``EmbeddingBagCollection``,
+fed one ``KeyedJaggedTensor`` per call once sharded. Its tables carry the same names and shapes as
 ``EntityTables``, so trained weights move between the two (``EntityBags.load_from``), or are
 tied to one parameter.
 
@@ -78,8 +80,9 @@ class EntityTables(nn.Module):
             return
         device = self.collection.embeddings[self.names[0]].weight.device
         configs = [
-            EmbeddingBagConfig(name=name, embedding_dim=self.dim, num_embeddings=n,
-                               feature_names=[name])  # fmt: skip
+            EmbeddingBagConfig(
+                name=name, embedding_dim=self.dim, num_embeddings=n, feature_names=[name]
+            )  # fmt: skip
             for name, n in self.sizes.items()
         ]
         bags = EmbeddingBagCollection(tables=configs, device=device)
@@ -152,39 +155,22 @@ class EntityTables(nn.Module):
         """Look up id tensors by table name: (B, L_t) ids -> (B, L_t, dim) vectors.
 
         Every tensor must have the same first (batch) dimension; widths may differ per table.
-        Without gradients (validation, scoring) an unsharded collection is read table by table:
-        the same rows, without the jagged batch's bookkeeping.
+        An unsharded collection is read table by table (the rows and gradients its own
+        ``nn.Embedding`` modules give), so one device needs none of the jagged batch's
+        bookkeeping and no fbgemm kernel; sharded tables are read through the collection.
         """
         unknown = set(ids) - set(self.sizes)
         if unknown:
             raise KeyError(
                 f"no embedding tables {sorted(unknown)}; tables: {', '.join(self.sizes)}"
             )
-        if not torch.is_grad_enabled() and isinstance(self.collection, EmbeddingCollection):
-            return {name: self._rows(name, idx) for name, idx in ids.items()}
         if self.bags:
             return self._bag_lookup(ids)
-        first = next(iter(ids.values()))
-        rows, device = first.shape[0], first.device
-        # Every key must be present in the jagged batch; absent tables get empty bags.
-        values, lengths = [], []
-        for name in self.sizes:
-            idx = ids.get(name)
-            if idx is not None and idx.shape[0] != rows:
-                raise ValueError(f"table {name!r}: batch of {idx.shape[0]} rows, expected {rows}")
-            width = idx.numel() // max(rows, 1) if idx is not None else 0
-            if idx is not None:
-                values.append(idx.reshape(-1))  # (B * L_t,)
-            lengths.append(torch.full((rows,), width, dtype=torch.int64, device=device))
-        kjt = KeyedJaggedTensor(
-            keys=list(self.sizes), values=torch.cat(values), lengths=torch.cat(lengths)
-        )
-        looked_up = self.collection(kjt)
-        out = {}
+        rows = next(iter(ids.values())).shape[0]
         for name, idx in ids.items():
-            vectors = looked_up[name].values().view(*idx.shape, self.dim)  # (B, L_t, dim)
-            out[name] = _zero_padding(vectors, idx)
-        return out
+            if idx.shape[0] != rows:
+                raise ValueError(f"table {name!r}: batch of {idx.shape[0]} rows, expected {rows}")
+        return {name: self._rows(name, idx) for name, idx in ids.items()}
 
     def _rows(self, name: str, idx: torch.Tensor) -> torch.Tensor:
         """(B, L_t, dim) rows of one table, zero at padding ids."""
@@ -267,14 +253,14 @@ class EntityBags(nn.Module):
 
         A table's requests are stacked along the bag axis; every table's bags are padded with
         empty ones to the longest stack, as a jagged batch has one stride for all its keys.
-        Without gradients (scoring, serving one request at a time) an unsharded collection is
-        read table by table instead: the same sums, without the jagged batch's bookkeeping,
-        which costs more than the lookups of a small batch.
+        An unsharded collection is read table by table instead: the same sums and gradients,
+        without the jagged batch's bookkeeping (which costs more than the lookups of a small
+        batch, and needs fbgemm kernels for the device).
         """
         unknown = sorted({t for t, _, _ in requests} - set(self.sizes))
         if unknown:
             raise KeyError(f"no embedding tables {unknown}; tables: {', '.join(self.sizes)}")
-        if not torch.is_grad_enabled() and isinstance(self.collection, EmbeddingBagCollection):
+        if isinstance(self.collection, EmbeddingBagCollection):
             return [self._pool(table, ids, w) for table, ids, w in requests]
         device = requests[0][1].device
         per_table: dict[str, list[int]] = {}
