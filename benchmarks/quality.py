@@ -120,6 +120,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "combined later with --include)",
     )
     p.add_argument(
+        "--train-seconds",
+        type=float,
+        default=None,
+        help="a time budget per training of the trained models (trainer max_seconds)",
+    )
+    p.add_argument(
         "--save-per-user",
         action="store_true",
         help="keep every test target's metrics in the JSON, for --include elsewhere",
@@ -217,9 +223,11 @@ def candidates_for(args: argparse.Namespace, split, timestamps) -> list:
             if not 0 <= args.grid_point < len(points):
                 raise SystemExit(f"--grid-point {args.grid_point}: {name} has {len(points)} points")
             grids[name] = [points[args.grid_point]]
-    if args.device != "cpu":
-        for name in (m for m in args.models if m in MODELS):
-            grids[name] = [{**g, "device": args.device} for g in grids.get(name, [{}])]
+    run_keys = {"device": args.device} if args.device != "cpu" else {}
+    if args.train_seconds:
+        run_keys["max_seconds"] = args.train_seconds
+    for name in (m for m in args.models if m in MODELS and run_keys):
+        grids[name] = [{**g, **run_keys} for g in grids.get(name, [{}])]
     context = None
     if any(m in MODELS for m in args.models) and args.data_format == "world":
         context = world_context(load_tables(args.data_path))
