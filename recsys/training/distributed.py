@@ -130,10 +130,17 @@ def barrier() -> None:
     dist.barrier()
 
 
+def collective_device() -> torch.device:
+    """Where tensors passed to collectives live: NCCL reduces only CUDA tensors."""
+    if dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def largest_over_ranks(value: int) -> int:
     if world_size() == 1:
         return value
-    box = torch.tensor([value], dtype=torch.int64)
+    box = torch.tensor([value], dtype=torch.int64, device=collective_device())
     dist.all_reduce(box, op=dist.ReduceOp.MAX)
     return int(box)
 
@@ -307,7 +314,7 @@ class ShardedModel:
         params = self.replicated()
         if world_size() == 1 or not params:
             return
-        used = torch.tensor([float(p.grad is not None) for p in params])
+        used = torch.tensor([float(p.grad is not None) for p in params], device=collective_device())
         flat = torch.cat(
             [
                 p.grad.reshape(-1)
@@ -342,9 +349,11 @@ class ShardedModel:
         out = {}
         for key, value in self.module.state_dict().items():
             if isinstance(value, ShardedTensor):
-                whole = torch.zeros(value.size(), dtype=value.dtype) if rank() == 0 else None
+                device = collective_device()
+                whole = (torch.zeros(value.size(), dtype=value.dtype, device=device)
+                         if rank() == 0 else None)  # fmt: skip
                 value.gather(dst=0, out=whole)
-                out[key] = whole
+                out[key] = whole.cpu() if whole is not None else None
             else:
                 out[key] = value.detach().clone()
         return out if rank() == 0 else None

@@ -142,7 +142,7 @@ class DistributedTrainer(Trainer):
 
     def _train_step(self, parts: list, generator) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
-        total = torch.zeros((), dtype=torch.float64)
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
         state = generator.get_state()
         for batch in parts:
             generator.set_state(state)  # every part draws what the whole batch would
@@ -160,7 +160,8 @@ class DistributedTrainer(Trainer):
         return total
 
     def _end_epoch(self, logger, seconds: float) -> None:
-        total = torch.tensor([self.state.loss_sum], dtype=torch.float64)
+        total = torch.tensor([self.state.loss_sum], dtype=torch.float64,
+                             device=sharding.collective_device())  # fmt: skip
         dist.all_reduce(total)
         self.state.loss_sum = float(total) / self.world  # the ranks' mean, as optimised
         self._gather_plain()
