@@ -259,13 +259,26 @@ def run(args: argparse.Namespace, command: str) -> dict:
     return report
 
 
-def market_part(args: argparse.Namespace, command: str) -> dict:
-    """The coverage study in the market."""
+def market_part(args: argparse.Namespace, command: str, previous: dict | None) -> dict:
+    """The coverage study in the market. Designs not run now keep their rows and command from
+    ``previous`` (the report already in the output folder), so one design can be rerun with
+    more replications (a replication's draws depend only on its index)."""
     started = time.perf_counter()
     rows = em.coverage_study(args.designs, args.market_reps, args.workers)
-    return {"command": command, "designs": args.designs, "workers": args.workers,
-            "summary": em.summarise(rows), "seconds": time.perf_counter() - started,
-            "machine": {"cpus": os.cpu_count(), "loadavg": os.getloadavg()}}  # fmt: skip
+    run = {"command": command, "designs": args.designs, "workers": args.workers,
+           "seconds": time.perf_counter() - started,
+           "machine": {"cpus": os.cpu_count(), "loadavg": os.getloadavg()}}  # fmt: skip
+    runs = {d: run for d in args.designs}
+    summary = em.summarise(rows)
+    if previous:
+        kept = [r for r in previous["summary"] if r["design"] not in args.designs]
+        for design in {r["design"] for r in kept}:
+            runs[design] = previous.get("runs", {}).get(design) or {
+                k: previous[k] for k in ("command", "designs", "workers", "seconds", "machine")
+            }
+        summary = kept + summary
+    designs = [d for d in em.DESIGNS if d in runs]
+    return {**run, "designs": designs, "runs": runs, "summary": summary}
 
 
 def pipeline_part(run: Path, out: Path) -> dict:
@@ -319,7 +332,9 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if args.market:
-        report = market_part(args, command)
+        previous = out / "experiments_market.json"
+        previous = json.loads(previous.read_text()) if previous.is_file() else None
+        report = market_part(args, command, previous)
         (out / "experiments_market.json").write_text(json.dumps(report, indent=2) + "\n")
     elif args.pipeline_report:
         report = pipeline_part(args.pipeline_report, out)

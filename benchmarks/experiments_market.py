@@ -160,9 +160,15 @@ def _df(row: dict) -> str:
 
 
 def coverage_lines(result: dict) -> list[str]:
+    runs = result.get("runs") or {d: result for d in result["designs"]}
+    commands = {}
+    for design in result["designs"]:
+        run = runs[design]
+        commands.setdefault(
+            f"`{run['command']}` ({run['seconds']:.0f} s, {run['workers']} processes)", []
+        ).append(design)
     lines = ["", "## Coverage in the market: one A/B replicated, intervals against the true effect",
-             "", f"`{result['command']}` ({result['seconds']:.0f} s, {result['workers']} "
-             "processes)", "",
+             "", *(f"- {', '.join(ds)}: {c}" for c, ds in commands.items()), "",
              "| design | metric | adjustment | replications | coverage of the true effect | "
              "mean true effect | bias (± MC se) | sd of error / mean se | mean t df | "
              "units per arm |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
