@@ -126,6 +126,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a time budget per training of the trained models (trainer max_seconds)",
     )
     p.add_argument(
+        "--note",
+        action="append",
+        default=[],
+        help="a line for the report's header (e.g. where included runs came from); repeatable",
+    )
+    p.add_argument(
         "--save-per-user",
         action="store_true",
         help="keep every test target's metrics in the JSON, for --include elsewhere",
@@ -257,8 +263,9 @@ def write_report(args: argparse.Namespace, report: dict) -> None:
     stem = f"quality_{label(args)}_{args.protocol}"
     (out / f"{stem}.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     header = f"# {stem}\n\n`{report['command']}` ({report['seconds']} s)\n\n"
-    header += "".join(f"- {note}\n" for note in report["split_notes"])
-    header += "\n" if report["split_notes"] else ""
+    notes = [*report["split_notes"], *report["notes"]]
+    header += "".join(f"- {note}\n" for note in notes)
+    header += "\n" if notes else ""
     (out / f"{stem}.md").write_text(header + report["table"] + "\n")
 
 
@@ -289,6 +296,7 @@ def main(argv: list[str] | None = None) -> dict:
         ),
         "split": split.meta,
         "split_notes": notes,
+        "notes": args.note,
         "settings": {
             **settings.__dict__,
             "ks": list(settings.ks),
