@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> dict:
             "loadavg_after": os.getloadavg(),
         },  # fmt: skip
         "seconds": round(time.time() - started, 1),
-        "included": args.include,
+        "included": [f"<local>/{Path(i).parent.name}/{Path(i).name}" for i in args.include],
         "models": {r.name: r.to_json(per_user=args.save_per_user) for r in results},
         "references": refs,
         "table": table,
