@@ -24,10 +24,11 @@ from torch import nn
 from recsys.core import Recommender
 from recsys.data.interactions import ItemFeatures, UserSequences
 from recsys.inputs.tokens import KIND_TABLES, TokenContext, TokenLog
+from recsys.inputs.window_file import WindowSource
 from recsys.inputs.windows import TARGETS, WindowDataset, scoring_batch, training_windows
 from recsys.models.sequential import SequentialConfig, SequentialModel
 from recsys.tasks.sequential import LossConfig, SequentialTask
-from recsys.training.distributed_trainer import make_trainer
+from recsys.training.distributed_trainer import make_trainer, streamed_input
 from recsys.training.trainer import FitResult, TrainerConfig
 from recsys.training.validation import Validation, calibrate_scales, validation_metrics
 
@@ -146,18 +147,6 @@ class SequentialRecommender(Recommender):
     ) -> SequentialRecommender:
         model = self.build(train, item_features=item_features)
         log = self.tokens(train)
-        windows = training_windows(
-            log,
-            maxlen=self.model_config.maxlen,
-            heads=self.model_config.head_kinds,
-            n_gap_buckets=self.model_config.n_gap_buckets,
-            every_target=self.windows == "all",
-            target_lag_s=int(self.target_lag_s),
-            # A weighted lagged-target loss: the lagged targets join the next ones.
-            keep_next=self.loss.lag_loss_weight > 0,
-        )
-        if len(windows) == 0:
-            raise ValueError("sasrec: no user has two or more training tokens")
         counts = {
             table: np.bincount(log.entity[log.kind == kind], minlength=model.tables.sizes[table])
             for table, kind in self.model_config.head_kinds.items()
@@ -173,12 +162,7 @@ class SequentialRecommender(Recommender):
             config=self.trainer,
             model=model,
             task=task,
-            dataset=WindowDataset(
-                windows,
-                targets=self.targets,
-                live=self.context.availability if self.live_training else None,
-                n_entities=model.tables.sizes,
-            ),
+            dataset=self._dataset(log, model.tables.sizes),
             validate=self.validate if self.validation is not None else None,
             run_dir=self.run_dir,
             extra_state=extra,
@@ -188,6 +172,28 @@ class SequentialRecommender(Recommender):
             self.calibrate_repeats()
             trainer.save_best()
         return self
+
+    def _dataset(self, log: TokenLog, sizes: Mapping[str, int]) -> WindowDataset | WindowSource:
+        """The training windows in memory, or, with streamed distributed input, their source
+        (written once and read per rank in chunks)."""
+        window_args = {
+            "maxlen": self.model_config.maxlen,
+            "heads": self.model_config.head_kinds,
+            "n_gap_buckets": self.model_config.n_gap_buckets,
+            "every_target": self.windows == "all",
+            "target_lag_s": int(self.target_lag_s),
+            # A weighted lagged-target loss: the lagged targets join the next ones.
+            "keep_next": self.loss.lag_loss_weight > 0,
+        }
+        live = self.context.availability if self.live_training else None
+        streamed = streamed_input(self.trainer)
+        if streamed is not None:
+            return WindowSource(log, window_args, streamed, targets=self.targets, live=live,
+                                n_entities=sizes)  # fmt: skip
+        windows = training_windows(log, **window_args)
+        if len(windows) == 0:
+            raise ValueError("sasrec: no user has two or more training tokens")
+        return WindowDataset(windows, targets=self.targets, live=live, n_entities=sizes)
 
     def calibrate_repeats(self) -> dict[str, float]:
         """Per head, the repeat-bonus scale of ``repeat_scales`` that validates best."""

@@ -43,6 +43,7 @@ from torchrec.distributed.sharding_plan import (
 from torchrec.distributed.types import ShardingPlan
 from torchrec.optim.optimizers import in_backward_optimizer_filter
 
+from recsys.data.parquet_shards import InputConfig
 from recsys.models.embeddings import EntityBags, EntityTables
 
 SHARDING_TYPES = ("table_wise", "row_wise", "column_wise", "data_parallel")
@@ -62,9 +63,13 @@ class DistributedConfig:
     # Parts of its rows each rank runs one after another per step, losses averaged: one process
     # with micro_batches=W computes what W ranks with 1 do (the equivalence reference).
     micro_batches: int = 1
+    # Where each rank's training rows come from: built whole in memory (the default), or its
+    # own part of a Parquet file read in chunks (recsys.data.parquet_shards).
+    input: InputConfig = field(default_factory=InputConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tables", dict(self.tables or {}))
+        object.__setattr__(self, "input", InputConfig.of(self.input))
         if self.backend not in BACKENDS:
             raise ValueError(f"distributed.backend must be one of {BACKENDS}, got {self.backend!r}")
         for table, kind in {"(default)": self.sharding, **self.tables}.items():

@@ -4,7 +4,10 @@
 (``recsys.training.distributed``) and everything else replicated. Each global batch of the
 single-process run is split row by row over the ranks (rank r takes rows r, r + W, ...), so an
 epoch visits the same windows in the same order at any world size; gradients are averaged over
-the ranks, i.e. the objective is the mean of the ranks' batch losses. The single-process model
+the ranks, i.e. the objective is the mean of the ranks' batch losses. With
+``distributed.input.mode=streamed`` a dataset that offers ``for_rank`` (the sequential model's
+``WindowSource``) is instead written once and read by each rank from its own row groups in
+chunks (``recsys.inputs.window_file``), as many steps an epoch as one process takes. The single-process model
 (``plain``) stays the one that is validated, saved as ``best.pt`` and restored by
 ``recsys-evaluate`` / ``recsys-index`` / ``recsys-serve``: after each epoch the shards are
 gathered into it on rank 0, which validates and broadcasts the metrics, so every rank stops
@@ -92,13 +95,7 @@ class DistributedTrainer(Trainer):
             config=config if main else replace(config, progress=False),
             model=model,
             task=task,
-            dataset=RankPart(
-                dataset,
-                rank=self.rank,
-                world=self.world,
-                micro=dist_config.micro_batches,
-                batch_size=config.batch_size,
-            ),
+            dataset=self._rank_data(dataset, dist_config, config.batch_size),
             validate=self._on_main(validate) if validate is not None else None,
             run_dir=run_dir if main else None,
             extra_state=extra_state,
@@ -115,8 +112,24 @@ class DistributedTrainer(Trainer):
             self.optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
         )
 
+    def _rank_data(self, dataset, config: sharding.DistributedConfig, batch_size: int):
+        """This rank's view of the data: its rows of every in-memory batch, or its own part of
+        the streamed file (``dataset.for_rank``)."""
+        split = {"rank": self.rank, "world": self.world, "micro": config.micro_batches,
+                 "batch_size": batch_size}  # fmt: skip
+        if config.input.mode != "streamed":
+            return RankPart(dataset, **split)
+        if not hasattr(dataset, "for_rank"):
+            raise ValueError(
+                f"distributed.input.mode=streamed: {type(dataset).__name__} has no streamed form "
+                "(only the sequential models stream their windows); use distributed.input."
+                "mode=memory"
+            )
+        return dataset.for_rank(**split, folder=self.shared_dir, share=sharding.broadcast)
+
     def fit(self, *, resume: bool = False):
-        """``Trainer.fit``; rank 0 also writes ``ranks.json`` (per rank: peak memory, steps)."""
+        """``Trainer.fit``; rank 0 also writes ``ranks.json`` (per rank: peak memory, steps,
+        and with streamed input what it read)."""
         result = super().fit(resume=resume)
         mine = {
             "rank": self.rank,
@@ -124,6 +137,8 @@ class DistributedTrainer(Trainer):
             "steps": self.state.global_step,
             "train_seconds": result.train_seconds,
         }
+        if hasattr(self.dataset, "stats"):
+            mine["input"] = self.dataset.stats()
         rows = [None] * self.world
         dist.all_gather_object(rows, mine)
         if self.rank == 0 and self.shared_dir is not None:
@@ -267,6 +282,12 @@ def _swap(new: Path, final: Path) -> None:
     os.replace(new, final)
     if old.exists():
         shutil.rmtree(old)
+
+
+def streamed_input(config: TrainerConfig) -> sharding.InputConfig | None:
+    """The streamed-input settings when a distributed run streams its rows, else None."""
+    section = sharding.DistributedConfig.of(config.distributed)
+    return section.input if section.enabled and section.input.mode == "streamed" else None
 
 
 def make_trainer(*, config: TrainerConfig, **kwargs) -> Trainer:
