@@ -18,6 +18,8 @@ Sections (each ``recsys-train`` run is a fresh ``torchrun`` or ``python -m`` pro
 - ``scale``: the sequential model on a preset for a fixed training time, 1 process (plain
   trainer, 1 and 2 threads) and 2 ranks (1 thread each): sequences/s, per rank, peak memory per
   rank, scaling efficiency; load average recorded.
+- ``stream``: 2 ranks with every rank's training windows in memory against each rank streaming
+  its own row groups (``benchmarks/distributed_stream.py``): peak memory per rank.
 - ``table``: one row-wise table of ``--table-rows`` x 32 trained on random ids through the
   sharding wrapper alone, at 1 and 2 ranks: peak memory per rank and lookups/s.
 
@@ -38,6 +40,7 @@ import time
 from pathlib import Path
 
 from distributed_report import index_lines, markdown
+from distributed_stream import stream
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -346,10 +349,13 @@ def _write(path: Path, results: dict) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sections", default="equivalence,reshard,kill,scale,table")
+    p.add_argument("--sections", default="equivalence,reshard,kill,scale,stream,table")
     p.add_argument("--work", type=Path, default=Path("/tmp/recsys-distributed-bench"))
     p.add_argument("--scale-preset", default="large")
     p.add_argument("--scale-seconds", type=float, default=120.0)
+    p.add_argument("--stream-preset", default="medium")
+    p.add_argument("--stream-seconds", type=float, default=60.0)
+    p.add_argument("--stream-chunk-mib", type=float, default=64.0)
     p.add_argument("--table-rows", type=int, default=10_000_000)
     p.add_argument("--table-steps", type=int, default=30)
     p.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the .json")
@@ -374,6 +380,9 @@ def main() -> None:
             results[section] = kill(work)
         elif section == "scale":
             results[section] = scale(work, a.scale_preset, a.scale_seconds)
+        elif section == "stream":
+            results[section] = stream(work, a.stream_preset, a.stream_seconds, a.stream_chunk_mib,
+                                      train=train, world=world_path(a.stream_preset))  # fmt: skip
         elif section == "table":
             results[section] = table(work, a.table_rows, a.table_steps)
         else:

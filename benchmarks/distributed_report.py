@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SECTIONS = ("equivalence", "reshard", "kill", "scale", "table")
+from distributed_stream import stream_md
+
+SECTIONS = ("equivalence", "reshard", "kill", "scale", "stream", "table")
 
 
 def markdown(r: dict) -> str:
@@ -19,7 +21,7 @@ def markdown(r: dict) -> str:
         "",
     ]
     write = {"equivalence": _equivalence_md, "reshard": _reshard_md, "kill": _kill_md,
-             "scale": _scale_md, "table": _table_md}  # fmt: skip
+             "scale": _scale_md, "stream": stream_md, "table": _table_md}  # fmt: skip
     for name in SECTIONS:
         if name in r:
             lines += write[name](r[name])

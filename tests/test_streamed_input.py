@@ -80,6 +80,9 @@ def test_ranks_read_disjoint_parts_in_bounded_chunks_in_a_seeded_order(tokens, t
         again = [epoch_users(open_rank(source, tmp_path, r, world)) for r in range(world)]
         for a, b in zip(seen, again, strict=True):
             assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+        resumed = ranks[0].epoch(batch_size=32, seed=0, epoch=0, start_step=3)
+        assert all(np.array_equal(p[0].user.numpy(), u) for p, u in zip(resumed, seen[0][3:],
+                                                                        strict=True))  # fmt: skip
         later = epoch_users(ranks[0], epoch=1)
         assert not np.array_equal(np.concatenate(later), np.concatenate(seen[0]))
         assert np.array_equal(np.sort(np.concatenate(later)), np.sort(np.concatenate(seen[0])))
