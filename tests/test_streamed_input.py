@@ -144,5 +144,5 @@ def test_two_ranks_stream_disjoint_parts_the_same_on_a_rerun(tiny_world_dir, tmp
 def test_streamed_input_is_refused_for_a_model_without_a_streamed_form(tiny_world_dir, tmp_path):
     overrides = tiny_overrides(tiny_world_dir.parent, "two_tower",
                                "trainer.distributed.input.mode=streamed")  # fmt: skip
-    with pytest.raises(ValueError, match="TwoTowerDataset has no streamed form"):
+    with pytest.raises(ValueError, match="model 'two_tower' has no streamed input"):
         train_here(tmp_path, overrides)

@@ -27,9 +27,14 @@ from recsys.data.splits import for_protocol
 from recsys.evaluation import evaluate
 from recsys.recommenders.build import build_recommender
 from recsys.recommenders.data import DataConfig, SequentialData, load_sequential_data
+from recsys.recommenders.registry import model_settings, model_spec
+from recsys.recommenders.sequential import SequentialRecommender
+from recsys.recommenders.sequential_stream import follow_streamed
 from recsys.training import distributed as sharding
 from recsys.training.checkpoint import CHECKPOINT, load_checkpoint
+from recsys.training.distributed_trainer import streamed_input
 from recsys.training.logger import RunLogger
+from recsys.training.trainer import TrainerConfig
 
 log = logging.getLogger(__name__)
 
@@ -85,18 +90,46 @@ def train(cfg: DictConfig | Mapping) -> dict[str, float]:
 
     With ``trainer.distributed.enabled`` every process of ``torchrun`` runs this: they train
     together, rank 0 evaluates and writes the run folder (rank 0's), and all return its metrics.
+    With streamed input only rank 0 loads the data (``recsys.recommenders.sequential_stream``).
     """
     c = as_dict(cfg)
     distributed = sharding.DistributedConfig.of(c["trainer"].get("distributed"))
-    main = True
+    main, streams = True, False
     if distributed.enabled:
         rank, _ = sharding.start(distributed)
         main = rank == 0
+        # On every rank, before any data: a model without streamed input fails here.
+        streams = _streams_from_rank_zero(c)
         c["run_dir"] = sharding.broadcast(c["run_dir"])  # one folder, though clocks differ
         if not main:
             logging.getLogger().setLevel(logging.WARNING)
-    metrics = _train(c) if main else _train(c, evaluate=False)
+    if main:
+        metrics = _train(c)
+    elif streams:
+        metrics = _follow(c)
+    else:
+        metrics = _train(c, evaluate=False)
     return sharding.broadcast(metrics) if distributed.enabled else metrics
+
+
+def _streams_from_rank_zero(c: Mapping) -> bool:
+    """Whether the ranks other than 0 train on streamed windows without loading the data."""
+    if streamed_input(TrainerConfig(**c["trainer"])) is None:
+        return False
+    spec = model_spec(model_settings(c)["name"])
+    if not issubclass(spec.recommender, SequentialRecommender):
+        raise ValueError(
+            f"trainer.distributed.input.mode=streamed: model {spec.name!r} has no streamed input "
+            "(sequential models only); use trainer.distributed.input.mode=memory"
+        )
+    return True
+
+
+def _follow(c: dict) -> dict[str, float]:
+    """A rank other than 0 of a streamed run: rank 0's plan, its own part of the windows."""
+    resume = bool(c.get("resume", False))
+    follow_streamed(TrainerConfig(**c["trainer"]), run_dir=c["run_dir"], resume=resume)
+    return {}
 
 
 def _train(c: dict, *, evaluate: bool = True) -> dict[str, float]:

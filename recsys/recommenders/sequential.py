@@ -24,11 +24,11 @@ from torch import nn
 from recsys.core import Recommender
 from recsys.data.interactions import ItemFeatures, UserSequences
 from recsys.inputs.tokens import KIND_TABLES, TokenContext, TokenLog
-from recsys.inputs.window_file import WindowSource
 from recsys.inputs.windows import TARGETS, WindowDataset, scoring_batch, training_windows
 from recsys.models.sequential import SequentialConfig, SequentialModel
-from recsys.tasks.sequential import LossConfig, SequentialTask
-from recsys.training.distributed_trainer import make_trainer, streamed_input
+from recsys.recommenders.sequential_stream import StreamPlan
+from recsys.tasks.sequential import LossConfig
+from recsys.training.distributed_trainer import make_trainer, share_from_rank_zero, streamed_input
 from recsys.training.trainer import FitResult, TrainerConfig
 from recsys.training.validation import Validation, calibrate_scales, validation_metrics
 
@@ -147,22 +147,22 @@ class SequentialRecommender(Recommender):
     ) -> SequentialRecommender:
         model = self.build(train, item_features=item_features)
         log = self.tokens(train)
-        counts = {
-            table: np.bincount(log.entity[log.kind == kind], minlength=model.tables.sizes[table])
-            for table, kind in self.model_config.head_kinds.items()
-        }
-        task = SequentialTask(self.loss, n_entities=model.tables.sizes, counts=counts)
+        plan = self._plan(log, model, self._side(train, item_features))
+        streamed = streamed_input(self.trainer)
+        if streamed is not None:  # the ranks without the data build their model from the plan
+            share_from_rank_zero(plan, self.trainer)
         extra = {
             "model_config": asdict(self.model_config),
             "loss_config": asdict(self.loss),
             "head": self.head,
             **self.extra_state,
         }
+        sizes = model.tables.sizes
         trainer = make_trainer(
             config=self.trainer,
             model=model,
-            task=task,
-            dataset=self._dataset(log, model.tables.sizes),
+            task=plan.task(model),
+            dataset=plan.source(log, streamed, sizes) if streamed else _windows(log, plan, sizes),
             validate=self.validate if self.validation is not None else None,
             run_dir=self.run_dir,
             extra_state=extra,
@@ -173,9 +173,12 @@ class SequentialRecommender(Recommender):
             trainer.save_best()
         return self
 
-    def _dataset(self, log: TokenLog, sizes: Mapping[str, int]) -> WindowDataset | WindowSource:
-        """The training windows in memory, or, with streamed distributed input, their source
-        (written once and read per rank in chunks)."""
+    def _plan(self, log: TokenLog, model: nn.Module, side) -> StreamPlan:
+        """How this model trains, in a form ranks without the data can build it from."""
+        counts = {
+            table: np.bincount(log.entity[log.kind == kind], minlength=model.tables.sizes[table])
+            for table, kind in self.model_config.head_kinds.items()
+        }
         window_args = {
             "maxlen": self.model_config.maxlen,
             "heads": self.model_config.head_kinds,
@@ -185,15 +188,19 @@ class SequentialRecommender(Recommender):
             # A weighted lagged-target loss: the lagged targets join the next ones.
             "keep_next": self.loss.lag_loss_weight > 0,
         }
-        live = self.context.availability if self.live_training else None
-        streamed = streamed_input(self.trainer)
-        if streamed is not None:
-            return WindowSource(log, window_args, streamed, targets=self.targets, live=live,
-                                n_entities=sizes)  # fmt: skip
-        windows = training_windows(log, **window_args)
-        if len(windows) == 0:
-            raise ValueError("sasrec: no user has two or more training tokens")
-        return WindowDataset(windows, targets=self.targets, live=live, n_entities=sizes)
+        validates = self.validation is not None
+        return StreamPlan(
+            module=self.module,
+            model_config=self.model_config,
+            side_features=side,
+            loss=self.loss,
+            counts=counts,
+            window_args=window_args,
+            targets=self.targets,
+            live=self.context.availability if self.live_training else None,
+            validates=validates,
+            calibrates=validates and model.repeat is not None and bool(self.repeat_scales),
+        )
 
     def calibrate_repeats(self) -> dict[str, float]:
         """Per head, the repeat-bonus scale of ``repeat_scales`` that validates best."""
@@ -270,3 +277,11 @@ class SequentialRecommender(Recommender):
             "batch_size": self.trainer.batch_size,
             "head": self.head,
         }
+
+
+def _windows(log: TokenLog, plan: StreamPlan, sizes: Mapping[str, int]) -> WindowDataset:
+    """Every training window in memory."""
+    windows = training_windows(log, **plan.window_args)
+    if len(windows) == 0:
+        raise ValueError("sasrec: no user has two or more training tokens")
+    return WindowDataset(windows, targets=plan.targets, live=plan.live, n_entities=sizes)

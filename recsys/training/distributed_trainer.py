@@ -7,11 +7,11 @@ epoch visits the same windows in the same order at any world size; gradients are
 the ranks, i.e. the objective is the mean of the ranks' batch losses. With
 ``distributed.input.mode=streamed`` a dataset that offers ``for_rank`` (the sequential model's
 ``WindowSource``) is instead written once and read by each rank from its own row groups in
-chunks (``recsys.inputs.window_file``), as many steps an epoch as one process takes. The single-process model
-(``plain``) stays the one that is validated, saved as ``best.pt`` and restored by
-``recsys-evaluate`` / ``recsys-index`` / ``recsys-serve``: after each epoch the shards are
-gathered into it on rank 0, which validates and broadcasts the metrics, so every rank stops
-early together. Training checkpoints are DCP folders (``checkpoint_dcp/``) any world size
+chunks (``recsys.inputs.window_file``), as many steps an epoch as one process takes. The
+single-process model (``plain``) stays the one that is validated, saved as ``best.pt`` and
+restored by ``recsys-evaluate`` / ``recsys-index`` / ``recsys-serve``: after each epoch the
+shards are gathered into it on rank 0, which validates and broadcasts the metrics, so every
+rank stops early together. Training checkpoints are DCP folders (``checkpoint_dcp/``) any world size
 resumes from. Only rank 0 logs, shows progress and writes files other than DCP shards.
 """
 
@@ -288,6 +288,12 @@ def streamed_input(config: TrainerConfig) -> sharding.InputConfig | None:
     """The streamed-input settings when a distributed run streams its rows, else None."""
     section = sharding.DistributedConfig.of(config.distributed)
     return section.input if section.enabled and section.input.mode == "streamed" else None
+
+
+def share_from_rank_zero(obj: object, config: TrainerConfig) -> object:
+    """Rank 0's ``obj`` on every rank (the group started here when it is not yet)."""
+    sharding.start(sharding.DistributedConfig.of(config.distributed))
+    return sharding.broadcast(obj)
 
 
 def make_trainer(*, config: TrainerConfig, **kwargs) -> Trainer:
