@@ -19,7 +19,7 @@ import pytest
 from recsys.data import parquet_shards as shards
 from recsys.data.parquet_shards import InputConfig
 from recsys.inputs.tokens import world_context
-from recsys.inputs.window_file import FILE, WindowSource, from_table, write_windows
+from recsys.inputs.window_file import FILE, WindowSource, from_table, user_block, write_windows
 from recsys.inputs.windows import training_windows
 from tests.test_distributed import run_train, tiny_overrides, train_here
 
@@ -112,6 +112,10 @@ def test_splits_that_cannot_run_fail_before_training(tokens, tmp_path):
         open_rank(source(row_group_rows=8), tmp_path, 0, 2, batch_size=1)
     with pytest.raises(ValueError, match="distributed.input.mode must be one of"):
         InputConfig(mode="stream")
+    with pytest.raises(ValueError, match="no user has two or more training tokens"):
+        write_windows(user_block(tokens, 0, 0), tmp_path / "none.parquet", users_per_block=8,
+                      row_group_rows=8, **ARGS)  # fmt: skip
+    assert not list(tmp_path.glob("*none.parquet*"))
 
 
 def test_two_ranks_stream_disjoint_parts_the_same_on_a_rerun(tiny_world_dir, tmp_path):
@@ -146,3 +150,21 @@ def test_streamed_input_is_refused_for_a_model_without_a_streamed_form(tiny_worl
                                "trainer.distributed.input.mode=streamed")  # fmt: skip
     with pytest.raises(ValueError, match="model 'two_tower' has no streamed input"):
         train_here(tmp_path, overrides)
+
+
+@pytest.mark.slow
+def test_a_streamed_run_resumed_after_one_epoch_ends_as_an_uninterrupted_one(
+    tiny_world_dir, tmp_path
+):
+    stream = (
+        "trainer.distributed.input.mode=streamed",
+        "trainer.distributed.input.row_group_rows=32",
+        "trainer.patience=0",
+    )
+    overrides = tiny_overrides(tiny_world_dir.parent, "sasrec", *stream)
+    whole = run_train(tmp_path / "whole", [*overrides, "trainer.max_epochs=2"], nproc=2)
+    run_train(tmp_path / "cut", overrides, nproc=2)
+    resumed = run_train(tmp_path / "cut", [*overrides, "trainer.max_epochs=2", "resume=true"],
+                        nproc=2)  # fmt: skip
+    keys = [k for k in whole if k.startswith("valid/")]
+    assert keys and all(resumed[k] == whole[k] for k in keys)

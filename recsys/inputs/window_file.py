@@ -90,11 +90,13 @@ def write_windows(
         if full:
             writer.write_table(held.slice(0, full), row_group_size=row_group_rows)
         pending = [held.slice(full)]
-    if writer is None or total == 0:
-        raise ValueError("sasrec: no user has two or more training tokens")
-    if pending[0].num_rows:
+    if pending and pending[0].num_rows:
         writer.write_table(pending[0], row_group_size=row_group_rows)
-    writer.close()
+    if writer is not None:
+        writer.close()
+    if total == 0:
+        tmp.unlink(missing_ok=True)
+        raise ValueError("sasrec: no user has two or more training tokens")
     os.replace(tmp, path)
     return total
 
@@ -103,7 +105,7 @@ def write_windows(
 class WindowSource:
     """What the sequential model trains on, to be written and streamed per rank."""
 
-    tokens: TokenLog
+    tokens: TokenLog | None  # None on ranks that only read (rank 0 writes the file)
     window_args: Mapping[str, object]  # training_windows' keyword arguments
     config: shards.InputConfig
     targets: str = "next"
