@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import shutil
 import sys
 import time
@@ -41,6 +40,7 @@ from pathlib import Path
 
 import experiments_market as em  # noqa: E402 (benchmarks/ is on the path of its scripts)
 import numpy as np
+from harness.command import recorded_command
 from scipy import stats
 from statsmodels.stats.power import TTestIndPower
 
@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out-dir", default=str(RESULTS))
     args = p.parse_args(argv)
     words = sys.argv[1:] if argv is None else argv
-    command = " ".join(["python benchmarks/experiments.py", shlex.join(words)]).strip()
+    command = recorded_command("benchmarks/experiments.py", words).strip()
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if args.market:
