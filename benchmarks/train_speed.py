@@ -341,9 +341,9 @@ def speed_ratios(results: dict) -> dict:
             ),
             "val_ndcg@10": round(r["best_val_ndcg@10"] / max(target, 1e-12), 2),
             "seconds_to_reference_best": None if ours_time is None else round(ours_time, 1),
-            "reference_seconds_to_its_best": round(ref_time, 1),
+            "reference_seconds_to_its_best": None if ref_time is None else round(ref_time, 1),
             "time_to_reference_best_speedup": None
-            if ours_time is None
+            if ours_time is None or ref_time is None
             else round(ref_time / max(ours_time, 1e-9), 2),
         }
     return out
@@ -381,8 +381,10 @@ def markdown(report: dict) -> str:
         reach = (
             f"reaches the reference's best in {r['seconds_to_reference_best']} s against its "
             f"{r['reference_seconds_to_its_best']} s ({r['time_to_reference_best_speedup']}x)"
-            if r["seconds_to_reference_best"] is not None
+            if r["seconds_to_reference_best"] is not None and r["time_to_reference_best_speedup"]
             else "never reaches the reference's best within the budget"
+            if r["reference_seconds_to_its_best"] is not None
+            else "the reference was not validated within the budget"
         )
         lines.append(
             f"- {name}: throughput {r['throughput']}x, best validation NDCG@10 "
