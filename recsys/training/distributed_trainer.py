@@ -155,6 +155,13 @@ class DistributedTrainer(Trainer):
 
     # -- steps ---------------------------------------------------------------------------------
 
+    def _time_is_up(self) -> bool:
+        """Out of time when any rank is: every rank stops after the same step (a rank that
+        stopped alone would wait in the next checkpoint's collectives for the others' step)."""
+        if not self.config.max_seconds:
+            return False
+        return bool(sharding.largest_over_ranks(int(super()._time_is_up())))
+
     def _train_step(self, parts: list, generator) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), dtype=torch.float64, device=self.device)

@@ -210,13 +210,16 @@ class Trainer:
             if c.checkpoint_every_steps and s.step % c.checkpoint_every_steps == 0:
                 s.loss_sum = float(total)
                 self.save()
-            if (
-                c.max_seconds
-                and self._train_seconds + time.perf_counter() - self._t0 > c.max_seconds
-            ):
+            if self._time_is_up():
                 self._out_of_time = True
                 break
         s.loss_sum = self._check_loss(total)
+
+    def _time_is_up(self) -> bool:
+        """Whether ``max_seconds`` of training have passed (checked after every step)."""
+        c = self.config
+        elapsed = self._train_seconds + time.perf_counter() - self._t0
+        return bool(c.max_seconds) and elapsed > c.max_seconds
 
     def _check_loss(self, loss: torch.Tensor) -> float:
         value = float(loss)
