@@ -3,9 +3,9 @@
 Two ranks train the sequential model on a preset for a fixed time, once with every rank building
 all training windows in memory (``trainer.distributed.input.mode=memory``, the default) and once
 with rank 0 writing them to ``train_windows.parquet`` and each rank reading its own row groups
-in chunks (``mode=streamed``, ``chunk_mib`` as given). Recorded per rank: peak RSS (the whole
-process: tables, token streams and validation data are still loaded on every rank), steps, and
-for the streamed run the row groups, rows and most window rows held at once.
+in chunks (``mode=streamed``, ``chunk_mib`` as given; only rank 0 loads the world then).
+Recorded per rank: peak RSS (the whole process), steps, and for the streamed run the row
+groups, rows and most window rows held at once.
 """
 
 from __future__ import annotations
@@ -88,9 +88,12 @@ def stream_md(s: dict) -> list[str]:
         )
     lines += [
         "",
-        "Peak RSS is the whole process: the world's tables, token streams and (on rank 0) the "
-        "validation data are loaded on every rank in both modes; streaming replaces the "
-        "training windows (and their tensors) a rank holds by one chunk of its own rows.",
+        "Peak RSS is the whole process. In memory mode every rank loads the world and builds "
+        "every window; streamed, only rank 0 loads the world (it validates and writes the "
+        "window file) and the other ranks hold the model, rank 0's plan and chunks of their "
+        "own windows. Rank 0's peak is the world's preparation, which streaming leaves as it "
+        "is. Rows held: one row group read at a time plus less than a batch carried over, "
+        "never more than the chunk (in parentheses, from `chunk_mib` and the row width).",
         "",
     ]
     return lines
