@@ -1,9 +1,11 @@
 """An open-loop HTTP load generator: requests leave on a fixed schedule, whatever the server does.
 
-Request ``i`` is due at ``start + i / rps``. A closed loop (send, wait, send) slows down with the
-server and so hides its stalls ("coordinated omission"); here a slow answer never delays the
-next send, and latency is measured twice: from the time the request was due (what a user
-arriving then would see, client queueing included) and from the time its bytes were written.
+Request ``i`` is due at ``start + i / rps`` (or at ``start + schedule[i]`` when a schedule is
+given: a stream with some requests left out keeps the others' times). A closed loop (send, wait,
+send) slows down with the server and so hides its stalls ("coordinated omission"); here a slow
+answer never delays the next send, and latency is measured twice: from the time the request was
+due (what a user arriving then would see, client queueing included) and from the time its bytes
+were written.
 In-flight requests are bounded: one due while ``max_in_flight`` are outstanding is not sent and
 counts as ``dropped``. Every request ends as exactly one outcome: ``ok`` (2xx), ``status``
 (any other status), ``timeout`` (no answer within ``timeout_s`` of its start), ``connection``
@@ -51,14 +53,23 @@ class LoadResult:
     first_errors: dict[str, str] = field(default_factory=dict)
     connections_opened: int = 0
     client_cpu_s: float = 0.0
+    bodies: dict[int, bytes] = field(default_factory=dict)  # answers of the labels kept
 
     @classmethod
-    def empty(cls, config: LoadConfig, requests: Sequence[HttpRequest]) -> LoadResult:
+    def empty(
+        cls,
+        config: LoadConfig,
+        requests: Sequence[HttpRequest],
+        schedule: Sequence[float] | None = None,
+    ) -> LoadResult:
         n = len(requests)
+        due = np.arange(n) / config.rps if schedule is None else np.asarray(schedule, float)
+        if due.shape != (n,) or (np.diff(due) < 0).any():
+            raise ValueError(f"schedule: {n} non-decreasing times needed, got shape {due.shape}")
         return cls(
             config=config,
             labels=np.array([r.label for r in requests], dtype=object),
-            scheduled=np.arange(n) / config.rps,
+            scheduled=due,
             sent=np.full(n, np.nan),
             done=np.full(n, np.nan),
             status=np.zeros(n, dtype=np.int64),
@@ -113,7 +124,12 @@ def latency_stats(seconds: np.ndarray) -> dict:
 
 
 async def _send(
-    pool: ConnectionPool, request: HttpRequest, i: int, result: LoadResult, start: float
+    pool: ConnectionPool,
+    request: HttpRequest,
+    i: int,
+    result: LoadResult,
+    start: float,
+    keep_body: bool = False,
 ) -> None:
     loop = asyncio.get_running_loop()
     try:
@@ -129,16 +145,25 @@ async def _send(
         result.done[i] = loop.time() - start
         result.status[i] = response.status
         result.outcome[i] = "ok" if 200 <= response.status < 300 else "status"
+        if keep_body:
+            result.bodies[i] = response.body
         if result.outcome[i] == "status":
             result.first_errors.setdefault("status", response.body[:300].decode("utf-8", "replace"))
 
 
 async def run_open_loop(
-    host: str, port: int, requests: Sequence[HttpRequest], config: LoadConfig
+    host: str,
+    port: int,
+    requests: Sequence[HttpRequest],
+    config: LoadConfig,
+    *,
+    schedule: Sequence[float] | None = None,
+    keep_bodies_of: tuple[str, ...] = (),
 ) -> LoadResult:
-    """Send ``requests`` in order, request ``i`` due ``i / rps`` seconds after the start."""
+    """Send ``requests`` in order, request ``i`` due ``i / rps`` (or ``schedule[i]``) seconds
+    after the start; the answers of requests labelled in ``keep_bodies_of`` are kept."""
     loop = asyncio.get_running_loop()
-    result = LoadResult.empty(config, requests)
+    result = LoadResult.empty(config, requests, schedule)
     pool = ConnectionPool(host, port, config.connections)
     pending: set[asyncio.Task] = set()
     cpu_before, start = time.process_time(), loop.time()
@@ -148,7 +173,8 @@ async def run_open_loop(
             await asyncio.sleep(wait)
         if len(pending) >= config.max_in_flight:
             continue  # its outcome stays "dropped"
-        task = loop.create_task(_send(pool, request, i, result, start))
+        keep = request.label in keep_bodies_of
+        task = loop.create_task(_send(pool, request, i, result, start, keep))
         pending.add(task)
         task.add_done_callback(pending.discard)
     if pending:

@@ -1,0 +1,142 @@
+"""The tables and verdict of ``serving_coupons.py``: per config, per block, and B - A."""
+
+from __future__ import annotations
+
+import numpy as np
+from harness.loadgen import ERRORS, LoadResult, latency_stats
+
+CONFIGS = {"A": "without coupons", "B": "with coupons.model and /coupon traffic"}
+
+
+def _errors(results: list[LoadResult]) -> dict:
+    outcome = np.concatenate([r.outcome for r in results])
+    counts = {name: int((outcome == name).sum()) for name in ERRORS}
+    return {**counts, "total": sum(counts.values())}
+
+
+def _latency(results: list[LoadResult], label: str, since: str = "scheduled") -> dict:
+    parts = []
+    for r in results:
+        rows = (r.labels == label) & (r.outcome == "ok")
+        start = r.scheduled if since == "scheduled" else r.sent
+        parts.append(r.done[rows] - start[rows])
+    return latency_stats(np.concatenate(parts) if parts else np.array([]))
+
+
+def _count(results: list[LoadResult], label: str) -> int:
+    return int(sum((r.labels == label).sum() for r in results))
+
+
+def config_summary(blocks: list[dict]) -> dict:
+    """Pooled over a config's blocks: requests, errors, latencies by endpoint, server CPU."""
+    results = [b["result"] for b in blocks]
+    cpu, wall = sum(b["server_cpu_s"] for b in blocks), sum(b["wall_s"] for b in blocks)
+    answered = sum(int(r.status.astype(bool).sum()) for r in results)
+    return {
+        "blocks": len(blocks),
+        "requests": {label: _count(results, label) for label in ("recommend", "events", "coupon")},
+        "errors": _errors(results),
+        "recommend_ms": _latency(results, "recommend"),
+        "recommend_from_send_ms": _latency(results, "recommend", "sent"),
+        "events_ms": _latency(results, "events"),
+        "coupon_ms": _latency(results, "coupon"),
+        "server_cpu_cores": round(cpu / wall, 3),
+        "server_cpu_ms_per_answer": round(cpu * 1e3 / max(answered, 1), 3),
+        "load_avg_1m": [b["load_avg_1m"] for b in blocks],
+    }
+
+
+def block_row(b: dict) -> dict:
+    r = b["result"]
+    rec, coupon = _latency([r], "recommend"), _latency([r], "coupon")
+    return {
+        "pair": b["pair"], "config": b["config"], "load_avg_1m": b["load_avg_1m"],
+        "requests": len(r.labels), "errors": _errors([r])["total"],
+        "recommend_p50_ms": rec["p50"], "recommend_p99_ms": rec["p99"],
+        "coupon_p99_ms": coupon["p99"], "server_cpu_s": b["server_cpu_s"],
+        "first_errors": r.first_errors,
+    }  # fmt: skip
+
+
+def verdict(diff: dict, errors: dict, target_ms: float) -> str:
+    low, high = diff["interval_ms"]
+    met = high <= target_ms and errors["A"] == 0 and errors["B"] == 0
+    return (
+        f"Target: the coupon decision adds <= {target_ms:g} ms to the /recommend p99: "
+        f"{'MET' if met else 'NOT MET'} (B - A {diff['diff_ms']:+.2f} ms, 95% interval "
+        f"[{low:+.2f}, {high:+.2f}] ms over resampled block pairs; errors A {errors['A']}, "
+        f"B {errors['B']})."
+    )
+
+
+def summarise(blocks: list[dict], report: dict, target_ms: float) -> dict:
+    configs = {c: config_summary([b for b in blocks if b["config"] == c]) for c in CONFIGS}
+    errors = {c: s["errors"]["total"] for c, s in configs.items()}
+    return {
+        "configs": configs,
+        "blocks": [block_row(b) for b in blocks],
+        "verdict": verdict(report["comparison"]["p99"], errors, target_ms),
+    }
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
+def _config_line(name: str, s: dict) -> str:
+    rec, send, cp, e = s["recommend_ms"], s["recommend_from_send_ms"], s["coupon_ms"], s["errors"]
+    cells = [
+        f"{name}: {CONFIGS[name]}", s["requests"]["recommend"], s["requests"]["coupon"],
+        f"{e['total']} ({e['status']}/{e['timeout']}/{e['connection']}/{e['dropped']})",
+        _ms(rec["p50"]), _ms(rec["p99"]), _ms(send["p99"]), _ms(s["events_ms"]["p99"]),
+        _ms(cp["p50"]), _ms(cp["p99"]), s["server_cpu_cores"], s["server_cpu_ms_per_answer"],
+    ]  # fmt: skip
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _diff_line(name: str, d: dict) -> str:
+    low, high = d["interval_ms"]
+    return (
+        f"| {name} | {d['a_ms']:.2f} | {d['b_ms']:.2f} | {d['diff_ms']:+.2f} | "
+        f"[{low:+.2f}, {high:+.2f}] | {d['per_pair_median_ms']:+.2f} | "
+        f"{d['pairs_b_higher']} of {len(d['per_pair_diff_ms'])} |"
+    )
+
+
+def markdown(report: dict) -> str:
+    s, m, c = report["settings"], report["machine"], report["comparison"]
+    blocks = [
+        f"| {b['pair']} | {b['config']} | {b['load_avg_1m']} | {b['requests']} | {b['errors']} | "
+        f"{_ms(b['recommend_p50_ms'])} | {_ms(b['recommend_p99_ms'])} | {_ms(b['coupon_p99_ms'])} |"
+        for b in report["blocks"]
+    ]
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(c["coupon_reasons"].items()))
+    return "\n".join([
+        f"# What the coupon decision adds to /recommend\n\n`{report['command']}`\n",
+        f"Servers: A `recsys-serve {' '.join(report['serve_overrides']['A'])}`, B the same with "
+        f"`coupons.model`. {s['pairs']} pairs of {s['block_seconds']:g} s blocks at "
+        f"{s['rps']:g} requests/s in A B / B A order, both servers up the whole run and driven "
+        f"one at a time; B's stream is A's plus {s['coupon_share']:g} of /coupon requests (A "
+        f"leaves them out, the rest at the same times); events share {s['events_share']:g}, "
+        f"dated up to {s['event_lag_s']} s back; k={s['k']}. Machine: {m['machine']}, "
+        f"{m['cpu_count']} CPUs shared with other work, load {report['load_before']} -> "
+        f"{report['load_after']}.\n",
+        "Latencies in ms from each request's scheduled time (open loop), pooled over blocks.\n",
+        "| config | /recommend | /coupon | errors (status/timeout/conn/dropped) | /recommend p50 "
+        "| p99 | p99 from send | /events p99 | /coupon p50 | /coupon p99 | server CPU cores "
+        "| server CPU ms/answer |",
+        "|---" + "|---:" * 11 + "|",
+        *(_config_line(n, report["configs"][n]) for n in ("A", "B")),
+        "\nB - A of /recommend, 95% interval from resampling whole block pairs "
+        f"({s['n_boot']} draws):\n",
+        "| statistic | A | B | B - A | 95% interval | per-pair median | pairs B higher |",
+        "|---" + "|---:" * 6 + "|",
+        _diff_line("p99", c["p99"]), _diff_line("p50", c["p50"]),
+        _diff_line("p99 from send", c["p99_from_send"]),
+        f"\n/coupon decisions in B ({sum(c['coupon_reasons'].values())}): {reasons}.\n",
+        f"{report['verdict']}\n",
+        "Blocks in run order:\n",
+        "| pair | config | load 1m | requests | errors | /recommend p50 | p99 | /coupon p99 |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+        *blocks, "",
+    ])  # fmt: skip
