@@ -9,11 +9,12 @@ says whether its own showcase slot is running right now.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
-from recsys.data.availability import gather_rows
+from recsys.data.availability import gather_rows, sorted_unique
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,25 @@ class LiveProducts:
     streamer: np.ndarray  # (P,) the room showing it
     session: np.ndarray  # (P,)
     on_show: np.ndarray  # (P,) bool: its showcase slot covers now
+
+    @cached_property
+    def _by_product(self) -> tuple[np.ndarray, np.ndarray]:
+        """(stable order sorting the rows by product, the products in that order); built once
+        per shelf, which requests in the same second share."""
+        order = np.argsort(self.product, kind="stable")
+        return order, self.product[order]
+
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """Ascending rows showing one of ``ids``, i.e. ``flatnonzero(isin(product, ids))``: each
+        id is searched in the sorted shelf, so the cost grows with ``ids``, not the shelf."""
+        order, product = self._by_product
+        ids = sorted_unique(ids)
+        lo = np.searchsorted(product, ids, side="left")
+        counts = np.searchsorted(product, ids, side="right") - lo
+        starts = np.zeros(len(ids), dtype=np.int64)
+        np.cumsum(counts[:-1], out=starts[1:])
+        at = np.arange(int(counts.sum())) + np.repeat(lo - starts, counts)
+        return np.sort(order[at])
 
 
 def _require(frame: pd.DataFrame, table: str, columns: tuple[str, ...]) -> None:

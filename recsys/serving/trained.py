@@ -176,7 +176,7 @@ class TrainedLiveService(RecommenderService):
         """(product, streamer, session, retrieval score) of every live shelf at ``now`` that
         shows one of the retrieved ``ids`` (scores beside them)."""
         shelf = self.catalog.products(now)
-        rows = np.flatnonzero(in_sorted(shelf.product, np.sort(ids)))
+        rows = shelf.rows_of(ids)
         product = shelf.product[rows]
         by_id = np.argsort(ids)
         retrieval = score[by_id][np.searchsorted(ids[by_id], product)]
