@@ -30,10 +30,12 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -57,6 +59,7 @@ from serving import (
 from serving_coupons_report import markdown, summarise
 
 RESULTS = Path(__file__).resolve().parent / "results"
+METRIC = re.compile(r'recsys_request_seconds_(sum|count)\{[^}]*endpoint="([^"]+)"[^}]*\} (\S+)')
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -112,6 +115,30 @@ def latencies_ms(result: LoadResult, label: str, since: str = "scheduled") -> np
     return (result.done[rows] - start[rows]) * 1e3
 
 
+def server_times(port: int) -> dict[str, list[float]]:
+    """Per endpoint: [answers, seconds] so far, from arrival to answer inside the server
+    (``recsys_request_seconds`` of ``/metrics``; no client or network time in them)."""
+    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=5.0) as r:
+        return parse_server_times(r.read().decode())
+
+
+def parse_server_times(text: str) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for kind, endpoint, value in METRIC.findall(text):
+        out.setdefault(endpoint, [0.0, 0.0])[kind == "sum"] = float(value)
+    return out
+
+
+def server_delta(before: dict, after: dict) -> dict[str, dict]:
+    delta = {}
+    for endpoint, (count, seconds) in after.items():
+        n = count - before.get(endpoint, [0.0, 0.0])[0]
+        if n > 0:
+            spent = seconds - before.get(endpoint, [0.0, 0.0])[1]
+            delta[endpoint] = {"answers": int(n), "seconds": round(spent, 4)}
+    return delta
+
+
 def reasons(result: LoadResult) -> Counter:
     return Counter(json.loads(body).get("reason", "?") for body in result.bodies.values())
 
@@ -128,11 +155,13 @@ async def run_block(server: ServerProcess, config: str, seed: int, args, world, 
     load = LoadConfig(rps=args.rps, max_in_flight=args.max_in_flight,
                       connections=args.connections, timeout_s=args.timeout_s)  # fmt: skip
     cpu, wall, load_avg = server.cpu_seconds(), time.monotonic(), os.getloadavg()[0]
+    times = server_times(server.port)
     result = await run_open_loop(HOST, server.port, requests, load, schedule=schedule,
                                  keep_bodies_of=("coupon",))  # fmt: skip
     cpu, wall = server.cpu_seconds() - cpu, time.monotonic() - wall
     return result, {"server_cpu_s": round(cpu, 2), "wall_s": round(wall, 2),
-                    "load_avg_1m": round(load_avg, 2)}  # fmt: skip
+                    "load_avg_1m": round(load_avg, 2),
+                    "server_time": server_delta(times, server_times(server.port))}  # fmt: skip
 
 
 async def drive(servers: dict[str, ServerProcess], args, world, speed: float) -> list[dict]:
@@ -168,6 +197,41 @@ def compare(blocks: list[dict], args) -> dict:
     return out
 
 
+def decision_cost(args, cfg, root: Path, now: int, n: int = 20_000) -> dict:
+    """The trigger's own cost, in this process with B's settings: CPU per event it is shown
+    and per decision (process time: what the work takes, whatever else the machine runs), and
+    the decisions' wall-time p99. Viewers click shelf products up to twice the wait back."""
+    # Only this in-process timing needs the trigger and the world's full tables here.
+    from recsys.coupons.service import load_trigger
+    from recsys.data.tables import load_tables
+
+    c, world = cfg.coupons, live_world(root, now)
+    trigger = load_trigger(args.coupon_model, load_tables(root), tier=str(c.tier),
+                           budget=float(c.budget), wait_s=int(c.wait_s),
+                           roi_floor=float(c.roi_floor))  # fmt: skip
+    rng = np.random.default_rng(args.seed)
+    users = rng.choice(world.users, n).tolist()
+    products = rng.choice(world.shelf["product_id"].to_numpy(), n).tolist()
+    ages = rng.integers(0, 2 * int(c.wait_s) + 1, n).tolist()
+    cpu = time.process_time()
+    for user, product, age in zip(users, products, ages, strict=True):
+        trigger.observe(user, "click", now - age, product)
+    observe_cpu, walls, seen = time.process_time() - cpu, np.empty(n), Counter()
+    cpu = time.process_time()
+    for i, user in enumerate(users):
+        began = time.perf_counter()
+        seen[trigger.decide(user, now).reason] += 1
+        walls[i] = time.perf_counter() - began
+    decide_cpu = time.process_time() - cpu
+    return {
+        "calls": n,
+        "observe_cpu_us": round(observe_cpu * 1e6 / n, 2),
+        "decide_cpu_us": round(decide_cpu * 1e6 / n, 2),
+        "decide_wall_p99_us": round(float(np.percentile(walls, 99)) * 1e6, 2),
+        "reasons": dict(seen),
+    }
+
+
 def start_servers(args, log_dir: Path) -> dict[str, ServerProcess]:
     servers, cpus = {}, pin_cpus(args.server_cpus)
     for name, given in overrides(args).items():
@@ -201,6 +265,7 @@ def benchmark(args, argv: list[str], log_dir: Path) -> dict:
     finally:
         for server in servers.values():
             server.stop()
+    in_process = decision_cost(args, cfg, root, int(health["B"]["now"]))
     report = {
         "command": recorded_command(argv).replace("serving.py", "serving_coupons.py", 1),
         "serve_overrides": {n: recorded_overrides(s) for n, s in servers.items()},
@@ -211,6 +276,7 @@ def benchmark(args, argv: list[str], log_dir: Path) -> dict:
         "health_start": health,
         "memory_end": memory,
         "comparison": compare(blocks, args),
+        "decision_cost": in_process,
     }
     report.update(summarise(blocks, report, args.target_ms))
     return report

@@ -27,6 +27,16 @@ def _count(results: list[LoadResult], label: str) -> int:
     return int(sum((r.labels == label).sum() for r in results))
 
 
+def _server_ms(blocks: list[dict]) -> dict:
+    """Mean time inside the server per answer, by endpoint, pooled over blocks."""
+    total: dict[str, list[float]] = {}
+    for b in blocks:
+        for endpoint, t in b["server_time"].items():
+            acc = total.setdefault(endpoint, [0, 0.0])
+            acc[0], acc[1] = acc[0] + t["answers"], acc[1] + t["seconds"]
+    return {e: {"answers": n, "mean_ms": round(s * 1e3 / n, 3)} for e, (n, s) in total.items()}
+
+
 def config_summary(blocks: list[dict]) -> dict:
     """Pooled over a config's blocks: requests, errors, latencies by endpoint, server CPU."""
     results = [b["result"] for b in blocks]
@@ -40,6 +50,7 @@ def config_summary(blocks: list[dict]) -> dict:
         "recommend_from_send_ms": _latency(results, "recommend", "sent"),
         "events_ms": _latency(results, "events"),
         "coupon_ms": _latency(results, "coupon"),
+        "server_mean_ms": _server_ms(blocks),
         "server_cpu_cores": round(cpu / wall, 3),
         "server_cpu_ms_per_answer": round(cpu * 1e3 / max(answered, 1), 3),
         "load_avg_1m": [b["load_avg_1m"] for b in blocks],
@@ -103,6 +114,28 @@ def _diff_line(name: str, d: dict) -> str:
     )
 
 
+def _inside(report: dict) -> str:
+    parts = []
+    for name in CONFIGS:
+        times = report["configs"][name]["server_mean_ms"]
+        shown = ", ".join(f"{e} {t['mean_ms']:.2f}" for e, t in sorted(times.items()))
+        parts.append(f"{name} {shown}")
+    return (
+        "Mean time inside the server per answer (arrival to answer, from `/metrics`; no client "
+        f"queueing), ms: {'; '.join(parts)}.\n"
+    )
+
+
+def _in_process(d: dict) -> str:
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(d["reasons"].items()))
+    return (
+        f"The trigger alone, in the benchmark's process ({d['calls']:,} viewers, clicks up to "
+        f"twice the wait back): {d['observe_cpu_us']:.1f} us of CPU per event shown, "
+        f"{d['decide_cpu_us']:.1f} us per decision (wall p99 {d['decide_wall_p99_us']:.1f} us); "
+        f"decisions: {reasons}.\n"
+    )
+
+
 def markdown(report: dict) -> str:
     s, m, c = report["settings"], report["machine"], report["comparison"]
     blocks = [
@@ -133,7 +166,9 @@ def markdown(report: dict) -> str:
         "|---" + "|---:" * 6 + "|",
         _diff_line("p99", c["p99"]), _diff_line("p50", c["p50"]),
         _diff_line("p99 from send", c["p99_from_send"]),
-        f"\n/coupon decisions in B ({sum(c['coupon_reasons'].values())}): {reasons}.\n",
+        "\n" + _inside(report),
+        _in_process(report["decision_cost"]),
+        f"/coupon decisions in B ({sum(c['coupon_reasons'].values())}): {reasons}.\n",
         f"{report['verdict']}\n",
         "Blocks in run order:\n",
         "| pair | config | load 1m | requests | errors | /recommend p50 | p99 | /coupon p99 |",

@@ -12,7 +12,9 @@ from harness.http_client import HttpRequest
 from harness.loadgen import LoadConfig, run_open_loop
 from harness.paired_blocks import block_order, paired_difference
 from harness.request_mix import LiveWorld, MixConfig, RequestMix
+from serving_coupons import parse_server_times, server_delta
 
+from recsys.serving.metrics import Metrics
 from recsys.serving.schemas import EventBatch
 from tests.test_serving_benchmark import _serve
 
@@ -104,3 +106,15 @@ def test_blocks_alternate_and_the_paired_difference_finds_a_shift():
     assert same.low <= 0.0 <= same.high and sum(d > 0 for d in same.per_pair) <= 8
     with pytest.raises(ValueError, match="as many"):
         paired_difference(a, b[:-1])
+
+
+def test_server_times_are_read_from_the_services_metrics():
+    metrics = Metrics()
+    for seconds in (0.002, 0.004):
+        metrics.request("GET", "/recommend", 200, seconds)
+    metrics.request("GET", "/coupon", 200, 0.001)
+    times = parse_server_times(metrics.render())
+    assert times["/recommend"] == [2.0, pytest.approx(0.006)]
+    assert times["/coupon"] == [1.0, pytest.approx(0.001)]
+    later = {**times, "/recommend": [5.0, 0.012]}
+    assert server_delta(times, later) == {"/recommend": {"answers": 3, "seconds": 0.006}}
