@@ -75,12 +75,26 @@ class _KeyedOrder:
         or > ts ('right'); unknown keys give a position whose window is empty."""
         return self.positions(key, (ts,), side)[0]
 
-    def positions(self, key: np.ndarray, times, side: str) -> list[np.ndarray]:
-        """``position`` of the same keys at each of several times, ranking the keys once."""
-        rank, known = self.query_rank(key)
-        return [
-            np.where(known, search(self.combined, self._combine(rank, t), side), 0) for t in times
-        ]
+    def positions(self, key: np.ndarray, times, side: str, ranked=None) -> list[np.ndarray]:
+        """``position`` of the same keys at each of several times, ranking the keys once
+        (``ranked``: their ``query_rank`` when already known). Only keys that occur are
+        searched: the others' position is 0 whatever the time."""
+        key = np.asarray(key, dtype=np.int64)
+        rank, known = self.query_rank(key) if ranked is None else ranked
+        if known.all():
+            return [search(self.combined, self._combine(rank, t), side) for t in times]
+        rank, out = rank[known], []
+        for t in times:
+            at = np.zeros(key.shape, dtype=np.intp)
+            at[known] = search(self.combined, self._combine(rank, _at(t, known)), side)
+            out.append(at)
+        return out
+
+
+def _at(t, known: np.ndarray) -> np.ndarray:
+    """The times of the rows where ``known`` holds (``t``: one time or one per row)."""
+    t = np.asarray(t, dtype=np.int64)
+    return t if t.ndim == 0 else np.broadcast_to(t, known.shape)[known]
 
 
 class KeyedTimeline:
@@ -132,11 +146,11 @@ class KeyedIntervals:
         """
         key = np.asarray(key, dtype=np.int64)
         ts = np.broadcast_to(np.asarray(ts, dtype=np.int64), key.shape)
-        pos = self._index.position(key, ts, "right") - 1
-        safe = np.maximum(pos, 0)
         if len(self._key) == 0:
             return np.full(len(key), -1, dtype=np.int64)
-        _, known = self._index.query_rank(key)
+        ranked = self._index.query_rank(key)
+        pos = self._index.positions(key, (ts,), "right", ranked)[0] - 1
+        safe, known = np.maximum(pos, 0), ranked[1]
         hit = known & (pos >= 0) & (self._key[safe] == key)
         hit &= (self._start[safe] <= ts) & (ts <= self._end[safe])
         return np.where(hit, self._index.order[safe], -1)
