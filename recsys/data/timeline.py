@@ -25,14 +25,14 @@ def search(haystack: np.ndarray, needles: np.ndarray, side: str = "left") -> np.
     """``np.searchsorted(haystack, needles, side)``; needles that are all one value (one
     request's viewer, one time) are searched once. The same positions, exactly."""
     needles = np.asarray(needles)
-    if (
-        needles.size > 1
-        and needles.flat[0] == needles.flat[-1]
-        and (needles == needles.flat[0]).all()
-    ):
+    if needles.size > 1 and _one_value(needles):
         one = np.searchsorted(haystack, needles.flat[0], side=side)
         return np.full(needles.shape, one, dtype=np.intp)
     return np.searchsorted(haystack, needles, side=side)
+
+
+def _one_value(values: np.ndarray) -> bool:
+    return bool(values.flat[0] == values.flat[-1] and (values == values.flat[0]).all())
 
 
 def pair_codes(a: np.ndarray, b: np.ndarray, n_b: int) -> np.ndarray:
@@ -118,6 +118,14 @@ class KeyedTimeline:
         key = np.asarray(key, dtype=np.int64)
         lo = np.broadcast_to(np.asarray(lo, dtype=np.int64), key.shape)
         hi = np.broadcast_to(np.asarray(hi, dtype=np.int64), key.shape)
+        if key.ndim == 1 and len(key) > 1 and _one_value(lo) and _one_value(hi):
+            # One window for all (a request's): each distinct key is searched once.
+            distinct, inverse = np.unique(key, return_inverse=True)
+            if len(distinct) < len(key):
+                return self._sums(distinct, lo[: len(distinct)], hi[: len(distinct)])[inverse]
+        return self._sums(key, lo, hi)
+
+    def _sums(self, key: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         start, stop = self._index.positions(key, (lo, hi), "left")
         stop = np.maximum(stop, start)
         return self._cum[stop] - self._cum[start]
@@ -144,13 +152,17 @@ class KeyedIntervals:
 
         The latest interval starting at or before ``ts`` is the only one that can cover it.
         """
+        return self.covering_known(key, ts)[0]
+
+    def covering_known(self, key: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(``covering``, whether each key has any interval at all), from one search of the keys."""
         key = np.asarray(key, dtype=np.int64)
         ts = np.broadcast_to(np.asarray(ts, dtype=np.int64), key.shape)
         if len(self._key) == 0:
-            return np.full(len(key), -1, dtype=np.int64)
+            return np.full(len(key), -1, dtype=np.int64), np.zeros(key.shape, dtype=bool)
         ranked = self._index.query_rank(key)
         pos = self._index.positions(key, (ts,), "right", ranked)[0] - 1
         safe, known = np.maximum(pos, 0), ranked[1]
         hit = known & (pos >= 0) & (self._key[safe] == key)
         hit &= (self._start[safe] <= ts) & (ts <= self._end[safe])
-        return np.where(hit, self._index.order[safe], -1)
+        return np.where(hit, self._index.order[safe], -1), known

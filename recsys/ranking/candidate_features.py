@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from recsys.data.availability import in_sorted
 from recsys.data.tables import LiveCommerceTables
 from recsys.data.timeline import KeyedIntervals, KeyedTimeline, pair_codes
 from recsys.ranking.events import EVENT_CODE, NO_ID, id_column
@@ -136,7 +135,6 @@ class CandidateFeaturizer:
         self.category = self.lookup.products(products)[0]
         self.price = tables.products["price"].to_numpy(np.float64)
         slots = self._frame_pairs(tables.showcase)
-        self.shelf = np.unique(slots)
         self.slots = KeyedIntervals(slots, tables.showcase["start_ts"], tables.showcase["end_ts"])
         self._index_trust(ev, c)
         self._index_profile(ev)
@@ -265,8 +263,9 @@ class CandidateFeaturizer:
         user = self.users.positions_of_one(pairs.user_id)  # one viewer per online request
         live = self.session_live[np.maximum(s, 0)]
         on_air = (s >= 0) & (live[:, 0] <= ts) & (ts <= live[:, 1])
-        live_now = on_air & in_sorted(pair, self.shelf) & (pair >= 0)
-        on_show = self.slots.covering(pair, ts) >= 0
+        slot, on_shelf = self.slots.covering_known(pair, ts)  # a pair with slots is on a shelf
+        live_now = on_air & on_shelf
+        on_show = slot >= 0
         trust = self.trust.sum_before(self._user_streamer(user, pairs.streamer_id), ts)  # (n, 2)
         trusted = trust[:, 0] >= c.trust_threshold
         window = ts - c.popularity_window_s
