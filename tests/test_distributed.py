@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 
 from recsys.models.embeddings import EntityBags
 from recsys.training.distributed import DistributedConfig, plan_tables
-from recsys.training.distributed_trainer import RankPart
+from recsys.training.distributed_trainer import DistributedTrainer, RankPart
+from recsys.training.trainer import TrainerConfig
 
 TIMEOUT_S = 300
 
@@ -284,3 +286,19 @@ def test_a_rank_killed_mid_epoch_resumes_to_the_same_metrics(world_cache, tmp_pa
     assert proc.wait(timeout=120) != 0
     resumed = run_train(run, [*overrides, "resume=true"], nproc=2)
     assert_same_validation(resumed, full, tol=0.0)
+
+
+def _time_is_up_on(rank: int, port: int, out: str) -> None:
+    """One of two gloo ranks: only rank 0's own clock is past trainer.max_seconds."""
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    trainer = object.__new__(DistributedTrainer)  # only the clock matters here
+    trainer.config = TrainerConfig(max_seconds=10.0)
+    trainer._train_seconds, trainer._t0 = (11.0 if rank == 0 else 0.0), time.perf_counter()
+    Path(out, f"{rank}.json").write_text(json.dumps(trainer._time_is_up()))
+    dist.destroy_process_group()
+
+
+def test_every_rank_stops_for_time_after_the_same_step(tmp_path):
+    """A rank out of time alone would wait in the checkpoint while the other ran a step."""
+    torch.multiprocessing.spawn(_time_is_up_on, args=(_port(), str(tmp_path)), nprocs=2)
+    assert [json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1)] == [True, True]

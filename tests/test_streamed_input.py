@@ -19,7 +19,14 @@ import pytest
 from recsys.data import parquet_shards as shards
 from recsys.data.parquet_shards import InputConfig
 from recsys.inputs.tokens import world_context
-from recsys.inputs.window_file import FILE, WindowSource, from_table, user_block, write_windows
+from recsys.inputs.window_file import (
+    FILE,
+    StreamedWindows,
+    WindowSource,
+    from_table,
+    user_block,
+    write_windows,
+)
 from recsys.inputs.windows import training_windows
 from tests.test_distributed import run_train, tiny_overrides, train_here
 
@@ -118,31 +125,37 @@ def test_splits_that_cannot_run_fail_before_training(tokens, tmp_path):
     assert not list(tmp_path.glob("*none.parquet*"))
 
 
-def test_two_ranks_stream_disjoint_parts_the_same_on_a_rerun(tiny_world_dir, tmp_path):
-    """2 gloo ranks under torchrun: what each read (``ranks.json``) over two epochs, twice."""
+def test_two_ranks_stream_disjoint_parts_in_the_order_read_again(tiny_world_dir, tmp_path):
+    """2 gloo ranks under torchrun: what each read over two epochs (``ranks.json``), and the
+    same batch orders when each rank's part is read again from the file."""
+    config = InputConfig(mode="streamed", chunk_mib=0.2, row_group_rows=32)
     stream = (
-        "trainer.distributed.input.mode=streamed",
-        "trainer.distributed.input.row_group_rows=32",
-        "trainer.distributed.input.chunk_mib=0.2",
+        f"trainer.distributed.input.mode={config.mode}",
+        f"trainer.distributed.input.row_group_rows={config.row_group_rows}",
+        f"trainer.distributed.input.chunk_mib={config.chunk_mib}",
         "trainer.max_epochs=2",
         "trainer.patience=0",
     )
-    overrides = tiny_overrides(tiny_world_dir.parent, "sasrec", *stream)
-    runs = []
-    for name in ("first", "again"):
-        metrics = run_train(tmp_path / name, overrides, nproc=2)
-        assert metrics["valid/product/live/ndcg@10"] > 0
-        runs.append(json.loads((tmp_path / name / "ranks.json").read_text()))
-    first, again = ([r["input"] for r in ranks] for ranks in runs)
-    n_groups = pq.ParquetFile(tmp_path / "first" / FILE).metadata.num_row_groups
-    n_rows = pq.ParquetFile(tmp_path / "first" / FILE).metadata.num_rows
-    assert sorted(first[0]["row_groups"] + first[1]["row_groups"]) == list(range(n_groups))
-    assert not set(first[0]["row_groups"]) & set(first[1]["row_groups"])
-    assert first[0]["rows"] + first[1]["rows"] == n_rows
-    for rank in first:
-        assert rank["peak_rows"] <= rank["chunk_rows"] < n_rows / 4
-        assert rank["order_digests"]["0"] != rank["order_digests"]["1"]
-    assert [r["order_digests"] for r in first] == [r["order_digests"] for r in again]
+    metrics = run_train(tmp_path, tiny_overrides(tiny_world_dir.parent, "sasrec", *stream), nproc=2)
+    assert metrics["valid/product/live/ndcg@10"] > 0
+    ranks = [r["input"] for r in json.loads((tmp_path / "ranks.json").read_text())]
+    meta = pq.ParquetFile(tmp_path / FILE).metadata
+    assert sorted(ranks[0]["row_groups"] + ranks[1]["row_groups"]) == list(
+        range(meta.num_row_groups)
+    )
+    assert not set(ranks[0]["row_groups"]) & set(ranks[1]["row_groups"])
+    assert ranks[0]["rows"] + ranks[1]["rows"] == meta.num_rows
+    source = WindowSource(None, {}, config)
+    for rank, read in enumerate(ranks):
+        assert read["peak_rows"] <= read["chunk_rows"] < meta.num_rows / 4
+        assert read["order_digests"]["0"] != read["order_digests"]["1"]
+        again = StreamedWindows.open(source, tmp_path / FILE, rank=rank, world=2, micro=1,
+                                     batch_size=64)  # fmt: skip
+        for epoch in (0, 1):
+            assert len(list(again.epoch(batch_size=64, seed=0, epoch=epoch))) == math.ceil(
+                meta.num_rows / 64
+            )
+        assert read["order_digests"] == {str(e): d for e, d in again.digests.items()}
 
 
 def test_streamed_input_is_refused_for_a_model_without_a_streamed_form(tiny_world_dir, tmp_path):
