@@ -93,20 +93,31 @@ class Candidates:
         )
 
 
+def _lookup(table: dict, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index in ``list(table)`` of each key's entry, whether it has one): the table's few keys
+    (at most ``max_items``) are searched, instead of one dict look-up per candidate."""
+    own = np.fromiter(table, dtype=np.int64, count=len(table))
+    order = np.argsort(own)
+    at = np.minimum(np.searchsorted(own[order], keys), len(own) - 1)
+    return order[at], own[order[at]] == keys
+
+
 def _decayed(table: dict, keys: np.ndarray, now: int, half_life: float) -> np.ndarray:
     """Decayed value at ``now`` of each key's entry (0 for keys not in the table)."""
     if not table:
         return np.zeros(len(keys))
-    entries = [table.get(k) for k in keys.tolist()]
-    value = np.array([e[0] if e else 0.0 for e in entries], dtype=np.float64)
-    ts = np.array([e[1] if e else now for e in entries], dtype=np.float64)
+    at, hit = _lookup(table, np.asarray(keys, dtype=np.int64))
+    hit &= np.array([bool(e) for e in table.values()])[at]
+    value = np.array([e[0] if e else 0.0 for e in table.values()], dtype=np.float64)[at]
+    ts = np.array([e[1] if e else now for e in table.values()], dtype=np.float64)[at]
+    value, ts = np.where(hit, value, 0.0), np.where(hit, ts, float(now))
     return value * np.exp2(-np.maximum(now - ts, 0.0) / half_life)
 
 
 def _member(table: dict, keys: np.ndarray) -> np.ndarray:
     if not table:
         return np.zeros(len(keys))
-    return np.array([k in table for k in keys.tolist()], dtype=np.float64)
+    return _lookup(table, np.asarray(keys, dtype=np.int64))[1].astype(np.float64)
 
 
 def _in_room(state: SessionState, c: Candidates) -> np.ndarray:
