@@ -406,6 +406,13 @@ def test_recommender_fits_and_scores_both_heads_of_a_world(tiny_world, world):
         some = np.stack([ids[2:7], ids[7:12]] * 3)[: len(users)]  # (Q, 5) per-request candidates
         picked = view.request_scores(users, np.full(len(users), h + 1), some)
         assert np.allclose(picked, np.take_along_axis(scores, some, axis=1), atol=1e-4)
+        # The request path spreads the model's pair bonus in numpy: the same floats exactly.
+        batch = view.request_batch(users, np.full(len(users), h + 1))
+        with torch.no_grad():
+            model_bonus = view.model.pair_bonus(batch, head, torch.from_numpy(ids))
+            model_bonus = (model_bonus * view.model.bonus_scale(head)).float().numpy()
+        spread = view.request_bonus(batch, ids)
+        assert np.array_equal(spread, model_bonus) and (spread != 0).any()
         res = evaluate(view, split, protocol="live", stage="test", ks=(10,))
         assert 0.0 < res.metrics["ndcg@10"] <= 1.0
 

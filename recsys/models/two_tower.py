@@ -354,6 +354,13 @@ class TwoTowerModel(nn.Module):
         """What the bonus ``name`` looks up for candidates ``ids``: their seller, or them."""
         return self.codes("product_seller", ids) if name == "seller" else ids
 
+    def bonus_inputs(
+        self, batch: TwoTowerBatch, head: str, ids: torch.Tensor
+    ) -> list[tuple[torch.Tensor, RepeatScores]]:
+        """What ``pair_bonus`` spreads: per bonus, (the entity each of ``ids`` (C,) looks up,
+        the batch's sparse bonuses)."""
+        return [(self._bonus_entities(n, ids), s) for n, s in self._bonus_parts(batch, head)]
+
     def pair_bonus(self, batch: TwoTowerBatch, head: str, ids: torch.Tensor) -> torch.Tensor:
         """(B, C) bonus of every query for every candidate in ``ids`` (C,)."""
         out = torch.zeros(batch.size, len(ids), device=ids.device)
