@@ -59,7 +59,8 @@ class _KeyedOrder:
         self.combined = self._combine(np.searchsorted(self.keys, key[self.order]), ts[self.order])
 
     def _combine(self, rank: np.ndarray, ts: np.ndarray) -> np.ndarray:
-        offset = np.clip(np.asarray(ts, dtype=np.int64) - self.t0, 0, self.span - 1)
+        # minimum/maximum, not clip: the same integers without clip's cost per call.
+        offset = np.minimum(np.maximum(np.asarray(ts, dtype=np.int64) - self.t0, 0), self.span - 1)
         return rank * self.span + offset
 
     def query_rank(self, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +123,7 @@ class KeyedTimeline:
             # One window for all (a request's): each distinct key is searched once.
             distinct, inverse = np.unique(key, return_inverse=True)
             if len(distinct) < len(key):
-                return self._sums(distinct, lo[: len(distinct)], hi[: len(distinct)])[inverse]
+                return self._sums(distinct, lo[0], hi[0])[inverse]
         return self._sums(key, lo, hi)
 
     def _sums(self, key: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
