@@ -39,3 +39,10 @@ def test_covering_matches_brute_force_with_unknown_keys():
     for k, at, row in zip(q, t, got, strict=True):
         hits = np.flatnonzero((key == k) & (start <= at) & (at <= end))
         assert row == (hits[0] if len(hits) else -1)
+
+
+def test_one_key_in_one_window_sums_like_each_row_alone():
+    line = KeyedTimeline(np.array([4, 4, 4, 2]), np.array([1, 5, 9, 3]), np.array([1.0, 2, 4, 8]))
+    got = line.sum_between(np.full(6, 4), 2, 9)  # a request's viewer on every candidate row
+    np.testing.assert_array_equal(got, np.full(6, 2.0))
+    assert line.sum_before(np.full(3, 7), 9).tolist() == [0.0, 0.0, 0.0]

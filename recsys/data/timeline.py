@@ -121,6 +121,8 @@ class KeyedTimeline:
         hi = np.broadcast_to(np.asarray(hi, dtype=np.int64), key.shape)
         if key.ndim == 1 and len(key) > 1 and _one_value(lo) and _one_value(hi):
             # One window for all (a request's): each distinct key is searched once.
+            if _one_value(key):  # e.g. the request's viewer
+                return np.repeat(self._sums(key[:1], lo[0], hi[0]), len(key), axis=0)
             distinct, inverse = np.unique(key, return_inverse=True)
             if len(distinct) < len(key):
                 return self._sums(distinct, lo[0], hi[0])[inverse]
