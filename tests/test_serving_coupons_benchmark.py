@@ -13,6 +13,7 @@ from harness.loadgen import LoadConfig, run_open_loop
 from harness.paired_blocks import block_order, paired_difference
 from harness.request_mix import LiveWorld, MixConfig, RequestMix
 from serving_coupons import parse_server_times, server_delta
+from serving_coupons_report import verdict
 
 from recsys.serving.metrics import Metrics
 from recsys.serving.schemas import EventBatch
@@ -118,3 +119,16 @@ def test_server_times_are_read_from_the_services_metrics():
     assert times["/coupon"] == [1.0, pytest.approx(0.001)]
     later = {**times, "/recommend": [5.0, 0.012]}
     assert server_delta(times, later) == {"/recommend": {"answers": 3, "seconds": 0.006}}
+
+
+@pytest.mark.parametrize(
+    ("interval", "errors", "outcome"),
+    [((-1.0, 4.0), 0, ": MET"), ((6.0, 9.0), 0, "NOT MET"), ((-1.0, 9.0), 0, "NOT SHOWN"),
+     ((-1.0, 4.0), 3, "NOT SHOWN")],
+)  # fmt: skip
+def test_verdict_needs_the_whole_interval_within_the_target_and_nothing_refused(
+    interval, errors, outcome
+):
+    diff = {"diff_ms": sum(interval) / 2, "interval_ms": list(interval)}
+    text = verdict(diff, {"A": 0, "B": errors}, {"A": 900, "B": 1000}, 5.0)
+    assert outcome in text and f"B {errors} of 1000" in text
