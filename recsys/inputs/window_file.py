@@ -138,6 +138,8 @@ class WindowSource:
 
     def _write(self, path: Path) -> str | None:
         try:
+            # Blocks of users keep the window arrays being built (and their intermediates) a
+            # small part of what rank 0 already holds, whatever the number of users.
             rows = write_windows(
                 self.tokens,
                 path,
