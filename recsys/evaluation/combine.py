@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from recsys.evaluation.result_table import grid_edges
-from recsys.evaluation.selection import ModelResult, _hkey, _rounded, metric_key
+from recsys.evaluation.selection import ModelResult, hparams_key, metric_key, rounded_metrics
 
 __all__ = ["combine_by_name", "combine_runs", "result_from_json"]
 
@@ -77,8 +77,8 @@ def _tuning_rows(runs: Sequence[ModelResult], key: str) -> list[dict]:
     rows, seen = [], set()
     for r in runs:
         for row in r.grid or [{"hparams": r.hparams, key: r.valid[key]}]:
-            if _hkey(row["hparams"]) not in seen:
-                seen.add(_hkey(row["hparams"]))
+            if hparams_key(row["hparams"]) not in seen:
+                seen.add(hparams_key(row["hparams"]))
                 rows.append(row)
     return rows
 
@@ -87,7 +87,7 @@ def _chosen_runs(runs: Sequence[ModelResult], key: str) -> list[ModelResult]:
     """The runs of the setting that wins on validation under the tuning seed."""
     by_setting: dict[str, list[ModelResult]] = {}
     for r in runs:
-        by_setting.setdefault(_hkey(_setting(r.hparams)), []).append(r)
+        by_setting.setdefault(hparams_key(_setting(r.hparams)), []).append(r)
     tuning_seed = min(_seeds(r)[0] for r in runs)
     scored = []
     for setting, group in by_setting.items():
@@ -126,7 +126,7 @@ def combine_runs(runs: Sequence[ModelResult], metric: str) -> ModelResult:
         name=first.name,
         hparams=first.hparams,
         valid=first.valid,
-        test=_rounded(test),
+        test=rounded_metrics(test),
         fit_s=fit_s,
         recommend_s=first.recommend_s,
         peak_rss_mb=max(r.peak_rss_mb for r in runs),

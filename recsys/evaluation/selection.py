@@ -146,7 +146,8 @@ def _fit_and_validate(candidate: Candidate, hparams: dict, split: Split, s: Qual
     return _Fitted(dict(hparams), model, fit_m, valid)
 
 
-def _hkey(hparams: dict) -> str:
+def hparams_key(hparams: dict) -> str:
+    """A hashable, order-free key of one setting (grid points compare by it)."""
     return repr(sorted(hparams.items()))
 
 
@@ -168,11 +169,11 @@ class _Search:
         self.rows.append({"hparams": fitted.hparams, key: round(float(value), 6), **extra})
         improved = self.best is None or value > self.best.valid[key]
         if keep:
-            self.kept[_hkey(fitted.hparams)] = fitted.model
+            self.kept[hparams_key(fitted.hparams)] = fitted.model
         if improved:
             self.best = fitted
         if keep:
-            wanted = {_hkey(h) for h in neighbours(self.best.hparams)}
+            wanted = {hparams_key(h) for h in neighbours(self.best.hparams)}
             self.kept = {k: m for k, m in self.kept.items() if k in wanted}
         return improved
 
@@ -203,13 +204,13 @@ def neighbours(hparams: dict) -> list[dict]:
 
 def refine(candidate: Candidate, search: _Search, split: Split, s: QualitySettings) -> None:
     """Coordinate search from the best grid point on validation; every point tried is logged."""
-    tried = {_hkey(r["hparams"]) for r in search.rows}
+    tried = {hparams_key(r["hparams"]) for r in search.rows}
     for _ in range(candidate.max_refine_rounds):
         improved = False
         for hparams in neighbours(search.best.hparams):
-            if _hkey(hparams) in tried:
+            if hparams_key(hparams) in tried:
                 continue
-            tried.add(_hkey(hparams))
+            tried.add(hparams_key(hparams))
             fitted = _fit_and_validate(candidate, hparams, split, s)
             improved |= search.offer(fitted, s.metric, keep=True, refine=True)
         if not improved:
@@ -234,8 +235,8 @@ def run_candidate(candidate: Candidate, split: Split, s: QualitySettings) -> Mod
     res = ModelResult(
         name=candidate.name,
         hparams=best.hparams,
-        valid=_rounded(best.valid),
-        test=_rounded(result.metrics),
+        valid=rounded_metrics(best.valid),
+        test=rounded_metrics(result.metrics),
         fit_s=fit_m.seconds,
         recommend_s=rec_m.seconds,
         peak_rss_mb=max(best.fit.peak_rss_mb, fit_m.peak_rss_mb, rec_m.peak_rss_mb),
@@ -271,7 +272,7 @@ def over_seeds(
         log.info("%s seed %d test %s=%.5f", candidate.name, seed, s.metric,
                  runs[-1].metrics[metric_key(runs[-1].metrics, s.metric)])  # fmt: skip
     floats = [k for k, v in first.metrics.items() if isinstance(v, float | np.floating)]
-    res.test = _rounded(
+    res.test = rounded_metrics(
         {**first.metrics, **{k: np.mean([r.metrics[k] for r in runs]) for k in floats}}
     )
     res.per_user = {k: np.mean([r.per_user[k] for r in runs], axis=0) for k in first.per_user}
@@ -316,7 +317,7 @@ def neighbourhood(
     key = metric_key(chosen.metrics, s.metric)
     fitted = fitted or {}
     for hp in neighbours(hparams):
-        model = fitted.get(_hkey(hp)) or _fit(candidate, hp, split)
+        model = fitted.get(hparams_key(hp)) or _fit(candidate, hp, split)
         res = _eval(model, split, "test", s)
         test = paired_test(res.per_user[key], chosen.per_user[key], method=s.significance)
         rows.append(
@@ -376,7 +377,8 @@ def compare(res: ModelResult, other: ModelResult, key: str, s: QualitySettings) 
     }
 
 
-def _rounded(metrics: dict) -> dict:
+def rounded_metrics(metrics: dict) -> dict:
+    """Float metrics to 6 decimals, as reports keep them."""
     return {
         k: (round(float(v), 6) if isinstance(v, float | np.floating) else v)
         for k, v in metrics.items()
