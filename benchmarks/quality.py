@@ -58,6 +58,23 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    _data_arguments(p)
+    _model_arguments(p)
+    _apart_arguments(p)
+    args = p.parse_args(argv)
+    if not args.dataset and not args.data_path:
+        p.error("one of --dataset or --data-path is required")
+    if not args.models and not args.include:
+        p.error("no --models to run and no --include to combine")
+    if args.data_path:
+        args.data_format = data_format(Path(args.data_path), args.data_format)
+        # A label of its own, so a file given by path never overwrites a registered run's results.
+        args.dataset = args.dataset or f"file-{Path(args.data_path).stem}"
+    return args
+
+
+def _data_arguments(p: argparse.ArgumentParser) -> None:
+    """What data, split under which protocol, and where results go."""
     p.add_argument("--dataset", help="a shared dataset name or synthetic-<preset>; with "
                    "--data-path only a label (default: file-<the file's name>)")  # fmt: skip
     p.add_argument("--data-path", help="an unregistered interaction file or world folder")
@@ -68,68 +85,54 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="table format: user=..., item=..., time=... column names")  # fmt: skip
     p.add_argument("--protocol", default="full", choices=("full", "sampled", "live"))
     p.add_argument("--target", default="product", choices=("product", "room"), help="synthetic")
-    p.add_argument(
-        "--models",
-        nargs="*",
-        default=list(DEFAULT_MODELS),
-        help="models to run here (none: only combine --include reports)",
-    )
-    p.add_argument("--metric", default="ndcg@10", help="tuning and comparison metric")
     p.add_argument("--max-valid-users", type=int, default=10_000, help="tuning subsample")
-    p.add_argument(
-        "--fold-valid",
-        action="store_true",
-        help="leave-one-out data: validate on --max-valid-users users only and train every "
-        "model on the other users' validation events too (Klenitskiy & Vasilev's protocol)",
-    )
+    p.add_argument("--fold-valid", action="store_true",
+                   help="leave-one-out data: validate on --max-valid-users users only and train "
+                   "every model on the other users' validation events too (Klenitskiy & "
+                   "Vasilev's protocol)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="split and validation sampling seed")
+    p.add_argument("--data-dir", default=None, help="shared data folder ($RECSYS_DATA_DIR)")
+    p.add_argument("--out-dir", default=str(RESULTS))
+    p.add_argument("--note", action="append", default=[],
+                   help="a line for the report's header (e.g. where included runs came from); "
+                   "repeatable")  # fmt: skip
+
+
+def _model_arguments(p: argparse.ArgumentParser) -> None:
+    """Which models, their grids and seeds, and how they are compared."""
+    p.add_argument("--models", nargs="*", default=list(DEFAULT_MODELS),
+                   help="models to run here (none: only combine --include reports)")  # fmt: skip
+    p.add_argument("--metric", default="ndcg@10", help="tuning and comparison metric")
     p.add_argument("--quick", action="store_true", help="one grid point per model (smoke run)")
     p.add_argument("--no-refine", action="store_true",
                    help="every model kept to its grid (no refinement)")  # fmt: skip
-    p.add_argument(
-        "--grid",
-        action="append",
-        default=[],
-        metavar="MODEL=JSON",
-        help="a model's grid as a JSON list, e.g. sasrec='[{\"dropout\": 0.3}]' (repeatable)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="split and validation sampling seed")
+    p.add_argument("--grid", action="append", default=[], metavar="MODEL=JSON",
+                   help="a model's grid as a JSON list, e.g. sasrec='[{\"dropout\": 0.3}]' "
+                   "(repeatable)")  # fmt: skip
     p.add_argument("--seeds", type=int, nargs="+", default=[0],
                    help="training seeds of the trained models (tuned with the first)")  # fmt: skip
     p.add_argument("--sequential-config", default=None,
                    help="YAML with the sequential model's default, grid and overrides")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--data-dir", default=None, help="shared data folder ($RECSYS_DATA_DIR)")
-    p.add_argument("--out-dir", default=str(RESULTS))
-    p.add_argument(
-        "--device",
-        default="cpu",
-        choices=("cpu", "cuda"),
-        help="where trained models train and score",
-    )
+
+
+def _apart_arguments(p: argparse.ArgumentParser) -> None:
+    """Trained models run elsewhere (a GPU, one grid point or seed a process) and combined."""
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="where trained models train and score")  # fmt: skip
     p.add_argument(
         "--fbgemm-cpu-fallback",
         action="store_true",
         help="CUDA with only fbgemm-gpu-cpu: benchmarks/gpu/fbgemm_cuda_fallback.py",
     )
-    p.add_argument(
-        "--grid-point",
-        type=int,
-        default=None,
-        metavar="I",
-        help="train only the I-th point of the trained models' grid (points run apart, "
-        "combined later with --include)",
-    )
+    p.add_argument("--grid-point", type=int, default=None, metavar="I",
+                   help="train only the I-th point of the trained models' grid (points run "
+                   "apart, combined later with --include)")  # fmt: skip
     p.add_argument(
         "--train-seconds",
         type=float,
         default=None,
         help="a time budget per training of the trained models (trainer max_seconds)",
-    )
-    p.add_argument(
-        "--note",
-        action="append",
-        default=[],
-        help="a line for the report's header (e.g. where included runs came from); repeatable",
     )
     p.add_argument(
         "--save-per-user",
@@ -145,16 +148,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--save-per-user (models run on another machine, or grid points and seeds "
         "run apart): combined with this run's models before the comparisons",
     )
-    args = p.parse_args(argv)
-    if not args.dataset and not args.data_path:
-        p.error("one of --dataset or --data-path is required")
-    if not args.models and not args.include:
-        p.error("no --models to run and no --include to combine")
-    if args.data_path:
-        args.data_format = data_format(Path(args.data_path), args.data_format)
-        # A label of its own, so a file given by path never overwrites a registered run's results.
-        args.dataset = args.dataset or f"file-{Path(args.data_path).stem}"
-    return args
 
 
 def data_format(path: Path, declared: str) -> str:
