@@ -34,7 +34,6 @@ import json
 import os
 import platform
 import shlex
-import signal
 import sys
 import tempfile
 import time
@@ -43,7 +42,7 @@ from pathlib import Path
 
 from harness.http_client import HttpRequest
 from harness.loadgen import LoadConfig, run_open_loop
-from harness.processes import HOST, RedisProcess, ServerProcess, children
+from harness.processes import HOST, RedisProcess, ServerProcess, children, sigterm_unwinds
 from harness.request_mix import KINDS, LiveWorld, MixConfig, RequestMix
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -87,7 +86,7 @@ def redact(arg: str) -> str:
     return f"{key}{sep}<local>/{Path(value).name}" if Path(value).is_absolute() else arg
 
 
-def recorded_command(argv: list[str]) -> str:
+def recorded_command(argv: list[str], script: str = "benchmarks/serving.py") -> str:
     """The command line without ``--out-dir`` and with absolute paths redacted."""
     kept, skip = [], False
     for arg in argv:
@@ -95,7 +94,7 @@ def recorded_command(argv: list[str]) -> str:
             skip = arg == "--out-dir"
             continue
         kept.append(redact(arg))
-    return shlex.join(["python", "benchmarks/serving.py", *kept])
+    return shlex.join(["python", script, *kept])
 
 
 def serve_config(overrides: list[str]):
@@ -413,12 +412,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     log_dir = Path(tempfile.mkdtemp(prefix="recsys-serving-"))
     print(f"server log: {log_dir / 'serve.log'}", flush=True)
-    # SIGTERM unwinds like Ctrl-C, so the server is stopped either way.
-    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
+    with sigterm_unwinds():
         report = benchmark(args, argv, log_dir)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     save(report, args.out_dir, args.label)
     print(markdown(report))
     return report

@@ -31,7 +31,6 @@ import asyncio
 import json
 import os
 import re
-import signal
 import sys
 import tempfile
 import time
@@ -42,7 +41,7 @@ from pathlib import Path
 import numpy as np
 from harness.loadgen import LoadConfig, LoadResult, run_open_loop
 from harness.paired_blocks import block_order, paired_difference, pooled_percentile
-from harness.processes import HOST, ServerProcess
+from harness.processes import HOST, ServerProcess, sigterm_unwinds
 from harness.request_mix import KINDS, MixConfig, RequestMix
 from serving import (
     SERVE_DEFAULTS,
@@ -267,7 +266,7 @@ def benchmark(args, argv: list[str], log_dir: Path) -> dict:
             server.stop()
     in_process = decision_cost(args, cfg, root, int(health["B"]["now"]))
     report = {
-        "command": recorded_command(argv).replace("serving.py", "serving_coupons.py", 1),
+        "command": recorded_command(argv, "benchmarks/serving_coupons.py"),
         "serve_overrides": {n: recorded_overrides(s) for n, s in servers.items()},
         "settings": settings(args),
         "machine": machine(),
@@ -287,11 +286,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     log_dir = Path(tempfile.mkdtemp(prefix="recsys-serving-coupons-"))
     print(f"server logs: {log_dir}/{{A,B}}/serve.log", flush=True)
-    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
+    with sigterm_unwinds():
         report = benchmark(args, argv, log_dir)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     stem = "serving_coupons" + (f"_{args.label}" if args.label else "")
     (args.out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -11,13 +11,27 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 HOST = "127.0.0.1"
+
+
+@contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """Within the block SIGTERM unwinds like Ctrl-C (exit status 143), so the ``finally``
+    clauses that stop the servers run either way."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def free_port() -> int:
