@@ -43,6 +43,7 @@ from recsys.inputs.world_features import WorldFeatures
 from recsys.models.embeddings import EntityBags, EntityTables
 from recsys.models.two_tower import TwoTowerConfig, TwoTowerModel
 from recsys.recommenders.sequential import horizon
+from recsys.recommenders.two_tower_requests import RequestScoring
 from recsys.tasks.two_tower import TwoTowerLossConfig, TwoTowerTask
 from recsys.training.distributed_trainer import make_trainer
 from recsys.training.trainer import FitResult, TrainerConfig
@@ -75,22 +76,7 @@ class _Builders:
     vectors: tuple[object, str, np.ndarray] | None = None
 
 
-def _spread(
-    entity: np.ndarray, keys: np.ndarray, values: np.ndarray, width: int, n_rows: int
-) -> np.ndarray:
-    """(n_rows, C) bonus of candidates looking up ``entity`` (C,) in sparse bonuses keyed
-    ``row * width + entity`` (unique keys, so no two land on one cell)."""
-    wanted, column = np.unique(entity, return_inverse=True)
-    dense = np.zeros((n_rows, len(wanted)), dtype=np.float32)
-    if len(wanted) and len(keys):
-        row, entity_of_key = keys // width, keys % width
-        pos = np.minimum(np.searchsorted(wanted, entity_of_key), len(wanted) - 1)
-        hit = wanted[pos] == entity_of_key
-        dense[row[hit], pos[hit]] = values[hit]
-    return dense[:, column]
-
-
-class TwoTowerRecommender(Recommender):
+class TwoTowerRecommender(RequestScoring, Recommender):
     name = "two_tower"
 
     def __init__(
@@ -368,105 +354,6 @@ class TwoTowerRecommender(Recommender):
         batch, _ = self._batch(users, history)
         dense = self._run(lambda d: self.model.dense_bonus(batch.to(d), self.head).cpu().numpy())
         return sp.csr_matrix(dense.astype(np.float32))
-
-    # -- requests at their own times (ranking and serving) --------------------------------------
-
-    def request_batch(self, users: np.ndarray, ts: np.ndarray) -> TwoTowerBatch:
-        """Query features of (user, time) requests (vocabulary codes), each from everything in
-        the world strictly before its own time."""
-        if self.context is None or self.model is None:
-            raise RuntimeError("two_tower: request scoring needs a trained model over a world")
-        users = np.asarray(users, dtype=np.int64)
-        ts = np.broadcast_to(np.asarray(ts, dtype=np.int64), users.shape)
-        builder = self._scoring_builder(int(ts.max()) if len(ts) else 0)
-        return TwoTowerBatch.from_features(self.head, builder.features(users, ts))
-
-    def request_queries(self, batch: TwoTowerBatch) -> np.ndarray:
-        """(Q, d) float32 query embeddings of a request batch, divided by the temperature: their
-        inner product with ``candidate_embeddings`` is the score without the repeat bonus."""
-        return self.head_queries(batch, (self.head,))[self.head]
-
-    def head_queries(self, batch: TwoTowerBatch, heads: Sequence[str]) -> dict[str, np.ndarray]:
-        """``request_queries`` of several heads, pooling the query features once."""
-
-        def run(device):
-            b = batch.to(device)
-            pooled = self.model.query_input(b)
-            t = self.model.temperature.float()
-            return {h: (self.model.query(b, h, pooled).float() / t).cpu().numpy() for h in heads}
-
-        return self._run(run)
-
-    def request_bonus(self, batch: TwoTowerBatch, ids: np.ndarray) -> np.ndarray:
-        """(Q, C) float32 repeat bonus of each request for candidates ``ids`` (codes, (Q, C)
-        per request or (C,) shared), scaled as in ``score``."""
-        ids = np.asarray(ids, dtype=np.int64)
-        shared, rows = np.unique(ids, return_inverse=True)
-        rows = rows.reshape(ids.shape)
-
-        def run(device):
-            cand = torch.from_numpy(shared).to(device)
-            parts = self.model.bonus_inputs(batch.to(device), self.head, cand)
-            scale = self.model.bonus_scale(self.head).float().cpu().numpy()
-            return [
-                (e.cpu().numpy(), s.keys.cpu().numpy(), s.values.float().cpu().numpy(), s.width)
-                for e, s in parts
-            ], scale
-
-        parts, scale = self._run(run)
-        # The model's pair_bonus, spread in numpy: torch's cost per op dominates at one request.
-        bonus = np.zeros((batch.size, len(shared)), dtype=np.float32)
-        for entity, keys, values, width in parts:
-            bonus = bonus + _spread(entity, keys, values, width, batch.size)
-        bonus = bonus * scale
-        if ids.ndim == 1:
-            return bonus[:, rows]
-        return np.take_along_axis(bonus, rows, axis=1)
-
-    def request_history(self, batch: TwoTowerBatch, row: int = 0) -> np.ndarray:
-        """Codes of this head's entities in request ``row``'s bag of recent ones."""
-        bag = (batch.product_entity if self.head == "product" else batch.room_entity)[row].numpy()
-        return bag[bag >= 2]
-
-    def n_entities(self) -> int:
-        return self.model.n_entities(self.head)
-
-    def request_scores(self, users: np.ndarray, ts: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        """(Q, C) float32 scores, exactly as ``score`` ranks, of candidates ``ids`` ((Q, C) or
-        (C,) codes) for (user, time) requests; rooms are embedded with the product each
-        streamer showed last before the request."""
-        batch = self.request_batch(users, ts)
-        ids = np.asarray(ids, dtype=np.int64)
-        per_request = np.broadcast_to(ids, (len(batch.user), ids.shape[-1]))
-        q = self.request_queries(batch)  # (Q, d)
-        out = np.empty(per_request.shape, dtype=np.float32)
-        for i, t in enumerate(np.asarray(ts, dtype=np.int64).reshape(-1)):
-            if self.head == "streamer" and self.world is not None:
-                c = self.entity_vectors(per_request[i], t)
-            else:
-                c = self._product_vectors()[per_request[i]]
-            out[i] = c @ q[i]
-        return out + self.request_bonus(batch, per_request)
-
-    def _product_vectors(self) -> np.ndarray:
-        cached = self._builders.vectors
-        if cached is None or cached[0] is not self.model or cached[1] != self.head:
-            cached = (self.model, self.head, self.candidate_embeddings(self.head))
-            self._builders.vectors = cached
-        return cached[2]
-
-    def entity_vectors(self, ids: np.ndarray, at: int) -> np.ndarray:
-        """(C, d) float32 candidate embeddings of ``ids`` (codes) at time ``at``: a room reads
-        the product its streamer shows at ``at`` (world head "streamer")."""
-        if self.head != "streamer" or self.world is None:
-            return self._product_vectors()[np.asarray(ids, dtype=np.int64)]
-        showing = self.world.showcase.showing(ids, np.full(len(ids), at))
-
-        def run(device):
-            t = lambda a: torch.from_numpy(np.array(a, dtype=np.int64)).to(device)  # noqa: E731
-            return self.model.candidates(self.head, t(ids), t(showing)).float().cpu().numpy()
-
-        return self._run(run)
 
     # -- views, validation -------------------------------------------------------------------
 
