@@ -31,6 +31,7 @@ from recsys.data.vocab import N_RESERVED
 from recsys.inputs.windows import SequenceBatch
 from recsys.models.repeat_bonus import RepeatScores
 from recsys.tasks.chunked_ce import DEFAULT_CHUNK_ROWS, chunked_full_ce
+from recsys.tasks.whole_batch import WholeBatch
 
 LOSSES = ("bce", "sampled_softmax", "full_ce", "gbce")
 SAMPLERS = ("uniform", "popularity")
@@ -234,17 +235,23 @@ class SequentialTask(nn.Module):
         return torch.multinomial(log_q.cpu().exp(), size, replacement=True, generator=generator)
 
     def head_loss(
-        self, hidden, weight, target, head: str, generator, bonus=None, allowed=None
+        self, hidden, weight, target, head: str, generator, bonus=None, allowed=None, mine=None
     ) -> torch.Tensor:
-        """The configured loss of one head; ``allowed`` (live sets) applies to ``full_ce``."""
+        """The configured loss of one head; ``allowed`` (live sets) applies to ``full_ce``;
+        ``mine``: (where these N targets sit among the whole batch's, how many it holds), for
+        ``bce`` to draw one negative per target of the whole batch and keep its own."""
         c = self.config
         if c.name == "full_ce":
             return full_ce(
                 hidden, weight, target, bonus, allowed, c.ce_chunk_rows, c.ce_matmul_dtype
             )
         if c.name == "bce":
-            negative = self.sample(head, len(target), generator).to(target.device)
-            return bce_one_negative(hidden, weight, target, negative, bonus)
+            if mine is None:
+                negative = self.sample(head, len(target), generator)
+            else:
+                places, n_whole = mine
+                negative = self.sample(head, n_whole, generator)[places]
+            return bce_one_negative(hidden, weight, target, negative.to(target.device), bonus)
         negatives = self.sample(head, c.n_negatives, generator).to(target.device)
         if c.name == "sampled_softmax":
             log_q = getattr(self, f"log_q_{head}")
@@ -252,20 +259,35 @@ class SequentialTask(nn.Module):
         beta = gbce_beta(c.n_negatives, self.n_entities[head] - N_RESERVED, c.gbce_t)
         return gbce(hidden, weight, target, negatives, beta, bonus)
 
+    def shares(self, batch: SequenceBatch) -> dict[str, torch.Tensor]:
+        """Per head (and ``<head>@lag``), each row's number of targets: a part of a split batch
+        needs the whole batch's to take its share of the per-head means (``WholeBatch``)."""
+        out = {h: (t > 0).sum(1).cpu() for h, t in batch.targets.items()}
+        if self.config.lag_loss_weight > 0 and batch.lagged:
+            out.update({f"{h}@lag": (t > 0).sum(1).cpu() for h, t in batch.lagged.items()})
+        return out
+
     def forward(
-        self, model: nn.Module, batch: SequenceBatch, generator: torch.Generator
+        self,
+        model: nn.Module,
+        batch: SequenceBatch,
+        generator: torch.Generator,
+        whole: WholeBatch | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """(total loss, per-head loss values) of one batch: the next targets' loss plus
-        ``lag_loss_weight`` times the lagged targets' (parts ``<head>@lag``)."""
+        ``lag_loss_weight`` times the lagged targets' (parts ``<head>@lag``). With ``whole``,
+        the batch is a part of it and the total is this part's term of the whole batch's loss
+        (the per-head values stay this part's means)."""
         hidden = model(batch)  # (B, L, dim)
         total, parts = self.targets_loss(
-            model, batch, hidden, batch.targets, batch.candidates, generator
+            model, batch, hidden, batch.targets, batch.candidates, generator, whole
         )
         w = self.config.lag_loss_weight
         if w > 0 and batch.lagged:
             lagged, lag_parts = self.targets_loss(
-                model, batch, hidden, batch.lagged, batch.lagged_candidates, generator
-            )
+                model, batch, hidden, batch.lagged, batch.lagged_candidates, generator, whole,
+                suffix="@lag",
+            )  # fmt: skip
             total = total + w * lagged
             parts.update({f"{h}@lag": v for h, v in lag_parts.items()})
         return total, parts
@@ -278,6 +300,8 @@ class SequentialTask(nn.Module):
         targets: Mapping[str, torch.Tensor],
         candidates: Mapping[str, torch.Tensor],
         generator: torch.Generator,
+        whole: WholeBatch | None = None,
+        suffix: str = "",
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The heads' losses summed (room head weighted) for one set of (B, L) targets."""
         total = hidden.new_zeros((), dtype=torch.float32)
@@ -289,8 +313,16 @@ class SequentialTask(nn.Module):
             h, t = hidden[real], target[real]  # (N, dim), (N,)
             bonus = model.repeats(batch, hidden, real, head)
             allowed = candidates.get(head)
-            loss = self.head_loss(h, model.head_weight(head), t, head, generator, bonus, allowed)
+            key = head + suffix
+            mine = None
+            if whole is not None and self.config.name == "bce":
+                mine = (whole.own_items(key), int(whole.total(key)))
+            loss = self.head_loss(
+                h, model.head_weight(head), t, head, generator, bonus, allowed, mine
+            )
             parts[head] = loss.detach()
+            if whole is not None:  # this part's share of the whole batch's mean
+                loss = loss * (len(t) / whole.total(key))
             total = total + (self.config.room_weight if head == "streamer" else 1.0) * loss
         return total, parts
 

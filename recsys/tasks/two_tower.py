@@ -37,6 +37,7 @@ from torch import nn
 
 from recsys.data.vocab import N_RESERVED
 from recsys.inputs.two_tower import TwoTowerBatch
+from recsys.tasks.whole_batch import WholeBatch
 
 NEGATIVES = ("in_batch", "live")
 
@@ -68,8 +69,11 @@ def in_batch_softmax(
     positives: torch.Tensor,
     candidates: torch.Tensor,
     log_q: torch.Tensor | None = None,
+    own: torch.Tensor | None = None,
+    reduction: str = "mean",
 ) -> torch.Tensor:
-    """Mean softmax cross-entropy of (B, C) logits whose column i (i < B) is row i's positive.
+    """Softmax cross-entropy of (B, C) logits whose column ``own[i]`` (default i) is row i's
+    positive.
 
     ``candidates`` (C,) are the entity ids of the columns; columns holding a row's positive
     other than its own are masked; ``log_q`` (C,) is subtracted from every column when given.
@@ -78,11 +82,12 @@ def in_batch_softmax(
     logits = logits.float()
     if log_q is not None:
         logits = logits - log_q[None, :].float()
+    rows = torch.arange(b, device=logits.device)
+    own = rows if own is None else own.to(logits.device)
     hit = candidates[None, :] == positives[:, None]  # (B, C)
-    own = torch.arange(b, device=logits.device)
-    hit[own, own] = False
+    hit[rows, own] = False
     logits = logits.masked_fill(hit, float("-inf"))
-    return F.cross_entropy(logits, own)
+    return F.cross_entropy(logits, own, reduction=reduction)
 
 
 class TwoTowerTask(nn.Module):
@@ -110,39 +115,71 @@ class TwoTowerTask(nn.Module):
         n = self.n_entities[head]
         return torch.randint(N_RESERVED, n, (self.config.n_mixed,), generator=generator)
 
+    def shares(self, batch: TwoTowerBatch) -> dict[str, torch.Tensor]:
+        """Each row's positive (and the product its room showed): a part of a split batch takes
+        every row's as in-batch negatives, as the whole batch does (``WholeBatch``)."""
+        out = {"target": batch.target.cpu()}
+        if batch.showing is not None:
+            out["showing"] = batch.showing.cpu()
+        return out
+
     def forward(
-        self, model: nn.Module, batch: TwoTowerBatch, generator: torch.Generator
+        self,
+        model: nn.Module,
+        batch: TwoTowerBatch,
+        generator: torch.Generator,
+        whole: WholeBatch | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(loss, per-head value) of a batch of one head; with ``whole``, the batch is a part
+        of it and the loss is this part's term of the whole batch's."""
         c, head = self.config, batch.head
         if batch.allowed is not None:
-            loss = live_softmax(model, batch)
+            loss = live_softmax(model, batch, reduction="sum" if whole else "mean")
         else:
-            loss = self.in_batch_loss(model, batch, generator)
+            loss = self.in_batch_loss(model, batch, generator, whole)
+        value = loss.detach() if whole is None else loss.detach() / batch.size
+        if whole is not None:
+            loss = loss / whole.n_rows
         weight = c.room_weight if head == "streamer" else 1.0
-        return weight * loss, {head: loss.detach()}
+        return weight * loss, {head: value}
 
     def in_batch_loss(
-        self, model: nn.Module, batch: TwoTowerBatch, generator: torch.Generator
+        self,
+        model: nn.Module,
+        batch: TwoTowerBatch,
+        generator: torch.Generator,
+        whole: WholeBatch | None = None,
     ) -> torch.Tensor:
+        """Mean over the batch (with ``whole``: sum over this part's rows, the whole batch's
+        positives as candidates)."""
         c, head = self.config, batch.head
-        positives = batch.target
+        positives, showing, own = batch.target, batch.showing, None
+        if whole is not None:
+            everyone = whole.rows("target").to(positives.device)
+            if showing is not None:
+                showing = whole.rows("showing").to(showing.device)
+            own = whole.own_rows()
+        else:
+            everyone = positives
         negatives = self.negatives(head, generator).to(positives.device)
-        ids = torch.cat([positives, negatives])
-        showing = None
-        if batch.showing is not None and head == "streamer":
+        ids = torch.cat([everyone, negatives])
+        if showing is not None and head == "streamer":
             # A mixed negative room is shown as it was at the time of a query of the batch.
-            rows = torch.arange(len(negatives), device=ids.device) % batch.size
-            showing = torch.cat([batch.showing, batch.showing[rows]])
-        logits = model.logits(batch, head, ids, showing)  # (B, B + K)
+            rows = torch.arange(len(negatives), device=ids.device) % len(everyone)
+            showing = torch.cat([showing, showing[rows]])
+        else:
+            showing = None
+        logits = model.logits(batch, head, ids, showing)  # (b, B + K)
         log_q = None
         if c.logq:
             freq = getattr(self, f"freq_{head}")
             n_real = self.n_entities[head] - N_RESERVED
-            log_q = candidate_log_q(freq, ids, batch.size, len(negatives), n_real)
-        return in_batch_softmax(logits, positives, ids, log_q)
+            log_q = candidate_log_q(freq, ids, len(everyone), len(negatives), n_real)
+        reduction = "mean" if whole is None else "sum"
+        return in_batch_softmax(logits, positives, ids, log_q, own, reduction)
 
 
-def live_softmax(model: nn.Module, batch: TwoTowerBatch) -> torch.Tensor:
+def live_softmax(model: nn.Module, batch: TwoTowerBatch, reduction: str = "mean") -> torch.Tensor:
     """Softmax cross-entropy over what was live at each target's time (``batch.allowed``).
 
     Every live entity is a negative, so no sampling correction is needed. Rooms with a world
@@ -163,4 +200,4 @@ def live_softmax(model: nn.Module, batch: TwoTowerBatch) -> torch.Tensor:
         logits = torch.full(allowed.shape, float("-inf"), device=q.device)
         logits = logits.index_put((rows, entity), pair)
     logits = logits.masked_fill(~allowed, float("-inf"))
-    return F.cross_entropy(logits, batch.target)
+    return F.cross_entropy(logits, batch.target, reduction=reduction)

@@ -3,8 +3,10 @@
 ``DistributedTrainer`` is ``Trainer`` with the model's embedding tables sharded over the ranks
 (``recsys.training.distributed``) and everything else replicated. Each global batch of the
 single-process run is split row by row over the ranks (rank r takes rows r, r + W, ...), so an
-epoch visits the same windows in the same order at any world size; gradients are averaged over
-the ranks, i.e. the objective is the mean of the ranks' batch losses. With
+epoch visits the same windows in the same order at any world size. The objective is the single
+process's: each rank's loss is its term of the whole batch's loss (per-head means over the whole
+batch's targets; for the two-tower, every row's positive among the in-batch negatives), which the
+task computes from what the ranks share of their rows (``recsys.tasks.whole_batch``). With
 ``distributed.input.mode=streamed`` a dataset that offers ``for_rank`` (the sequential model's
 ``WindowSource``) is instead written once and read by each rank from its own row groups in
 chunks (``recsys.inputs.window_file``), as many steps an epoch as one process takes. The
@@ -30,6 +32,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from recsys.tasks.whole_batch import WholeBatch
 from recsys.training import distributed as sharding
 from recsys.training import distributed_checkpoint as dcp_state
 from recsys.training.checkpoint import BEST, load_checkpoint, save_checkpoint
@@ -46,8 +49,8 @@ class RankPart:
     """A dataset seen by one rank: its rows of every global batch, as ``micro`` parts.
 
     Rows are dealt to ``world * micro`` parts (part j takes rows j, j + world * micro, ...);
-    rank r runs parts r, r + world, ... one after another, so the parts, and what is averaged,
-    are the same for every (world, micro) with the same product.
+    rank r runs parts r, r + world, ... one after another; together the parts are the single
+    process's batch at every (world, micro).
     """
 
     def __init__(self, dataset, *, rank: int, world: int, micro: int, batch_size: int) -> None:
@@ -89,6 +92,11 @@ class DistributedTrainer(Trainer):
         self.rank, self.world = sharding.start(dist_config)
         if config.grad_clip > 0:
             raise ValueError("trainer.grad_clip is not supported with trainer.distributed")
+        if not hasattr(task, "shares"):
+            raise ValueError(
+                f"trainer.distributed: the task {type(task).__name__} has no shares(batch), so "
+                "a part of a batch cannot take its term of the whole batch's loss"
+            )
         main = self.rank == 0
         self.shared_dir = Path(run_dir) if run_dir is not None else None
         super().__init__(
@@ -163,29 +171,43 @@ class DistributedTrainer(Trainer):
         return bool(sharding.largest_over_ranks(int(super()._time_is_up())))
 
     def _train_step(self, parts: list, generator) -> torch.Tensor:
+        """One step of the whole batch's loss: each part adds its term, scaled by the world
+        size because the ranks' gradients are averaged; returns this rank's estimate of the
+        whole loss (its terms times the world size; their mean over the ranks is the loss)."""
         self.optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         state = generator.get_state()
-        for batch in parts:
+        shares = self._gather_shares(parts)
+        for i, batch in enumerate(parts):
             generator.set_state(state)  # every part draws what the whole batch would
+            whole = WholeBatch(shares, index=self.rank + self.world * i)
             with self._autocast():
-                whole = self.sharded.fetch_whole()
-                loss, _ = self.task(self.model, batch.to(self.device, non_blocking=True), generator)
+                tables = self.sharded.fetch_whole()
+                batch = batch.to(self.device, non_blocking=True)
+                loss, _ = self.task(self.model, batch, generator, whole=whole)
                 # Tables fetched whole join the loss with weight 0, so every rank runs the same
                 # collectives backward even when a head has no target in its rows.
-                loss = loss + sum((0.0 * w.sum() for w in whole), loss.new_zeros(()))
-            (loss / len(parts)).backward()
-            total += loss.detach().double() / len(parts)
+                loss = loss + sum((0.0 * w.sum() for w in tables), loss.new_zeros(()))
+            (loss * self.world).backward()
+            total += loss.detach().double() * self.world
         self.sharded.average_gradients()
         self.optimizer.step()
         self.scheduler.step()
         return total
 
+    def _gather_shares(self, parts: list) -> list:
+        """Every part's ``task.shares`` in part order (part ``rank + world * i`` is this rank's
+        ``i``-th), for the task to see the whole batch."""
+        mine = [self.task.shares(batch) for batch in parts]
+        every = [None] * self.world
+        dist.all_gather_object(every, mine)
+        return [every[r][i] for i in range(len(parts)) for r in range(self.world)]
+
     def _end_epoch(self, logger, seconds: float) -> None:
         total = torch.tensor([self.state.loss_sum], dtype=torch.float64,
                              device=sharding.collective_device())  # fmt: skip
         dist.all_reduce(total)
-        self.state.loss_sum = float(total) / self.world  # the ranks' mean, as optimised
+        self.state.loss_sum = float(total) / self.world  # the ranks' mean: the whole loss
         self._gather_plain()
         super()._end_epoch(logger, seconds)
 

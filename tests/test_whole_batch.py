@@ -1,0 +1,114 @@
+"""A batch split into parts optimises the whole batch's loss: the parts' terms sum to it and
+their gradients to its gradient (what a distributed step relies on), for both model families."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from recsys.data.interactions import UserSequences
+from recsys.inputs.tokens import PRODUCT, TokenLog, world_context
+from recsys.inputs.two_tower import QueryBuilder, TwoTowerDataset, training_examples
+from recsys.inputs.windows import WindowDataset, training_windows
+from recsys.inputs.world_features import WorldFeatures
+from recsys.models.sequential import SequentialConfig, SequentialModel
+from recsys.models.two_tower import TwoTowerConfig, TwoTowerModel
+from recsys.tasks.sequential import LossConfig, SequentialTask
+from recsys.tasks.two_tower import TwoTowerLossConfig, TwoTowerTask
+from recsys.tasks.whole_batch import WholeBatch
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _loss_and_grads(model, task, batch, generator_seed: int, whole=None):
+    model.zero_grad(set_to_none=True)
+    generator = torch.Generator().manual_seed(generator_seed)
+    loss, _ = (
+        task(model, batch, generator)
+        if whole is None
+        else task(model, batch, generator, whole=whole)
+    )
+    loss.backward()
+    grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+    return loss.detach(), grads
+
+
+def assert_parts_sum_to_the_whole(model, task, dataset, n_parts: int, batch_size: int):
+    """For every batch of an epoch: the sum of the parts' terms (and gradients) equals the
+    whole batch's loss (and gradient)."""
+    kwargs = {"batch_size": batch_size, "seed": 3, "epoch": 0}
+    whole_batches = list(dataset.epoch(**kwargs))
+    parted = zip(*(dataset.epoch(**kwargs, part=(j, n_parts)) for j in range(n_parts)), strict=True)
+    for step, (batch, parts) in enumerate(zip(whole_batches, parted, strict=True)):
+        want, want_grads = _loss_and_grads(model, task, batch, step)
+        shares = [task.shares(p) for p in parts]
+        got, got_grads = 0.0, {}
+        for j, part in enumerate(parts):
+            loss, grads = _loss_and_grads(model, task, part, step, WholeBatch(shares, j))
+            got += float(loss)
+            for k, g in grads.items():
+                got_grads[k] = got_grads.get(k, 0) + g
+        assert got == pytest.approx(float(want), rel=1e-5, abs=1e-6), step
+        assert set(got_grads) == set(want_grads)
+        for k, g in want_grads.items():
+            torch.testing.assert_close(got_grads[k], g, rtol=1e-4, atol=1e-6, msg=k)
+
+
+def _sequences(n_users: int, n_items: int, seed: int) -> UserSequences:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(2, 9, n_users)  # parts then hold different numbers of targets
+    items = rng.integers(2, n_items, lengths.sum())
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return UserSequences(indptr, items, np.arange(len(items), dtype=np.int64), n_items)
+
+
+@pytest.mark.parametrize("loss", ["full_ce", "bce", "sampled_softmax"])
+def test_sequential_parts_take_their_share_of_the_whole_batch_loss(loss):
+    log = TokenLog.from_sequences(_sequences(40, 20, seed=0))
+    dataset = WindowDataset(training_windows(log, maxlen=6, heads={"product": PRODUCT}))
+    torch.manual_seed(0)
+    model = SequentialModel(SequentialConfig(n_products=20, dim=8, maxlen=6, n_heads=2,
+                                             dropout=0.0))  # fmt: skip
+    task = SequentialTask(
+        LossConfig(name=loss, n_negatives=8, lag_loss_weight=0.0), n_entities=model.tables.sizes
+    )
+    assert_parts_sum_to_the_whole(model, task, dataset, n_parts=3, batch_size=16)
+
+
+@pytest.mark.parametrize("negatives", ["in_batch", "live"])
+def test_two_tower_parts_see_every_row_of_the_whole_batch(tiny_world, negatives):
+    context = world_context(tiny_world)
+    v = context.vocabs
+    features = WorldFeatures.from_tables(
+        tiny_world, users=v.user, products=v.product, streamers=v.streamer
+    )
+    heads = ("product", "streamer")
+    examples = training_examples(context.log, heads, world=features)
+    sizes = {"product": context.n_products, "streamer": context.n_streamers}
+    live = {h: context.availability[h] for h in heads} if negatives == "live" else None
+    dataset = TwoTowerDataset(
+        examples, QueryBuilder(context.log, bag_size=4, world=features), max_lag_s=3600,
+        live=live, n_entities=sizes,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = TwoTowerModel(
+        TwoTowerConfig(n_users=len(v.user), n_products=context.n_products,
+                       n_streamers=context.n_streamers, dim=8, out_dim=8, hidden=16,
+                       bag_size=4, dropout=0.0, context=False, demographics=False)
+    )  # fmt: skip
+    counts = {h: examples.counts(h, model.n_entities(h)) for h in heads}
+    task = TwoTowerTask(
+        TwoTowerLossConfig(n_mixed=16), n_entities={h: model.n_entities(h) for h in heads},
+        counts=counts,
+    )  # fmt: skip
+    assert_parts_sum_to_the_whole(model, task, dataset, n_parts=3, batch_size=50)
+
+
+def test_a_part_count_that_does_not_match_the_dealing_is_refused():
+    shares = [{"target": torch.arange(3)}, {"target": torch.arange(3)}]  # 5 rows deal 3 + 2
+    whole = WholeBatch(shares + [{"target": torch.arange(1)}], index=0)
+    with pytest.raises(ValueError, match="part 1 holds 3 rows, a batch dealt over 3 parts"):
+        whole.rows("target")
+    with pytest.raises(ValueError, match="part 3 of a batch in 2 parts"):
+        WholeBatch(shares, index=3)
