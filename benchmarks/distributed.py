@@ -45,7 +45,13 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 PY = sys.executable
 SHARDINGS = ("table_wise", "row_wise", "column_wise", "data_parallel")
-FAMILIES = ("sasrec", "two_tower")
+# (label, model, extra overrides): the two-tower with its history bags summed by PyTorch
+# (portable_pooling: the same sums sharded or not) and in the lookup kernels (the default).
+VARIANTS = (
+    ("sasrec", "sasrec", ()),
+    ("two_tower, portable pooling", "two_tower", ("model.portable_pooling=true",)),
+    ("two_tower", "two_tower", ()),
+)
 
 
 def _port() -> int:
@@ -124,15 +130,16 @@ def equivalence(work: Path) -> dict:
     """Per family and sharding type: 2 ranks against the plain single-process trainer, and
     against one process through the same sharded tables (world size 1)."""
     rows = []
-    for family in FAMILIES:
-        plain = train(tiny(family, distributed=False), work / f"{family}-plain")
+    for label, family, extra in VARIANTS:
+        name = label.replace(", ", "-").replace(" ", "_")
+        plain = train(tiny(family, *extra, distributed=False), work / f"{name}-plain")
         for kind in SHARDINGS:
             sharded = f"trainer.distributed.sharding={kind}"
-            one = train(tiny(family, sharded), work / f"{family}-{kind}-one")
-            two = train(tiny(family, sharded), work / f"{family}-{kind}", nproc=2)
+            one = train(tiny(family, *extra, sharded), work / f"{name}-{kind}-one")
+            two = train(tiny(family, *extra, sharded), work / f"{name}-{kind}", nproc=2)
             rows.append(
                 {
-                    "family": family,
+                    "family": label,
                     "sharding": kind,
                     "two_ranks": headline(two),
                     "diff_vs_plain_one_process": valid_diff(two, plain),

@@ -1,6 +1,6 @@
 """Sharded training: 2 gloo ranks on CPU (torchrun) against one process, DCP resharding, plans.
 
-A 2-rank run splits every global batch row by row over the ranks, and each rank's loss is its
+A 2-rank run splits every global batch into a block of rows per rank, and each rank's loss is its
 term of the whole batch's loss, so the run optimises the single process's objective: the
 sequential model's validation metrics equal the plain trainer's. Dropout is off: each rank draws
 its own masks.

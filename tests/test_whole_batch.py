@@ -52,7 +52,10 @@ def assert_parts_sum_to_the_whole(model, task, dataset, n_parts: int, batch_size
         assert got == pytest.approx(float(want), rel=1e-5, abs=1e-6), step
         assert set(got_grads) == set(want_grads)
         for k, g in want_grads.items():
-            torch.testing.assert_close(got_grads[k], g, rtol=1e-4, atol=1e-6, msg=k)
+            # Sums in another order: float32 rounding, up to ~1e-5 of the gradient's scale.
+            scale = float(g.abs().max())
+            torch.testing.assert_close(got_grads[k], g, rtol=1e-4, atol=1e-4 * scale + 1e-6,
+                                       msg=lambda m, k=k: f"{k}: {m}")  # fmt: skip
 
 
 def _sequences(n_users: int, n_items: int, seed: int) -> UserSequences:
@@ -106,9 +109,9 @@ def test_two_tower_parts_see_every_row_of_the_whole_batch(tiny_world, negatives)
 
 
 def test_a_part_count_that_does_not_match_the_dealing_is_refused():
-    shares = [{"target": torch.arange(3)}, {"target": torch.arange(3)}]  # 5 rows deal 3 + 2
+    shares = [{"target": torch.arange(3)}, {"target": torch.arange(3)}]  # 7 rows split 3 + 2 + 2
     whole = WholeBatch(shares + [{"target": torch.arange(1)}], index=0)
-    with pytest.raises(ValueError, match="part 1 holds 3 rows, a batch dealt over 3 parts"):
+    with pytest.raises(ValueError, match="part 1 holds 3 rows, a batch of 7 split in 3 parts"):
         whole.rows("target")
     with pytest.raises(ValueError, match="part 3 of a batch in 2 parts"):
         WholeBatch(shares, index=3)

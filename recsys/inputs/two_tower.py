@@ -32,6 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recsys.inputs.batch_parts import part_slice
 from recsys.inputs.live_candidates import LiveCandidates
 from recsys.inputs.tokens import KIND_TABLES, PRODUCT, ROOM, TokenLog
 from recsys.inputs.world_features import (
@@ -368,15 +369,14 @@ class TwoTowerDataset:
         part: tuple[int, int] = (0, 1),
     ) -> Iterator[TwoTowerBatch]:
         """The epoch's batches from ``start_step`` on (``bucket_pool`` has no use here);
-        ``part`` (rank, world size): every ``world``-th row of each batch from ``rank`` on."""
+        ``part`` (index, count): that block of each batch (``recsys.inputs.batch_parts``)."""
         del bucket_pool
-        rank, world = part
         lags = None
         if self.max_lag_s > 0:
             rng = np.random.default_rng([seed, epoch, 1])
             lags = np.floor(rng.random(len(self)) * self.max_lag_s).astype(np.int64)
         for rows in self.order(seed, epoch, batch_size)[start_step:]:
-            rows = rows[rank::world]
+            rows = rows[part_slice(len(rows), part)]
             yield self.batch(rows, None if lags is None else lags[rows])
 
 

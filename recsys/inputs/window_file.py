@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 import torch
 
 from recsys.data import parquet_shards as shards
+from recsys.inputs.batch_parts import part_slice
 from recsys.inputs.tokens import TokenLog
 from recsys.inputs.windows import SequenceBatch, WindowDataset, Windows, training_windows
 
@@ -222,6 +223,7 @@ class StreamedWindows:
             if step < start_step:
                 continue
             data = WindowDataset(windows, targets=s.targets, live=s.live, n_entities=s.n_entities)
-            rng = np.random.default_rng([seed, epoch, step, 2]) if s.targets != "next" else None
+            u = data.draws(len(windows), [seed, epoch, step, 2])
             rows = torch.arange(len(windows))
-            yield [data.batch(rows[j :: self.micro], rng) for j in range(self.micro)]
+            parts = [part_slice(len(windows), (j, self.micro)) for j in range(self.micro)]
+            yield [data.batch(rows[p], None if u is None else u[p]) for p in parts]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from recsys.inputs.batch_parts import part_slice
 from recsys.inputs.live_candidates import LiveCandidates
 from recsys.inputs.targets import future_of_kind, lagged_targets, next_of_kind, next_visit
 from recsys.inputs.tokens import PAD_KIND, ROOM, TokenLog
@@ -234,15 +235,16 @@ class WindowDataset:
         batches = np.array_split(order, np.arange(batch_size, len(order), batch_size))
         return torch.from_numpy(np.concatenate([batches[i] for i in rng.permutation(len(batches))]))
 
-    def batch(self, rows: torch.Tensor, rng: np.random.Generator | None = None) -> SequenceBatch:
-        """The windows at ``rows``, cut to the longest one among them (padding is on the left)."""
+    def batch(self, rows: torch.Tensor, u: np.ndarray | None = None) -> SequenceBatch:
+        """The windows at ``rows``, cut to the longest one among them (padding is on the left);
+        ``u`` (len(rows), maxlen) uniform draws pick the targets when they are not the next
+        token (``draws``)."""
         width = int(self.lengths[rows].max())
         cols = slice(self.inputs["kind"].shape[1] - width, None)
         inputs = {f: a[rows, cols] for f, a in self.inputs.items()}  # (B, width)
-        if self.mode != "next" and rng is not None:
+        if self.mode != "next" and u is not None:
             kind, entity = (self.lookahead[f][rows.numpy()] for f in ("kind", "entity"))
             real = self.inputs["kind"][rows].numpy() != PAD_KIND
-            u = rng.random(size=real.shape)
             visit = next_visit(kind) if self.mode == "later_visit" else None
             targets = {}
             for h, k in self.heads.items():
@@ -278,17 +280,24 @@ class WindowDataset:
         """The epoch's batches from step ``start_step`` on (earlier steps are skipped).
 
         ``bucket_pool`` > 0 groups windows of similar length (``bucketed_order``). ``part``
-        (rank, world size): every ``world``-th row of each batch from ``rank`` on, so the ranks
-        of a sharded run together see the single-process batches.
+        (index, count): that block of each batch (``recsys.inputs.batch_parts``), so the parts
+        of a sharded run together see the single-process batches, random targets included.
         """
-        rank, world = part
         if bucket_pool > 0:
             order = self.bucketed_order(seed, epoch, batch_size, bucket_pool)
         else:
             order = self.order(seed, epoch)
         for step in range(start_step, self.n_batches(batch_size)):
-            rng = np.random.default_rng([seed, epoch, step, 2]) if self.mode != "next" else None
-            yield self.batch(order[step * batch_size : (step + 1) * batch_size][rank::world], rng)
+            rows = order[step * batch_size : (step + 1) * batch_size]
+            mine = part_slice(len(rows), part)
+            u = self.draws(len(rows), [seed, epoch, step, 2])
+            yield self.batch(rows[mine], None if u is None else u[mine])
+
+    def draws(self, n_rows: int, seed: list[int]) -> np.ndarray | None:
+        """(n_rows, maxlen) uniform draws of a batch's random targets (None: next targets)."""
+        if self.mode == "next":
+            return None
+        return np.random.default_rng(seed).random(size=(n_rows, self.inputs["kind"].shape[1]))
 
 
 def _live_sets(

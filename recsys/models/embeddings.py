@@ -191,6 +191,12 @@ class EntityBags(nn.Module):
 
     Tables are of width ``dim``, initialised N(0, ``init_std``), row 0 the padding index: ids 0
     are left out of the jagged batch, so padding never reaches a sum (nor its gradient).
+
+    ``portable_pooling`` sums bags of several ids in PyTorch from their looked-up rows instead
+    of in the lookup kernel. Kernels round weighted sums differently (FBGEMM's sharded one and
+    PyTorch's ``embedding_bag`` differ in the last bits), so this is what makes a sharded run
+    and an unsharded one agree to the bit; it holds every bag's rows at once (bags x ids x
+    ``dim`` floats) where the kernel holds one sum per bag.
     """
 
     common_stride: Callable[[int], int] | None = None  # as for ``EntityTables``
@@ -202,10 +208,16 @@ class EntityBags(nn.Module):
         dim: int,
         init_std: float = 0.02,
         device: torch.device | str | None = None,
+        portable_pooling: bool = False,
     ) -> None:
         super().__init__()
         _check_sizes("EntityBags", sizes)
         self.dim, self.sizes = dim, dict(sizes)
+        self.portable_pooling = portable_pooling
+        # Tables read since the trainer last cleared it: unsharded, a table no request reads
+        # gets no gradient (and no optimizer step); sharded tables share one gradient buffer,
+        # so the trainer drops those that were not read (recsys.training.distributed).
+        self.read: set[str] = set()
         configs = [
             EmbeddingBagConfig(name=name, embedding_dim=dim, num_embeddings=n, feature_names=[name])
             for name, n in self.sizes.items()
@@ -260,6 +272,44 @@ class EntityBags(nn.Module):
         unknown = sorted({t for t, _, _ in requests} - set(self.sizes))
         if unknown:
             raise KeyError(f"no embedding tables {unknown}; tables: {', '.join(self.sizes)}")
+        self.read.update(t for t, _, _ in requests)
+        if self.portable_pooling:
+            return self._pooled_here(requests)
+        return self._lookup(requests)
+
+    def _pooled_here(self, requests: Sequence[BagRequest]) -> list[torch.Tensor]:
+        """Every bag's rows looked up one id at a time and summed here (``portable_pooling``).
+
+        Unsharded, a table's requests are read with one ``F.embedding`` call, whose backward
+        adds each row's gradients one by one in the order of the stacked requests, as the
+        sharded kernel does with the jagged batch."""
+        flat = [(t, ids.reshape(-1, 1), None) for t, ids, _ in requests]
+        if isinstance(self.collection, EmbeddingBagCollection):
+            rows = self._rows_per_table(flat)
+        else:
+            rows = self._lookup(flat)
+        out = []
+        for (_, ids, w), got in zip(requests, rows, strict=True):
+            real = ids > 0  # (R, L): padding adds nothing, nor gets a gradient through w
+            w = real.float() if w is None else torch.where(real, w.float(), 0.0)
+            e = got.view(*ids.shape, self.dim)  # (R, L, dim)
+            out.append((w.unsqueeze(-1) * e).sum(dim=1))
+        return out
+
+    def _rows_per_table(self, requests: Sequence[BagRequest]) -> list[torch.Tensor]:
+        """(R_i, dim) rows of one-id requests, one ``F.embedding`` call per table."""
+        per_table: dict[str, list[int]] = {}
+        for i, (table, _, _) in enumerate(requests):
+            per_table.setdefault(table, []).append(i)
+        out: list[torch.Tensor] = [None] * len(requests)
+        for table, idx in per_table.items():
+            ids = torch.cat([requests[i][1][:, 0] for i in idx])
+            rows = F.embedding(ids, self.weight(table), padding_idx=0)
+            for i, part in zip(idx, rows.split([len(requests[i][1]) for i in idx]), strict=True):
+                out[i] = part
+        return out
+
+    def _lookup(self, requests: Sequence[BagRequest]) -> list[torch.Tensor]:
         if isinstance(self.collection, EmbeddingBagCollection):
             return [self._pool(table, ids, w) for table, ids, w in requests]
         device = requests[0][1].device

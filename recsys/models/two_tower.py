@@ -70,6 +70,9 @@ class TwoTowerConfig:
     temperature: float = 0.05  # initial value
     learn_temperature: bool = True
     init_std: float = 0.02
+    # Sum the history bags in PyTorch, not in the lookup kernel: sharded and unsharded runs
+    # then agree to the bit (recsys.models.embeddings.EntityBags), at bag_size x the memory.
+    portable_pooling: bool = False
 
     def __post_init__(self) -> None:
         if self.dim < 1 or self.out_dim < 1 or self.hidden < 0 or self.bag_size < 1:
@@ -140,7 +143,12 @@ class TwoTowerModel(nn.Module):
         self._register_codes(side_features or {}, keywords)
         self.demographic_names = tuple(demographics or ()) if config.demographics else ()
         sizes = self._sizes(demographics or {})
-        self.tables = tables or EntityBags(sizes=sizes, dim=config.dim, init_std=config.init_std)
+        self.tables = tables or EntityBags(
+            sizes=sizes,
+            dim=config.dim,
+            init_std=config.init_std,
+            portable_pooling=config.portable_pooling,
+        )
         for name, n in sizes.items():
             if self.tables.sizes.get(name) != n:
                 have = self.tables.sizes.get(name)

@@ -1,7 +1,7 @@
 """A part of a global batch, and what it sees of the others: the whole batch's loss from parts.
 
-A distributed step splits the single process's batch row by row into ``P`` parts (part ``j``
-holds rows ``j, j + P, j + 2P, ...``: ``recsys.training.distributed_trainer.RankPart``). For the
+A distributed step splits the single process's batch into ``P`` contiguous blocks of rows
+(``recsys.inputs.batch_parts``; ``recsys.training.distributed_trainer.RankPart``). For the
 parts to optimise the single process's objective, not the mean of their own losses, each part
 needs a little of the others: how many targets the whole batch holds (a mean over all of them),
 and for in-batch negatives, every row's positive. A task states what it needs with
@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
+
+from recsys.inputs.batch_parts import part_slice
 
 
 @dataclass(frozen=True)
@@ -43,23 +45,22 @@ class WholeBatch:
         return float(sum(float(s[key].sum()) for s in self.shares))
 
     def rows(self, key: str) -> torch.Tensor:
-        """(B,) the per-row share ``key`` of every row, in the whole batch's row order."""
+        """(B, ...) the per-row share ``key`` of every row, in the whole batch's row order."""
         parts = [torch.as_tensor(s[key]) for s in self.shares]
-        p = self.n_parts
-        out = parts[0].new_empty((sum(len(x) for x in parts), *parts[0].shape[1:]))
+        n = sum(len(x) for x in parts)
         for j, part in enumerate(parts):
-            if len(part) != len(out[j::p]):
+            want = part_slice(n, (j, self.n_parts))
+            if len(part) != want.stop - want.start:
                 raise ValueError(
-                    f"share {key!r}: part {j} holds {len(part)} rows, a batch dealt over {p} "
-                    f"parts gives it {len(out[j::p])}"
+                    f"share {key!r}: part {j} holds {len(part)} rows, a batch of {n} split in "
+                    f"{self.n_parts} parts gives it {want.stop - want.start}"
                 )
-            out[j::p] = part
-        return out
+        return torch.cat(parts)
 
     def own_rows(self) -> torch.Tensor:
         """(b,) the places of this part's rows in the whole batch."""
-        mine = len(next(iter(self.shares[self.index].values())))
-        return self.index + self.n_parts * torch.arange(mine)
+        mine = part_slice(self.n_rows, (self.index, self.n_parts))
+        return torch.arange(mine.start, mine.stop)
 
     def own_items(self, key: str) -> torch.Tensor:
         """(n,) the places of this part's items among the whole batch's, row by row, where the

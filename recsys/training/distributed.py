@@ -313,6 +313,27 @@ class ShardedModel:
         sharded = self.sharded_keys()
         return [p for k, p in self.module.named_parameters() if k not in sharded]
 
+    def unread_tables(self) -> list[nn.Parameter]:
+        """The parameters of ``EntityBags`` tables no rank read this step (the record is then
+        cleared). Unsharded, such a table gets no gradient, so no optimizer step; the sharded
+        dense kernel gives every table of a group a gradient, zeros where unread, which Adam's
+        momentum would turn into a step: the trainer leaves these out of its step."""
+        bags = [m for m in self.module.modules() if isinstance(m, EntityBags)]
+        if not bags:
+            return []
+        names = sorted({n for b in bags for n in b.sizes})
+        read = torch.tensor([float(any(n in b.read for b in bags)) for n in names],
+                            device=collective_device())  # fmt: skip
+        if world_size() > 1:
+            dist.all_reduce(read)
+        for b in bags:
+            b.read.clear()
+        flags = zip(names, read.tolist(), strict=True)
+        unread = tuple(f"embedding_bags.{n}.weight" for n, r in flags if r == 0)
+        if not unread:
+            return []
+        return [p for k, p in self.dense_parameters().items() if k.endswith(unread)]
+
     def average_gradients(self) -> None:
         """Average the replicated parameters' gradients over the ranks (one all-reduce); a
         parameter no rank used keeps no gradient, as in one process."""

@@ -2,8 +2,9 @@
 
 ``DistributedTrainer`` is ``Trainer`` with the model's embedding tables sharded over the ranks
 (``recsys.training.distributed``) and everything else replicated. Each global batch of the
-single-process run is split row by row over the ranks (rank r takes rows r, r + W, ...), so an
-epoch visits the same windows in the same order at any world size. The objective is the single
+single-process run is split into contiguous blocks of rows, one per rank
+(``recsys.inputs.batch_parts``), so an epoch visits the same windows in the same order at any
+world size. The objective is the single
 process's: each rank's loss is its term of the whole batch's loss (per-head means over the whole
 batch's targets; for the two-tower, every row's positive among the in-batch negatives), which the
 task computes from what the ranks share of their rows (``recsys.tasks.whole_batch``). With
@@ -19,6 +20,7 @@ resumes from. Only rank 0 logs, shows progress and writes files other than DCP s
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 class RankPart:
     """A dataset seen by one rank: its rows of every global batch, as ``micro`` parts.
 
-    Rows are dealt to ``world * micro`` parts (part j takes rows j, j + world * micro, ...);
+    Each batch is split into ``world * micro`` contiguous parts (``recsys.inputs.batch_parts``);
     rank r runs parts r, r + world, ... one after another; together the parts are the single
     process's batch at every (world, micro).
     """
@@ -190,8 +192,10 @@ class DistributedTrainer(Trainer):
                 loss = loss + sum((0.0 * w.sum() for w in tables), loss.new_zeros(()))
             (loss * self.world).backward()
             total += loss.detach().double() * self.world
+        unread = self.sharded.unread_tables()
         self.sharded.average_gradients()
-        self.optimizer.step()
+        with _left_out(self.optimizer, unread):
+            self.optimizer.step()
         self.scheduler.step()
         return total
 
@@ -294,6 +298,23 @@ class DistributedTrainer(Trainer):
             self.state.step,
         )
         return True
+
+
+@contextlib.contextmanager
+def _left_out(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter]):
+    """The optimizer without ``params`` (no step, no state change) for the block."""
+    if not params:
+        yield
+        return
+    skip = {id(p) for p in params}
+    groups = [group["params"] for group in optimizer.param_groups]
+    for group in optimizer.param_groups:
+        group["params"] = [p for p in group["params"] if id(p) not in skip]
+    try:
+        yield
+    finally:
+        for group, kept in zip(optimizer.param_groups, groups, strict=True):
+            group["params"] = kept
 
 
 def peak_rss_mib() -> float:
