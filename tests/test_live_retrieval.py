@@ -226,7 +226,7 @@ def test_world_schedule_serves_what_evaluation_counts_as_live(tiny_world, target
     ts = test.ts[:40]
     _, found = LiveRetriever(index, schedule).search(gaussian(len(ts), seed=8), ts, 20)
     for b, t in enumerate(ts):
-        live = test.cand_items[test.cand_indptr[b] : test.cand_indptr[b + 1]]
+        live = test.candidates(b)
         np.testing.assert_array_equal(schedule.live_at(t), live)
         assert np.isin(found[b][found[b] >= 0], live).all()
         assert np.count_nonzero(found[b] >= 0) == min(20, len(live))

@@ -241,8 +241,7 @@ ENTERS = [
 
 
 def candidate_rows(targets, vocab):
-    ptr, items = targets.cand_indptr, targets.cand_items
-    return [vocab.decode(items[ptr[k] : ptr[k + 1]]).tolist() for k in range(len(targets))]
+    return [vocab.decode(targets.candidates(k)).tolist() for k in range(len(targets))]
 
 
 def test_live_room_split_on_hand_made_schedule():

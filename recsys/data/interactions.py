@@ -112,15 +112,19 @@ class UserSequences:
 class Targets:
     """Held-out (user, item, time) targets, optionally with the candidates each may be ranked in.
 
-    ``cand_indptr``/``cand_items`` (CSR over targets) restrict ranking to the items available at
-    the target's time, e.g. rooms live at that moment; ``None`` means the full catalogue.
+    ``cand_indptr``/``cand_items`` (a CSR of candidate sets) restrict ranking to the items
+    available at the target's time, e.g. rooms live at that moment; ``None`` means the full
+    catalogue. Target ``i`` ranks in set ``cand_set[i]``, or set ``i`` without ``cand_set``:
+    targets at moments when the same items are live share one set, so memory grows with the
+    distinct sets, not with the targets.
     """
 
     user: np.ndarray  # (T,) int64
     item: np.ndarray  # (T,) int64
     ts: np.ndarray  # (T,) int64
-    cand_indptr: np.ndarray | None = None  # (T + 1,) int64
+    cand_indptr: np.ndarray | None = None  # (S + 1,) int64
     cand_items: np.ndarray | None = None  # (nnz,) int64
+    cand_set: np.ndarray | None = None  # (T,) int64 set of each target; None: S == T, set i
 
     def __len__(self) -> int:
         return len(self.user)
@@ -129,18 +133,26 @@ class Targets:
     def has_candidates(self) -> bool:
         return self.cand_indptr is not None
 
+    def sets_of(self, positions: np.ndarray) -> np.ndarray:
+        """The candidate set (row of ``cand_indptr``) of each target at ``positions``."""
+        positions = np.asarray(positions, dtype=np.int64)
+        return positions if self.cand_set is None else self.cand_set[positions]
+
+    def candidates(self, position: int) -> np.ndarray:
+        """The candidates of one target."""
+        k = int(self.sets_of(np.array([position]))[0])
+        return self.cand_items[self.cand_indptr[k] : self.cand_indptr[k + 1]]
+
+    def n_candidates(self) -> np.ndarray:
+        """(T,) the size of every target's candidate set."""
+        return np.diff(self.cand_indptr)[self.sets_of(np.arange(len(self)))]
+
     def subset(self, mask_or_index: np.ndarray) -> Targets:
         idx = np.flatnonzero(mask_or_index) if mask_or_index.dtype == bool else mask_or_index
         if self.cand_indptr is None:
             return Targets(self.user[idx], self.item[idx], self.ts[idx])
-        starts, ends = self.cand_indptr[idx], self.cand_indptr[idx + 1]
-        lengths = ends - starts
-        indptr = np.zeros(len(idx) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=indptr[1:])
-        gather = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
-        return Targets(
-            self.user[idx], self.item[idx], self.ts[idx], indptr, self.cand_items[gather]
-        )
+        return Targets(self.user[idx], self.item[idx], self.ts[idx], self.cand_indptr,
+                       self.cand_items, self.sets_of(idx))  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,7 @@ def _check_no_leak(name: str, targets: Targets, pos: np.ndarray, is_repeat: np.n
 def _check_candidates(name: str, targets: Targets, pos: np.ndarray, n_items: int) -> None:
     if not targets.has_candidates:
         raise ValueError(f"live protocol: {name} targets carry no candidate sets (cand_indptr)")
-    rows, items = csr_rows(targets.cand_indptr, targets.cand_items, pos)
+    rows, items = csr_rows(targets.cand_indptr, targets.cand_items, targets.sets_of(pos))
     if len(items) and (items.min() < 0 or items.max() >= n_items):
         j = int(np.flatnonzero((items < 0) | (items >= n_items))[0])
         raise ValueError(f"{name} candidates: target row {pos[rows[j]]} lists item {items[j]}")
@@ -169,7 +169,8 @@ def _rank_full(scores, batch, history, exclude_seen, k_max):
 def _rank_live(scores, batch, targets, seen, exclude_seen, k_max):
     """Ranking of one batch among each target's own candidates: (rank, n_candidates, top-k)."""
     n_items = scores.shape[1]
-    rows, items = csr_rows(targets.cand_indptr, targets.cand_items, batch.position)
+    sets = targets.sets_of(batch.position)
+    rows, items = csr_rows(targets.cand_indptr, targets.cand_items, sets)
     pairs = np.unique(rows * n_items + items)  # a room listed twice competes once
     rows, items = pairs // n_items, pairs % n_items
     keys = score_keys(scores[rows, items][None, :], items=items[None, :])[0]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recsys.data.availability import is_available, live_sets, sorted_unique
+from recsys.data.availability import is_available, live_segments, sorted_unique
 from recsys.data.interactions import Interactions, Split, Targets
 from recsys.data.live import (
     PRODUCT_EVENTS,
@@ -60,8 +60,8 @@ def _window_targets(
         )
     rows = rows[inside]
     user, item, ts = ev.inter.user[rows], ev.inter.item[rows], ev.inter.ts[rows]
-    indptr, cands = live_sets(*intervals, ts)
-    return Targets(user, item, ts, indptr, cands), n_off
+    sets, indptr, cands = live_segments(*intervals, ts)
+    return Targets(user, item, ts, indptr, cands, sets), n_off
 
 
 def _cutoffs(
@@ -83,7 +83,7 @@ def _target_stats(valid: Targets, test: Targets, test_history) -> dict:
         "n_valid_targets": len(valid),
         "n_test_targets": len(test),
         "test_targets_in_history": int(pair_in_history(test_history, test.user, test.item).sum()),
-        "mean_test_candidates": float(np.diff(test.cand_indptr).mean()) if len(test) else 0.0,
+        "mean_test_candidates": float(test.n_candidates().mean()) if len(test) else 0.0,
     }
 
 
