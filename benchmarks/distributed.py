@@ -283,7 +283,10 @@ def world_path(preset: str) -> Path:
     return Path(ensure_world(preset, 0, None))
 
 
-def scale(work: Path, preset: str, seconds: float) -> dict:
+def scale(work: Path, preset: str, seconds: float, input_mode: str = "streamed") -> dict:
+    """The sequential model for ``seconds`` of training: one plain process (1 and 2 threads)
+    against 2 ranks whose training rows come from ``input_mode`` (streamed: only rank 0 loads
+    the world)."""
     base = [
         "model=sasrec",
         "data=world",
@@ -298,8 +301,9 @@ def scale(work: Path, preset: str, seconds: float) -> dict:
     for name, extra, nproc in (
         ("1 process, 1 thread", ["trainer.num_threads=1"], 0),
         ("1 process, 2 threads", ["trainer.num_threads=2"], 0),
-        ("2 ranks x 1 thread", ["trainer=distributed"], 2),
-    ):
+        ("2 ranks x 1 thread", ["trainer=distributed",
+                                f"trainer.distributed.input.mode={input_mode}"], 2),
+    ):  # fmt: skip
         load_before = os.getloadavg()
         m = train([*base, *extra], work / name.replace(" ", "_").replace(",", ""), nproc)
         rows[name] = {
@@ -314,13 +318,18 @@ def scale(work: Path, preset: str, seconds: float) -> dict:
         print(name, rows[name], flush=True)
     one = rows["1 process, 1 thread"]["sequences_per_second"]
     two = rows["2 ranks x 1 thread"]["sequences_per_second"]
+    manifest = world_path(preset) / "manifest.json"
+    counts = json.loads(manifest.read_text())["counts"] if manifest.exists() else {}
     return {
         "preset": preset,
+        "world_counts": counts,
         "seconds": seconds,
+        "input_mode": input_mode,
         "rows": rows,
         "scaling_efficiency_1_to_2": two / (2 * one),
         "command": "torchrun --nproc_per_node=2 -m recsys.cli.train trainer=distributed "
-        + " ".join(base),
+        + " ".join(base)
+        + f" trainer.distributed.input.mode={input_mode}",
     }
 
 
@@ -367,6 +376,7 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("/tmp/recsys-distributed-bench"))
     p.add_argument("--scale-preset", default="large")
     p.add_argument("--scale-seconds", type=float, default=120.0)
+    p.add_argument("--scale-input", choices=("memory", "streamed"), default="streamed")
     p.add_argument("--stream-preset", default="medium")
     p.add_argument("--stream-seconds", type=float, default=60.0)
     p.add_argument("--stream-chunk-mib", type=float, default=64.0)
@@ -393,7 +403,7 @@ def main() -> None:
         elif section == "kill":
             results[section] = kill(work)
         elif section == "scale":
-            results[section] = scale(work, a.scale_preset, a.scale_seconds)
+            results[section] = scale(work, a.scale_preset, a.scale_seconds, a.scale_input)
         elif section == "stream":
             results[section] = stream(work, a.stream_preset, a.stream_seconds, a.stream_chunk_mib,
                                       train=train, world=world_path(a.stream_preset))  # fmt: skip

@@ -58,12 +58,15 @@ def _equivalence_md(e: dict) -> list[str]:
         "two-tower's in-batch negatives are every row's positive), so 2 ranks optimise the "
         "single process's objective (`recsys/tasks/whole_batch.py`; "
         "`tests/test_whole_batch.py` checks the parts' losses and gradients sum to the "
-        "whole batch's). The sequential model's lookups are copies, so its runs agree "
-        "exactly. The two-tower pools weighted bags (recency-weighted histories): the "
-        "sharded tables sum them in FBGEMM's kernel, one process without sharding in "
-        "PyTorch's `embedding_bag`, which round differently (first step: the same loss, "
-        "gradients within ~1e-7 of their size), and Adam's normalised steps carry the "
-        "rounding into the weights over an epoch. Validation holds "
+        "whole batch's). Batches are split into contiguous blocks, so the sharded lookups "
+        "gather the rows in the single process's order, and Adam leaves out tables no rank "
+        "read in a step, as unsharded. The sequential model's lookups are copies, so its runs "
+        "agree exactly. The two-tower sums weighted history bags in the lookup kernel by "
+        "default: FBGEMM's when sharded, PyTorch's `embedding_bag` unsharded, which round "
+        "differently (first step: the same loss, gradients within ~1e-7 of their size), and "
+        "Adam's normalised steps carry the rounding into the weights over an epoch; with "
+        "`model.portable_pooling=true` both paths sum them in PyTorch and the runs agree "
+        "exactly. Validation holds "
         + ", ".join(f"{n:g} {h} targets" for h, n in targets.items())
         + " (one target crossing a top-k boundary moves HR@k by 1/n). coverage@k counts "
         "the catalogue's products seen in any top-k list (240 on the tiny world: steps of "
@@ -143,11 +146,16 @@ def index_lines(output: list[str]) -> str:
 
 
 def _scale_md(s: dict) -> list[str]:
+    counts = s.get("world_counts", {})
+    world = ", ".join(f"{n:,} {k}" for k, n in counts.items() if k in ("events", "users",
+                                                                      "products"))  # fmt: skip
     lines = [
         f"## Scale: sequential model on `{s['preset']}`, {s['seconds']:.0f} s of training",
         "",
         f"`{s['command']}`",
         "",
+        *([f"World: {world}. 2-rank input: `{s.get('input_mode', 'memory')}`.", ""] if world
+          else []),  # fmt: skip
         "| setting | sequences/s | per rank | peak RSS per rank (MiB) | load avg before -> after |",
         "|---|---:|---:|---|---|",
     ]

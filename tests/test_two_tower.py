@@ -92,9 +92,10 @@ def _tiny_model(**overrides) -> TwoTowerModel:
 # -- pooled tables ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("portable", [False, True], ids=["kernel sums", "portable pooling"])
 @pytest.mark.parametrize("grad", [True, False], ids=["jagged batch", "per table"])
-def test_entity_bags_sum_weighted_rows_and_skip_padding(grad):
-    bags = EntityBags(sizes={"a": 5, "b": 3}, dim=4)
+def test_entity_bags_sum_weighted_rows_and_skip_padding(grad, portable):
+    bags = EntityBags(sizes={"a": 5, "b": 3}, dim=4, portable_pooling=portable)
     with torch.no_grad():
         bags.weight("a")[0] = float("inf")  # padding never reaches a sum, whatever row 0 holds
     ids = torch.tensor([[1, 2, 0], [0, 0, 0]])

@@ -305,6 +305,7 @@ class EntityBags(nn.Module):
         for table, idx in per_table.items():
             ids = torch.cat([requests[i][1][:, 0] for i in idx])
             rows = F.embedding(ids, self.weight(table), padding_idx=0)
+            rows = torch.where((ids > 0)[:, None], rows, 0.0)  # as the kernels: padding is 0
             for i, part in zip(idx, rows.split([len(requests[i][1]) for i in idx]), strict=True):
                 out[i] = part
         return out
