@@ -154,8 +154,11 @@ def _scale_md(s: dict) -> list[str]:
         "",
         f"`{s['command']}`",
         "",
-        *([f"World: {world}. 2-rank input: `{s.get('input_mode', 'memory')}`.", ""] if world
-          else []),  # fmt: skip
+        *(
+            [f"World: {world}. 2-rank input: `{s.get('input_mode', 'memory')}`.", ""]
+            if world
+            else []
+        ),  # fmt: skip
         "| setting | sequences/s | per rank | peak RSS per rank (MiB) | load avg before -> after |",
         "|---|---:|---:|---|---|",
     ]
