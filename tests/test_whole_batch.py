@@ -108,10 +108,10 @@ def test_two_tower_parts_see_every_row_of_the_whole_batch(tiny_world, negatives)
     assert_parts_sum_to_the_whole(model, task, dataset, n_parts=3, batch_size=50)
 
 
-def test_a_part_count_that_does_not_match_the_dealing_is_refused():
-    shares = [{"target": torch.arange(3)}, {"target": torch.arange(3)}]  # 7 rows split 3 + 2 + 2
-    whole = WholeBatch(shares + [{"target": torch.arange(1)}], index=0)
-    with pytest.raises(ValueError, match="part 1 holds 3 rows, a batch of 7 split in 3 parts"):
-        whole.rows("target")
+def test_parts_follow_one_another_in_the_whole_batch():
+    shares = [{"target": torch.tensor([5, 6, 7])}, {"target": torch.tensor([8, 9])}]
+    assert WholeBatch(shares, index=0).rows("target").tolist() == [5, 6, 7, 8, 9]
+    assert WholeBatch(shares, index=1).own_rows().tolist() == [3, 4]
+    assert WholeBatch(shares, index=1).n_rows == 5
     with pytest.raises(ValueError, match="part 3 of a batch in 2 parts"):
         WholeBatch(shares, index=3)

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 
 import torch
 
-from recsys.inputs.batch_parts import part_slice
-
 
 @dataclass(frozen=True)
 class WholeBatch:
@@ -45,22 +43,15 @@ class WholeBatch:
         return float(sum(float(s[key].sum()) for s in self.shares))
 
     def rows(self, key: str) -> torch.Tensor:
-        """(B, ...) the per-row share ``key`` of every row, in the whole batch's row order."""
-        parts = [torch.as_tensor(s[key]) for s in self.shares]
-        n = sum(len(x) for x in parts)
-        for j, part in enumerate(parts):
-            want = part_slice(n, (j, self.n_parts))
-            if len(part) != want.stop - want.start:
-                raise ValueError(
-                    f"share {key!r}: part {j} holds {len(part)} rows, a batch of {n} split in "
-                    f"{self.n_parts} parts gives it {want.stop - want.start}"
-                )
-        return torch.cat(parts)
+        """(B, ...) the per-row share ``key`` of every row, in the whole batch's row order (the
+        parts' rows one part after another)."""
+        return torch.cat([torch.as_tensor(s[key]) for s in self.shares])
 
     def own_rows(self) -> torch.Tensor:
         """(b,) the places of this part's rows in the whole batch."""
-        mine = part_slice(self.n_rows, (self.index, self.n_parts))
-        return torch.arange(mine.start, mine.stop)
+        sizes = [len(next(iter(s.values()))) for s in self.shares]
+        start = sum(sizes[: self.index])
+        return torch.arange(start, start + sizes[self.index])
 
     def own_items(self, key: str) -> torch.Tensor:
         """(n,) the places of this part's items among the whole batch's, row by row, where the
