@@ -76,7 +76,7 @@ def stream_md(s: dict) -> list[str]:
     for mode, row in s["rows"].items():
         rss = ", ".join(f"{x['peak_rss_mib']:.0f}" for x in row["ranks"])
         inputs = [x.get("input") for x in row["ranks"]]
-        read = ", ".join(f"{x['rows']:,}" for x in inputs) if all(inputs) else "all, dealt"
+        read = ", ".join(f"{x['rows']:,}" for x in inputs) if all(inputs) else "all, split"
         held = (
             ", ".join(f"{x['peak_rows']:,} ({x['chunk_rows']:,})" for x in inputs)
             if all(inputs)
