@@ -45,13 +45,17 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 PY = sys.executable
 SHARDINGS = ("table_wise", "row_wise", "column_wise", "data_parallel")
-# (label, model, extra overrides): the two-tower with its history bags summed by PyTorch
-# (portable_pooling: the same sums sharded or not) and in the lookup kernels (the default).
+# (label, model, extra overrides). Dropout at the models' defaults, its masks drawn per row of
+# the whole batch (trainer.row_keyed_dropout), or off; the two-tower's history bags summed by
+# PyTorch (portable_pooling: the same sums sharded or not) or in the lookup kernels (default).
+KEYED = "trainer.row_keyed_dropout=true"
 VARIANTS = (
-    ("sasrec", "sasrec", ()),
-    ("two_tower, portable pooling", "two_tower", ("model.portable_pooling=true",)),
-    ("two_tower", "two_tower", ()),
-)
+    ("sasrec, dropout 0.2 row-keyed", "sasrec", ("model.dropout=0.2", KEYED)),
+    ("sasrec, dropout 0.2 per rank", "sasrec", ("model.dropout=0.2",)),
+    ("two_tower, portable pooling, dropout 0.3 row-keyed", "two_tower",
+     ("model.portable_pooling=true", "model.dropout=0.3", KEYED)),
+    ("two_tower, kernel pooling, dropout off", "two_tower", ("model.dropout=0",)),
+)  # fmt: skip
 
 
 def _port() -> int:
@@ -100,9 +104,11 @@ def train(overrides: list[str], run_dir: Path, nproc: int = 0) -> dict:
 
 
 def tiny(family: str, *extra: str, distributed: bool = True) -> list[str]:
+    """One epoch on the tiny world; dropout off unless ``extra`` sets it."""
+    dropout = [] if any(e.startswith("model.dropout=") for e in extra) else ["model.dropout=0"]
     base = [
         f"model={family}",
-        "model.dropout=0",
+        *dropout,
         "data=synthetic-tiny",
         "trainer.max_epochs=1",
         "trainer.progress=false",
@@ -131,7 +137,7 @@ def equivalence(work: Path) -> dict:
     against one process through the same sharded tables (world size 1)."""
     rows = []
     for label, family, extra in VARIANTS:
-        name = label.replace(", ", "-").replace(" ", "_")
+        name = label.replace(", ", "-").replace(" ", "_").replace(".", "")
         plain = train(tiny(family, *extra, distributed=False), work / f"{name}-plain")
         for kind in SHARDINGS:
             sharded = f"trainer.distributed.sharding={kind}"
@@ -155,12 +161,13 @@ def equivalence(work: Path) -> dict:
                 }
             )
             print(rows[-1], flush=True)
-    cmd = "torchrun --nproc_per_node=2 -m recsys.cli.train " + " ".join(tiny("sasrec"))
+    _, family, extra = VARIANTS[0]
+    cmd = "torchrun --nproc_per_node=2 -m recsys.cli.train " + " ".join(tiny(family, *extra))
     return {
         "rows": rows,
         "command": cmd + " trainer.distributed.sharding=<type>",
         "plain_command": "python -m recsys.cli.train "
-        + " ".join(tiny("sasrec", distributed=False)),
+        + " ".join(tiny(family, *extra, distributed=False)),
     }
 
 

@@ -31,7 +31,7 @@ def markdown(r: dict) -> str:
 def _equivalence_md(e: dict) -> list[str]:
     lines: list[str] = []
     lines += [
-        "## Equivalence (tiny world, one epoch, dropout off)",
+        "## Equivalence (tiny world, one epoch)",
         "",
         f"`{e['command']}`",
         "",
@@ -66,7 +66,10 @@ def _equivalence_md(e: dict) -> list[str]:
         "differently (first step: the same loss, gradients within ~1e-7 of their size), and "
         "Adam's normalised steps carry the rounding into the weights over an epoch; with "
         "`model.portable_pooling=true` both paths sum them in PyTorch and the runs agree "
-        "exactly. Validation holds "
+        "exactly. With dropout, `trainer.row_keyed_dropout=true` draws each row's masks from "
+        "the whole batch's, seeded by the step, as one process does (`recsys/models/"
+        "row_dropout.py`); without it every rank draws its own masks from its generator, and "
+        "the runs differ as two seeds would. Validation holds "
         + ", ".join(f"{n:g} {h} targets" for h, n in targets.items())
         + " (one target crossing a top-k boundary moves HR@k by 1/n). coverage@k counts "
         "the catalogue's products seen in any top-k list (240 on the tiny world: steps of "

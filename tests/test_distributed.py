@@ -3,7 +3,8 @@
 A 2-rank run splits every global batch into a block of rows per rank, and each rank's loss is its
 term of the whole batch's loss, so the run optimises the single process's objective: validation
 metrics equal the plain trainer's to the bit (the two-tower with ``model.portable_pooling``, its
-history bags summed by PyTorch as unsharded). Dropout is off: each rank draws its own masks.
+history bags summed by PyTorch as unsharded; with dropout, ``trainer.row_keyed_dropout`` draws
+each row's masks from the step's seed, as one process does).
 """
 
 from __future__ import annotations
@@ -60,11 +61,11 @@ def run_train(run_dir: Path, overrides: list[str], *, nproc: int = 1) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-def tiny_overrides(cache: Path, model: str, *extra: str) -> list[str]:
+def tiny_overrides(cache: Path, model: str, *extra: str, dropout: float = 0.0) -> list[str]:
     return [
         "trainer=distributed",
         f"model={model}",
-        "model.dropout=0",
+        f"model.dropout={dropout}",
         "model.dim=16",
         "data=synthetic-tiny",
         f"data.cache_dir={cache}",
@@ -83,9 +84,9 @@ def tiny_overrides(cache: Path, model: str, *extra: str) -> list[str]:
 COVERAGE_STEP = 1 / 240
 
 
-def plain_overrides(cache: Path, model: str, *extra: str) -> list[str]:
+def plain_overrides(cache: Path, model: str, *extra: str, dropout: float = 0.0) -> list[str]:
     """The same run on the plain single-process trainer."""
-    distributed = tiny_overrides(cache, model, *extra)
+    distributed = tiny_overrides(cache, model, *extra, dropout=dropout)
     return ["trainer.num_threads=1", *(o for o in distributed if o != "trainer=distributed")]
 
 
@@ -126,8 +127,11 @@ def train_here(run_dir: Path, overrides: list[str]) -> dict:
 def test_two_ranks_train_the_sequential_model_as_one_process_and_reshard(
     world_cache, tmp_path, one_thread
 ):
-    two = run_train(tmp_path / "two", tiny_overrides(world_cache, "sasrec", *SASREC_PLAN), nproc=2)
-    one = train_here(tmp_path / "one", plain_overrides(world_cache, "sasrec"))
+    # Dropout on, its masks drawn per row of the whole batch (trainer.row_keyed_dropout).
+    keyed = "trainer.row_keyed_dropout=true"
+    overrides = tiny_overrides(world_cache, "sasrec", *SASREC_PLAN, keyed, dropout=0.2)
+    two = run_train(tmp_path / "two", overrides, nproc=2)
+    one = train_here(tmp_path / "one", plain_overrides(world_cache, "sasrec", keyed, dropout=0.2))
     assert_same_validation(two, one, tol=0.0)
     # Saved by 2 ranks, read whole in one process: the weights best.pt holds, the same scores.
     from recsys.recommenders.restore import restore
@@ -150,13 +154,14 @@ def test_two_ranks_train_the_sequential_model_as_one_process_and_reshard(
 def test_two_ranks_train_the_two_tower_as_one_process(world_cache, tmp_path):
     # Every sharding type at once; the history bags summed by PyTorch, as unsharded.
     plan = (
-        "model.portable_pooling=true",
         "trainer.distributed.tables={user:table_wise,product:column_wise,streamer:row_wise,"
         "product_category:data_parallel}",
     )
-    two = run_train(tmp_path / "two", tiny_overrides(world_cache, "two_tower", *plan), nproc=2)
+    same = ("model.portable_pooling=true", "trainer.row_keyed_dropout=true")
+    overrides = tiny_overrides(world_cache, "two_tower", *plan, *same, dropout=0.3)
+    two = run_train(tmp_path / "two", overrides, nproc=2)
     plain = run_train(
-        tmp_path / "plain", plain_overrides(world_cache, "two_tower", "model.portable_pooling=true")
+        tmp_path / "plain", plain_overrides(world_cache, "two_tower", *same, dropout=0.3)
     )
     assert_same_validation(two, plain, tol=0.0)
 

@@ -1,5 +1,6 @@
 """A batch split into parts optimises the whole batch's loss: the parts' terms sum to it and
-their gradients to its gradient (what a distributed step relies on), for both model families."""
+their gradients to its gradient (what a distributed step relies on), for both model families;
+row-keyed dropout drops each row as the whole batch does."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from recsys.inputs.tokens import PRODUCT, TokenLog, world_context
 from recsys.inputs.two_tower import QueryBuilder, TwoTowerDataset, training_examples
 from recsys.inputs.windows import WindowDataset, training_windows
 from recsys.inputs.world_features import WorldFeatures
+from recsys.models.row_dropout import RowDropout, whole_batch_rows
 from recsys.models.sequential import SequentialConfig, SequentialModel
 from recsys.models.two_tower import TwoTowerConfig, TwoTowerModel
 from recsys.tasks.sequential import LossConfig, SequentialTask
@@ -115,3 +117,34 @@ def test_parts_follow_one_another_in_the_whole_batch():
     assert WholeBatch(shares, index=1).n_rows == 5
     with pytest.raises(ValueError, match="part 3 of a batch in 2 parts"):
         WholeBatch(shares, index=3)
+
+
+def test_row_dropout_drops_each_row_as_the_whole_batch_does():
+    torch.manual_seed(0)
+    x = torch.randn(7, 5, 3)  # (B, L, dim) left-padded windows
+    drop = RowDropout(0.4, width=6).train()
+    with whole_batch_rows(11, start=0, stop=7, n_rows=7):
+        whole = drop(x)
+    assert 0 < int((whole == 0).sum()) < x.numel()
+    for start, stop, width in ((0, 4, 5), (4, 7, 3)):  # a part may be narrower (trimmed left)
+        with whole_batch_rows(11, start=start, stop=stop, n_rows=7):
+            part = drop(x[start:stop, -width:])
+        assert torch.equal(part, whole[start:stop, -width:])
+    everyone = RowDropout(0.4, rows="all").train()
+    with whole_batch_rows(11, start=4, stop=7, n_rows=7):
+        kept = everyone(x[:, 0])  # a set every part computes whole: all of its rows
+    with whole_batch_rows(11, start=0, stop=4, n_rows=7):
+        assert torch.equal(everyone(x[:, 0]), kept)
+
+
+def test_row_dropout_outside_a_plan_is_plain_dropout_and_checks_its_rows():
+    x = torch.randn(4, 8)
+    torch.manual_seed(3)
+    plain = torch.nn.Dropout(0.5).train()(x)
+    torch.manual_seed(3)
+    assert torch.equal(RowDropout(0.5).train()(x), plain)
+    with whole_batch_rows(1, start=0, stop=2, n_rows=4), pytest.raises(ValueError, match="4 rows"):
+        RowDropout(0.5).train()(x)
+    with pytest.raises(ValueError, match="rows 3:2"):
+        with whole_batch_rows(1, start=3, stop=2, n_rows=4):
+            pass

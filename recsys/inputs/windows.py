@@ -43,6 +43,11 @@ class SequenceBatch:
     lagged_candidates: dict[str, torch.Tensor] = field(default_factory=dict)
     user: torch.Tensor | None = None  # (B,) the windows' users (token-log rows)
 
+    @property
+    def size(self) -> int:
+        """Rows (windows) of the batch."""
+        return self.kind.shape[0]
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> SequenceBatch:
         move = {f: getattr(self, f).to(device, non_blocking=non_blocking) for f in INPUT_FIELDS}
         if self.user is not None:

@@ -33,6 +33,7 @@ from recsys.inputs.tokens import ACTIONS, KIND_TABLES, PRODUCT, ROOM
 from recsys.inputs.windows import SequenceBatch
 from recsys.models.embeddings import EntityTables
 from recsys.models.repeat_bonus import Members, RepeatBonus, RepeatScores
+from recsys.models.row_dropout import RowDropout
 
 # Side features whose codes index an entity table rather than a table of their own.
 SHARED_SIDE_TABLES = {"seller": "streamer"}
@@ -90,7 +91,9 @@ class SequentialConfig:
 class Block(nn.Module):
     """Pre-norm self-attention and position-wise feed-forward, both residual."""
 
-    def __init__(self, dim: int, n_heads: int, dropout: float, attention_dropout: float) -> None:
+    def __init__(
+        self, dim: int, n_heads: int, dropout: float, attention_dropout: float, maxlen: int
+    ) -> None:
         super().__init__()
         self.n_heads, self.attention_dropout = n_heads, attention_dropout
         self.norm1 = nn.LayerNorm(dim)
@@ -98,9 +101,9 @@ class Block(nn.Module):
         self.out = nn.Linear(dim, dim)
         self.norm2 = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(
-            nn.Linear(dim, dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(dim, dim)
+            nn.Linear(dim, dim), nn.ReLU(), RowDropout(dropout, width=maxlen), nn.Linear(dim, dim)
         )
-        self.drop = nn.Dropout(dropout)
+        self.drop = RowDropout(dropout, width=maxlen)
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         b, length, dim = x.shape
@@ -162,11 +165,12 @@ class SequentialModel(nn.Module):
         self.pos_emb = nn.Embedding(config.maxlen, config.dim)
         for emb in (self.action_emb, self.gap_emb, self.pos_emb):
             nn.init.normal_(emb.weight, 0.0, config.init_std)
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = RowDropout(config.dropout, width=config.maxlen)
         self.blocks = nn.ModuleList(
-            Block(config.dim, config.n_heads, config.dropout, config.attention_dropout)
+            Block(config.dim, config.n_heads, config.dropout, config.attention_dropout,
+                  config.maxlen)
             for _ in range(config.n_blocks)
-        )
+        )  # fmt: skip
         self.norm = nn.LayerNorm(config.dim)
         self.repeat = (
             nn.ModuleDict({h: RepeatBonus(config.dim) for h in config.heads})

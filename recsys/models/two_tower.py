@@ -43,6 +43,7 @@ from recsys.inputs.tokens import ACTIONS
 from recsys.inputs.two_tower import N_AGE_BUCKETS, TwoTowerBatch
 from recsys.models.embeddings import BagRequest, EntityBags
 from recsys.models.repeat_bonus import RepeatScores
+from recsys.models.row_dropout import RowDropout
 from recsys.models.sequential import SHARED_SIDE_TABLES
 
 N_HOURS, N_WEEKDAYS = 25, 8  # 0 = unknown
@@ -85,11 +86,13 @@ class TwoTowerConfig:
         return ("product", "streamer") if self.n_streamers else ("product",)
 
 
-def mlp(n_in: int, hidden: int, n_out: int, dropout: float) -> nn.Module:
+def mlp(n_in: int, hidden: int, n_out: int, dropout: float, rows: str = "batch") -> nn.Module:
+    """A tower; ``rows``: whether its inputs are the batch's rows or a set every part of a
+    split batch computes whole (``recsys.models.row_dropout``)."""
     if hidden == 0:
         return nn.Linear(n_in, n_out)
     return nn.Sequential(
-        nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_out)
+        nn.Linear(n_in, hidden), nn.ReLU(), RowDropout(dropout, rows=rows), nn.Linear(hidden, n_out)
     )
 
 
@@ -234,7 +237,7 @@ class TwoTowerModel(nn.Module):
         )
         self.candidate_mlp = nn.ModuleDict(
             {
-                h: mlp(len(self.candidate_slots(h)) * c.dim, c.hidden, c.out_dim, c.dropout)
+                h: mlp(len(self.candidate_slots(h)) * c.dim, c.hidden, c.out_dim, c.dropout, "all")
                 for h in c.heads
             }
         )

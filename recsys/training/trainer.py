@@ -13,6 +13,7 @@ Mixed precision (bfloat16 autocast, no loss scaling needed) is used on CUDA when
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from recsys.models.row_dropout import whole_batch_rows
 from recsys.training.checkpoint import BEST, CHECKPOINT, load_checkpoint, save_checkpoint
 from recsys.training.logger import RunLogger
 from recsys.training.seeding import rng_state, seed_everything, set_rng_state, step_generator
@@ -46,6 +48,9 @@ class TrainerConfig:
     warmup_steps: int = 0
     grad_clip: float = 0.0  # max gradient norm; 0: no clipping
     amp: bool = True  # bfloat16 autocast on CUDA (ignored on CPU)
+    # Dropout masks drawn per row of the whole batch from the step's seed
+    # (recsys.models.row_dropout), so a batch split over ranks is dropped as in one process.
+    row_keyed_dropout: bool = False
     seed: int = 0
     num_threads: int = 0  # torch intra-op threads on CPU; 0: leave as is
     eval_every: int = 1  # epochs between validations
@@ -174,9 +179,18 @@ class Trainer:
         enabled = self.config.amp and self.device.type == "cuda"
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
+    def _dropout_rows(self, generator, start: int, stop: int, n_rows: int):
+        """With ``row_keyed_dropout``, the block's dropout masks are these rows of the whole
+        batch's, drawn from the step's seed."""
+        if not self.config.row_keyed_dropout:
+            return contextlib.nullcontext()
+        seed = (generator.initial_seed() * 0x9E3779B97F4A7C15 + 1) % 2**63  # not the task's
+        return whole_batch_rows(seed, start=start, stop=stop, n_rows=n_rows)
+
     def _train_step(self, batch, generator) -> torch.Tensor:
         batch = batch.to(self.device, non_blocking=True)
-        with self._autocast():
+        n = batch.size
+        with self._autocast(), self._dropout_rows(generator, 0, n, n):
             loss, _ = self.task(self.model, batch, generator)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
