@@ -14,8 +14,9 @@ plus refused requests making ``--bad-share`` of all: events without a token or w
 flood token over its rate (429). Valid requests' latency counts from the time each was due.
 
 Nothing unauthorised may be ingested: ``/healthz`` counts the events the service judged
-(accepted + rejected by its rules); over the run that must equal the events of the valid
-``/events`` requests answered 200, and every refused kind is counted by its status.
+(accepted + rejected by its rules; each worker its own, so it is asked 40 times, for every
+worker to answer); over the run that must equal the events of the valid ``/events`` requests
+answered 200, and every refused kind is counted by its status.
 
 Writes ``benchmarks/results/privacy_service[_label].json`` and ``.md``.
 """
@@ -127,15 +128,25 @@ def judged(health: dict) -> int:
     return int(health["events_accepted"]) + int(health["events_rejected"])
 
 
+def judged_by_workers(port: int, polls: int = 40) -> int:
+    """The events every worker judged: each worker counts its own, so ``/healthz`` is asked
+    until each worker has answered (the kernel hands each new connection to one of them)."""
+    latest: dict[int, int] = {}
+    for _ in range(polls):
+        health = get_json(port, "/healthz")
+        latest[int(health.get("worker_pid", 0))] = judged(health)
+    return sum(latest.values())
+
+
 async def run_block(server: ServerProcess, requests: list[Request], rate: float, args) -> dict:
     """One block: latency of the valid requests, refused ones by kind and status, the server's
     CPU time, and the events the service judged against those the valid requests carried."""
     port = server.port
-    before, cpu = get_json(port, "/healthz"), server.cpu_seconds()
+    before, cpu = judged_by_workers(port), server.cpu_seconds()
     config = LoadConfig(rps=rate, max_in_flight=args.max_in_flight, connections=16, timeout_s=2.0)
     result = await run_open_loop(HOST, port, requests, config)
     cpu = server.cpu_seconds() - cpu
-    after = get_json(port, "/healthz")
+    after = judged_by_workers(port)
     labels, ok = result.labels, result.outcome == "ok"
     is_valid = np.isin(labels, ["recommend", "events"])
     sent_events = sum(events_in(requests[i]) for i in np.flatnonzero((labels == "events") & ok))
@@ -156,7 +167,7 @@ async def run_block(server: ServerProcess, requests: list[Request], rate: float,
         "valid_errors": _outcomes(result, is_valid & ~ok),
         "refused": refused,
         "events_sent_valid": sent_events,
-        "events_judged": judged(after) - judged(before),
+        "events_judged": after - before,
         "load_1m": round(os.getloadavg()[0], 2),
     }
 
