@@ -8,8 +8,9 @@ are not folded into per-viewer state (sessions, the shared event log): they are 
 
 ``POST /consent {"user_id", "purpose", "granted", "channel"?, "ts"?}`` records a decision in
 the book the service asks; the next request already sees it. With several worker processes
-each holds its own book: decisions are posted to every worker or set in the world's
-``consent.parquet`` before the service starts.
+(``state.backend=redis``) the book is a ``recsys.privacy.shared_consent.SharedConsentBook``:
+a decision posted to any worker is appended to one Redis list that every worker folds before
+it answers, so the next request sees it whichever worker serves it.
 """
 
 from __future__ import annotations
