@@ -127,7 +127,22 @@ def _consent_book(cfg: DictConfig):
     if not folder and not cfg.checkpoint:
         folder = ensure_world(w.preset, int(w.seed), w.cache_dir)
     default = bool(c.get("default", True))
-    return ConsentBook.read(folder, default=default) if folder else ConsentBook(default=default)
+    book = ConsentBook.read(folder, default=default) if folder else ConsentBook(default=default)
+    return _shared_consent(cfg, book) if cfg.state.backend == "redis" else book
+
+
+def _shared_consent(cfg: DictConfig, book):
+    """With state in Redis, every worker folds the same ordered consent decisions: one posted
+    to any worker holds for the next request on all of them."""
+    # Only a Redis-backed service needs the client library.
+    from recsys.privacy.shared_consent import share_consent
+    from recsys.serving.redis_log import RedisBatches
+
+    key = str((cfg.get("consent") or {}).get("key") or "recsys:serve:consent")
+    batches = RedisBatches(url=cfg.state.redis_url, key=key)
+    shared = share_consent(book, batches, fresh=bool(cfg.state.fresh))
+    log.info("consent shared in Redis (%s): %d decisions", key, len(shared.table()))
+    return shared
 
 
 def _attach_consent(app, book):
@@ -202,7 +217,8 @@ def _check_state(cfg: DictConfig) -> None:
         raise ValueError(f"serve: state.backend={backend!r}: expected memory or redis")
     if workers < 1 or (backend == "memory" and workers > 1):
         raise ValueError(
-            f"serve: workers={workers} need state shared between them: state.backend=redis"
+            f"serve: workers={workers} need state shared between them (sessions, live rooms, "
+            "consent decisions): state.backend=redis"
         )
 
 
