@@ -1,0 +1,228 @@
+"""Consent holds across service workers: a decision posted to one worker is seen by the next
+request on any other, erasure removes it from the shared list and from every worker's book, and
+a worker started later replays the list.
+
+The Redis tests need Debian's ``redis-server`` (CI installs it) and skip, saying so, without it;
+two ``recsys-serve`` apps built by ``build_app`` over one Redis stand for two workers (each is
+what a forked worker runs), and one test runs ``recsys-serve workers=2`` itself.
+"""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from recsys.privacy.consent import ConsentBook, Decision
+from recsys.privacy.shared_consent import (
+    RELOAD,
+    SharedConsentBook,
+    decode_decisions,
+    encode_decisions,
+    share_consent,
+)
+from recsys.serving.consent import ANONYMOUS_USER, NO_CONSENT
+from tests.conftest import compose_config
+from tests.test_consent import _session_events
+from tests.test_serving_workers import needs_redis, redis_url, two_workers  # noqa: F401
+
+
+class ListBatches:
+    """The shared list in one process (what ``RedisBatches`` is across processes)."""
+
+    def __init__(self, items: list[bytes]) -> None:
+        self.items, self.cursor = items, 0
+
+    def append(self, data: bytes) -> int:
+        self.items.append(data)
+        return len(self.items) - 1
+
+    def read_new(self) -> tuple[int, list[bytes]]:
+        first, self.cursor = self.cursor, len(self.items)
+        return first, self.items[first:]
+
+    def rewrite(self, fn) -> int:
+        new = [fn(d) for d in self.items]
+        changed = sum(a != b for a, b in zip(new, self.items, strict=True))
+        self.items[:] = new
+        return changed
+
+    def reset(self) -> None:
+        self.items.clear()
+        self.cursor = 0
+
+    def length(self) -> int:
+        return len(self.items)
+
+
+def test_decisions_survive_encoding_exactly():
+    ds = [Decision(7, "marketing", False, 10, "sms"), Decision(2**63 - 2, "coupons", True, 0)]
+    assert decode_decisions(encode_decisions(ds)) == ds
+
+
+def test_two_books_over_one_list_answer_as_one_book():
+    """Decisions taken by either book, in any order of ts: both answer as one plain book that
+    took them in the same order (latest ts wins, a tie goes to the later decision)."""
+    items: list[bytes] = []
+    seed = ConsentBook([Decision(1, "personalisation", False, 5)])
+    a = share_consent(seed, ListBatches(items), fresh=True)
+    b = SharedConsentBook(ListBatches(items))
+    plain = ConsentBook([Decision(1, "personalisation", False, 5)])
+    steps = [(a, Decision(1, "personalisation", True, 3)),  # older: loses to ts 5
+             (b, Decision(2, "personalisation", False, 9)),
+             (a, Decision(2, "personalisation", True, 9)),  # a tie: the later one holds
+             (b, Decision(1, "marketing", False, 4, "push"))]  # fmt: skip
+    for book, decision in steps:
+        book.decide(decision)
+        plain.decide(decision)
+        for other in (a, b):
+            assert other.allowed([1, 2, 3], "personalisation").tolist() == \
+                plain.allowed([1, 2, 3], "personalisation").tolist()  # fmt: skip
+            assert other.allows(1, "marketing", "push") is plain.allows(1, "marketing", "push")
+    assert a.allowed([1, 2], "personalisation").tolist() == [False, True]
+    assert b.table().equals(plain.table())
+
+
+def test_forgetting_rewrites_the_list_and_every_book_rebuilds():
+    items: list[bytes] = []
+    a = share_consent(ConsentBook([Decision(1, "coupons", False, 0)]), ListBatches(items),
+                      fresh=True)  # fmt: skip
+    b = SharedConsentBook(ListBatches(items))
+    b.decide(Decision(1, "personalisation", False, 2))
+    b.decide(Decision(2, "personalisation", False, 2))
+    assert a.forget([1]) == 2
+    assert items[-1] == RELOAD and b"[1," not in b"".join(items)  # the marker names nobody
+    assert b.allows(1, "personalisation") and b.allows(1, "coupons") and b.reloads == 1
+    assert not b.allows(2, "personalisation") and set(b.table()["user_id"]) == {2}
+    later = SharedConsentBook(ListBatches(items))  # a worker started after the erasure
+    assert set(later.table()["user_id"]) == {2}
+
+
+def test_several_workers_without_redis_refuse_to_start(tiny_world_dir):
+    from recsys.cli.serve import build_app
+
+    cfg = compose_config("serve", [f"world.path={tiny_world_dir}", "workers=2"])
+    with pytest.raises(ValueError, match="consent decisions\\): state.backend=redis"):
+        build_app(cfg)
+
+
+# -- two services over one Redis -------------------------------------------------------------
+
+
+def _app(tiny_world_dir, redis_url, *, fresh: bool):  # noqa: F811
+    from recsys.cli.serve import build_app
+
+    cfg = compose_config("serve", [
+        f"world.path={tiny_world_dir}", "state.backend=redis", f"state.redis_url={redis_url}",
+        "state.key=test:consent:events", "consent.key=test:consent", "live_rooms.key=test:c:live",
+        f"state.fresh={str(fresh).lower()}", "clock.speed=0",
+    ])  # fmt: skip
+    return TestClient(build_app(cfg))
+
+
+def _recommend(client, user: int) -> dict:
+    r = client.get("/recommend", params={"user": user, "k": 10})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _consent(client, user: int, granted: bool) -> None:
+    body = {"user_id": user, "purpose": "personalisation", "granted": granted}
+    r = client.post("/consent", json=body)
+    assert r.status_code == 200 and r.json()["allowed"] is granted, r.text
+
+
+@needs_redis
+def test_consent_posted_to_one_worker_holds_on_the_next_request_to_another(
+    tiny_world,
+    tiny_world_dir,
+    redis_url,  # noqa: F811
+):
+    from recsys.serving.redis_log import RedisBatches
+
+    a = _app(tiny_world_dir, redis_url, fresh=True)
+    b = _app(tiny_world_dir, redis_url, fresh=False)  # a second worker: it keeps the lists
+    users = tiny_world.users["user_id"].astype(int).tolist()
+    user, other = users[0], users[1]
+    now = _get_now(a)
+    for viewer in (user, other):
+        r = a.post("/events", json={"events": _session_events(tiny_world, now, viewer)})
+        assert r.status_code == 200 and r.json()["accepted"] > 0
+    anonymous = _recommend(b, ANONYMOUS_USER)["items"]
+    personal = _recommend(b, user)
+    assert personal["personalised_reason"] is None and personal["items"] != anonymous
+    # Withdrawn through A: the very next request, served by B, is not personalised.
+    _consent(a, user, False)
+    out = _recommend(b, user)
+    assert out["cold_start"] and out["personalised_reason"] == NO_CONSENT
+    assert out["items"] == anonymous
+    # B keeps their new events out of per-viewer state too.
+    b.post("/events", json={"events": _session_events(tiny_world, now, user)})
+    assert b.get("/healthz").json()["events_without_consent"] > 0
+    # Granted again through B: A personalises again on its next request.
+    _consent(b, user, True)
+    assert _recommend(a, user)["items"] == personal["items"]
+    _consent(b, other, False)
+    # Erasure through A: the user's decisions leave the list and B's book.
+    forgot = a.post("/forget", json={"users": [user]})
+    assert forgot.status_code == 200 and forgot.json()["consent_decisions"] == 2
+    listed = SharedConsentBook(RedisBatches(url=redis_url, key="test:consent"))
+    assert user not in set(listed.table()["user_id"]) and other in set(listed.table()["user_id"])
+    _recommend(b, user)
+    assert user not in set(b.app.state.consent.table()["user_id"])
+    # A worker started now replays the list: the other viewer's withdrawal holds there too.
+    assert not listed.allows(other, "personalisation")
+    c = _app(tiny_world_dir, redis_url, fresh=False)
+    assert _recommend(c, other)["personalised_reason"] == NO_CONSENT
+
+
+def _get_now(client) -> int:
+    return int(client.get("/healthz").json()["now"])
+
+
+def _per_worker(port: int) -> dict:
+    """An open keep-alive connection to each of the two workers, by pid: connections are
+    opened until both have taken one (the kernel hands each to one of them)."""
+    import http.client
+
+    out, spare = {}, []
+    for _ in range(64):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        pid = _ask(conn, "GET", "/healthz")["worker_pid"]
+        if pid in out:
+            spare.append(conn)
+        else:
+            out[pid] = conn
+        if len(out) == 2:
+            break
+    for conn in spare:
+        conn.close()
+    return out
+
+
+def _ask(conn, method: str, path: str, body: dict | None = None) -> dict:
+    import json
+
+    data = None if body is None else json.dumps(body).encode()
+    conn.request(method, path, body=data, headers={"content-type": "application/json"})
+    response = conn.getresponse()
+    out = json.loads(response.read())
+    assert response.status == 200, out
+    return out
+
+
+@needs_redis
+def test_recsys_serve_with_two_workers_honours_a_withdrawal_on_every_worker(
+    two_workers,  # noqa: F811
+    tiny_world,
+):
+    port, _ = two_workers
+    workers = _per_worker(port)
+    assert len(workers) == 2, "every connection went to one worker"
+    (pid_a, a), (pid_b, b) = sorted(workers.items())
+    user = int(tiny_world.users["user_id"].iloc[2])
+    for granted, by, other in ((False, a, b), (True, b, a), (False, a, b)):
+        body = {"user_id": user, "purpose": "personalisation", "granted": granted}
+        assert _ask(by, "POST", "/consent", body)["allowed"] is granted
+        out = _ask(other, "GET", f"/recommend?user={user}&k=5")
+        assert out["personalised_reason"] == (None if granted else NO_CONSENT), (granted, out)
+    assert {_ask(c, "GET", "/healthz")["worker_pid"] for c in (a, b)} == {pid_a, pid_b}
