@@ -104,7 +104,7 @@ def build_app(cfg: DictConfig):
         auth=_auth(cfg),
         worker_init=partial(limit_threads, threads),
     )
-    book = _consent_book(cfg)
+    book = _consent_book(cfg, service)
     app = _coupons(cfg, app, book) if cfg.get("coupons") and cfg.coupons.model else app
     return _erasure(_live_rooms(cfg, _attach_consent(app, book)))
 
@@ -116,7 +116,7 @@ def _erasure(app):
     return attach_erasure(app)
 
 
-def _consent_book(cfg: DictConfig):
+def _consent_book(cfg: DictConfig, service):
     """The consent book of ``consent.path`` (a folder with consent.parquet; default: the
     world folder of ``world``); a world without one: everyone keeps the default."""
     from recsys.datasets import ensure_world
@@ -128,20 +128,21 @@ def _consent_book(cfg: DictConfig):
         folder = ensure_world(w.preset, int(w.seed), w.cache_dir)
     default = bool(c.get("default", True))
     book = ConsentBook.read(folder, default=default) if folder else ConsentBook(default=default)
-    return _shared_consent(cfg, book) if cfg.state.backend == "redis" else book
+    return _shared_consent(cfg, book, service.log) if cfg.state.backend == "redis" else book
 
 
-def _shared_consent(cfg: DictConfig, book):
+def _shared_consent(cfg: DictConfig, book, events):
     """With state in Redis, every worker folds the same ordered consent decisions: one posted
-    to any worker holds for the next request on all of them."""
+    to any worker holds for the next request on all of them. Every request that reads the
+    event log asks consent first, so the log's read rides on the consent list's."""
     # Only a Redis-backed service needs the client library.
     from recsys.privacy.shared_consent import share_consent
     from recsys.serving.redis_log import RedisBatches
 
-    key = str((cfg.get("consent") or {}).get("key") or "recsys:serve:consent")
-    batches = RedisBatches(url=cfg.state.redis_url, key=key)
+    batches = RedisBatches(url=cfg.state.redis_url, key=str(cfg.consent.key))
     shared = share_consent(book, batches, fresh=bool(cfg.state.fresh))
-    log.info("consent shared in Redis (%s): %d decisions", key, len(shared.table()))
+    log.info("consent shared in Redis (%s): %d decisions", batches.key, len(shared.table()))
+    batches.carry(events.batches)
     return shared
 
 

@@ -6,14 +6,20 @@ different workers get one total order), read from the reader's cursor with ``LRA
 round trip per request. An append returns once Redis holds the batch; how long Redis keeps
 it across its own restarts is Redis's persistence setting (``appendonly``).
 
-``RedisBatches`` is the list itself (opaque batches), which the live rooms of several workers
-share too (``recsys.liveroom.shared``, under their own key). A list is never trimmed while
-the service runs: a worker started later must replay it from the start. The event log grows
-by ~60 bytes per event (about 100 MB per 1.7M events).
+``RedisBatches`` is the list itself (opaque batches), which the live rooms and the consent
+decisions of several workers share too (``recsys.liveroom.shared``,
+``recsys.privacy.shared_consent``, under their own keys). A list can carry ``riders``: lists
+read in the same round trip as it (one pipeline), their new batches kept for the rider's next
+read on the same thread. ``recsys-serve`` makes the event log ride on the consent list, which
+every request reads first, so consent and events together still cost one round trip. A list
+is never trimmed while the service runs: a worker started later must replay it from the
+start. The event log grows by ~60 bytes per event (about 100 MB per 1.7M events).
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Sequence
 
 import redis
@@ -34,19 +40,48 @@ class RedisBatches:
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
         )
         self.cursor = 0  # batches of the list this reader has read
+        self.riders: list[RedisBatches] = []  # lists read in the same round trip as this one
+        self._ahead = threading.local()  # (pid, cursor, batches) a leader read for this thread
+
+    def carry(self, rider: RedisBatches) -> None:
+        """Read ``rider`` whenever this list is read, in the same round trip."""
+        if rider.url != self.url:
+            raise ValueError(f"RedisBatches: {rider.key} is on {rider.url}, not {self.url}")
+        self.riders.append(rider)
 
     def append(self, data: bytes) -> int:
         """Add a batch at the end; returns its position in the list."""
+        self._ahead.read = None  # a read from before this append must not hide it
         return int(self._client.rpush(self.key, data)) - 1
 
     def read_new(self) -> tuple[int, list[bytes]]:
         """(position of the first, the batches appended since the last read)."""
-        first = self.cursor
-        batches = self._client.lrange(self.key, first, -1)
-        self.cursor += len(batches)
+        first, ahead = self.cursor, getattr(self._ahead, "read", None)
+        self._ahead.read = None
+        if ahead is not None and ahead[:2] == (os.getpid(), first):
+            batches = ahead[2]  # read with a leader's list, on this thread, since our last read
+        elif self.riders:
+            batches = self._read_with_riders(first)
+        else:
+            batches = self._client.lrange(self.key, first, -1)
+        self.cursor = first + len(batches)
         return first, batches
 
+    def _read_with_riders(self, first: int) -> list[bytes]:
+        """This list's new batches; each rider's wait for its next read on this thread and in
+        this process (a rider read elsewhere in between moved its cursor: they are dropped)."""
+        at = [rider.cursor for rider in self.riders]
+        pipe = self._client.pipeline(transaction=False)
+        pipe.lrange(self.key, first, -1)
+        for rider, cursor in zip(self.riders, at, strict=True):
+            pipe.lrange(rider.key, cursor, -1)
+        batches, *theirs = pipe.execute()
+        for rider, cursor, rows in zip(self.riders, at, theirs, strict=True):
+            rider._ahead.read = (os.getpid(), cursor, rows)
+        return batches
+
     def reset(self) -> None:
+        self._ahead.read = None
         self._client.delete(self.key)
         self.cursor = 0
 
@@ -84,6 +119,11 @@ class RedisEventLog(EventLog):
     def length(self) -> int:
         """Batches in the log."""
         return self._batches.length()
+
+    @property
+    def batches(self) -> RedisBatches:
+        """The list under the log (another list may carry it: ``RedisBatches.carry``)."""
+        return self._batches
 
     def forget(self, users: Sequence[int]) -> int:
         """The events of ``users`` out of every batch (a batch may become empty, never
