@@ -9,6 +9,8 @@ what a forked worker runs), and one test runs ``recsys-serve workers=2`` itself.
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -226,3 +228,42 @@ def test_recsys_serve_with_two_workers_honours_a_withdrawal_on_every_worker(
         out = _ask(other, "GET", f"/recommend?user={user}&k=5")
         assert out["personalised_reason"] == (None if granted else NO_CONSENT), (granted, out)
     assert {_ask(c, "GET", "/healthz")["worker_pid"] for c in (a, b)} == {pid_a, pid_b}
+
+
+@needs_redis
+def test_a_list_carried_by_another_is_read_in_the_same_round_trip_and_never_stale(redis_url):  # noqa: F811
+    """The event log rides on the consent list: after the consent read, the log's next read on
+    that thread costs no round trip and holds what was appended before the consent read; its
+    own append, or a read of it on another thread in between, makes it ask Redis again."""
+    from recsys.serving.redis_log import RedisBatches
+
+    def lists(tag: str):
+        consent = RedisBatches(url=redis_url, key=f"test:ride:c{tag}")
+        events = RedisBatches(url=redis_url, key=f"test:ride:e{tag}")
+        consent.reset()
+        events.reset()
+        consent.carry(events)
+        return consent, events
+
+    consent, events = lists("1")
+    other = RedisBatches(url=redis_url, key="test:ride:e1")  # another worker's reader
+    other.append(b"a")
+    consent.read_new()
+    asked = events._client.lrange
+    events._client.lrange = None  # a read that went to Redis would fail here
+    assert events.read_new() == (0, [b"a"])
+    events._client.lrange = asked
+    consent.read_new()
+    events.append(b"b")  # its own append: the read ridden before it must not hide it
+    assert events.read_new() == (1, [b"b"])
+    consent.read_new()
+    other.append(b"c")
+    assert events.read_new() == (2, [])  # the ridden read: as of the consent read
+    consent.read_new()
+    reader = threading.Thread(target=events.read_new)  # another thread reads c first
+    reader.start()
+    reader.join()
+    other.append(b"d")
+    assert events.read_new() == (3, [b"d"])  # its cursor moved: the ridden batches are dropped
+    with pytest.raises(ValueError, match="not redis://elsewhere"):
+        RedisBatches(url="redis://elsewhere:1/0", key="x").carry(events)
