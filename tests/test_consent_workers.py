@@ -143,6 +143,8 @@ def test_consent_posted_to_one_worker_holds_on_the_next_request_to_another(
 
     a = _app(tiny_world_dir, redis_url, fresh=True)
     b = _app(tiny_world_dir, redis_url, fresh=False)  # a second worker: it keeps the lists
+    events = b.app.state.ctx.recommender.inner.log  # consent, then the log it carries
+    assert b.app.state.consent.batches.riders == [events.batches]
     users = tiny_world.users["user_id"].astype(int).tolist()
     user, other = users[0], users[1]
     now = _get_now(a)
@@ -221,12 +223,16 @@ def test_recsys_serve_with_two_workers_honours_a_withdrawal_on_every_worker(
     workers = _per_worker(port)
     assert len(workers) == 2, "every connection went to one worker"
     (pid_a, a), (pid_b, b) = sorted(workers.items())
-    user = int(tiny_world.users["user_id"].iloc[2])
+    users = tiny_world.users["user_id"].astype(int).tolist()[2:12]
     for granted, by, other in ((False, a, b), (True, b, a), (False, a, b)):
-        body = {"user_id": user, "purpose": "personalisation", "granted": granted}
-        assert _ask(by, "POST", "/consent", body)["allowed"] is granted
-        out = _ask(other, "GET", f"/recommend?user={user}&k=5")
-        assert out["personalised_reason"] == (None if granted else NO_CONSENT), (granted, out)
+        for user in users:  # each decision through one worker, the next request to the other
+            body = {"user_id": user, "purpose": "personalisation", "granted": granted}
+            assert _ask(by, "POST", "/consent", body)["allowed"] is granted
+            out = _ask(other, "GET", f"/recommend?user={user}&k=5")
+            assert out["personalised_reason"] == (None if granted else NO_CONSENT), (user, out)
+    # Opted out on both workers: 0 personalised answers.
+    answers = [_ask(c, "GET", f"/recommend?user={u}&k=5") for c in (a, b) for u in users]
+    assert sum(r["personalised_reason"] != NO_CONSENT for r in answers) == 0
     assert {_ask(c, "GET", "/healthz")["worker_pid"] for c in (a, b)} == {pid_a, pid_b}
 
 

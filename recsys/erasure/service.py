@@ -1,10 +1,11 @@
 """``POST /forget``: erasure in a running service, behind the operator's token.
 
-Removes raw user ids from the service's session stores and event logs
+Removes raw user ids from the service's session stores, event logs and consent book
 (``recsys.erasure.sessions.forget_in_service``) and from its live rooms (askers of questions,
 and the shared list of posted live events). The files a run wrote are ``recsys-forget``'s; with
 several workers, the one answering forgets in its memory and the shared logs are rewritten
-for all, and the others hold what they folded until they are told too or restarted.
+for all; every worker rebuilds its consent book from the rewritten list on its next request,
+and the others hold the sessions they folded until they are told too or restarted.
 """
 
 from __future__ import annotations
