@@ -1,4 +1,5 @@
-"""The live-commerce data model: six tables and the columns each must carry.
+"""The live-commerce data model: six tables and the columns each must carry, and the consent
+decisions a world may hold beside them (``CONSENT``).
 
 Every table is a pandas DataFrame stored as Parquet. Entity ids are int64; user ids are
 pseudonymised at ingestion (see ``recsys.data.pseudonym``). Times are int64 Unix seconds (UTC).
@@ -133,6 +134,26 @@ EVENTS = TableSchema(
 TABLES: dict[str, TableSchema] = {
     t.name: t for t in (USERS, STREAMERS, PRODUCTS, LIVE_SESSIONS, SHOWCASE, EVENTS)
 }
+
+# Consent decisions a world folder may hold beside its tables (``CONSENT_FILE``; read and
+# honoured by ``recsys.privacy.consent``). Not one of the six tables: no other table refers to
+# it, and a decision may name a viewer with no events. ``channel`` is "" for purposes other
+# than marketing and for a marketing decision that speaks for every channel.
+CONSENT_FILE = "consent.parquet"
+CONSENT_PURPOSES: tuple[str, ...] = ("personalisation", "marketing", "coupons")
+CONSENT_CHANNELS: tuple[str, ...] = ("in_app", "push", "sms")
+CONSENT = TableSchema(
+    "consent",
+    (
+        Column("user_id", "int"),
+        Column("purpose", "str"),
+        Column("channel", "str", nullable=True),
+        Column("granted", "bool"),
+        Column("ts", "int"),
+    ),
+)
+# Every table validation and ingestion know by name: the six, then consent.
+SCHEMAS: dict[str, TableSchema] = {**TABLES, CONSENT.name: CONSENT}
 
 # Optional event fields that become required for a given event type.
 EVENT_REQUIREMENTS: dict[str, tuple[str, ...]] = {

@@ -26,10 +26,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-PURPOSES = ("personalisation", "marketing", "coupons")
-CHANNELS = ("in_app", "push", "sms")
-CONSENT_FILE = "consent.parquet"
-CONSENT_COLUMNS = ("user_id", "purpose", "channel", "granted", "ts")
+# The table's schema lives with the others, so that recsys-ingest can map a platform's own.
+from recsys.data.schema import CONSENT, CONSENT_FILE
+from recsys.data.schema import CONSENT_CHANNELS as CHANNELS
+from recsys.data.schema import CONSENT_PURPOSES as PURPOSES
+
+CONSENT_COLUMNS = tuple(CONSENT.names)
 ALL_CHANNELS = ""
 
 
