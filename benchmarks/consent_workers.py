@@ -8,7 +8,8 @@ consent wirings of a worker with ``state.backend=redis``, each in front of its o
 process (``ConsentBook``, what every worker held before consent was shared); the book shared
 through Redis (``SharedConsentBook``) read apart from the event log; and the shared book
 carrying the log's read in one pipeline (``RedisBatches.carry``, what ``recsys-serve`` wires).
-Blocks of ``recommend`` calls for random viewers alternate between the arms (order reversed
+Blocks of ``recommend`` calls for random viewers, and of ``ingest`` calls (one room entry
+each, for a tenth of them), alternate between the arms (order reversed
 every round, so a drift of the shared machine falls on all); the report gives median / p90 /
 p99 per call, ratios to the own book, the Redis round trips per call (counted at the client:
 each command, or each pipeline, is one), the cost of one consent read alone, and whether a
@@ -36,6 +37,7 @@ from recsys.data.tables import load_tables
 from recsys.datasets import ensure_world
 from recsys.privacy.consent import ConsentBook, Decision
 from recsys.privacy.shared_consent import SharedConsentBook, share_consent
+from recsys.ranking.events import SessionEvent
 from recsys.serving import PopularityLiveService
 from recsys.serving.consent import NO_CONSENT, ConsentedService
 from recsys.serving.redis_log import RedisBatches, RedisEventLog
@@ -88,6 +90,7 @@ def _count_round_trips(services) -> None:
 
 
 ARMS = ("own book", "shared, two reads", "shared, one read")
+CALLS = ("recommend", "ingest")
 
 
 def _services(tables, now: int, url: str) -> dict[str, ConsentedService]:
@@ -115,6 +118,33 @@ def _block(service: ConsentedService, users: np.ndarray, now: int) -> tuple[list
         service.recommend(int(user), now, 10)
         times.append(time.perf_counter() - t0)
     return times, ROUND_TRIPS["n"] - trips
+
+
+def _ingest_block(service, events: list[SessionEvent]) -> tuple[list[float], int]:
+    times, trips = [], ROUND_TRIPS["n"]
+    for event in events:
+        t0 = time.perf_counter()
+        service.ingest([event])
+        times.append(time.perf_counter() - t0)
+    return times, ROUND_TRIPS["n"] - trips
+
+
+def _entries(tables, now: int, users: np.ndarray) -> list[SessionEvent]:
+    """One room entry per viewer, into a room live at ``now``."""
+    s = tables.live_sessions
+    room = s.loc[(s["start_ts"] <= now) & (now <= s["end_ts"])].iloc[0]
+    return [
+        SessionEvent.from_record(
+            {
+                "ts": now - 1,
+                "user_id": int(u),
+                "event_type": "enter",
+                "session_id": int(room["session_id"]),
+                "streamer_id": int(room["streamer_id"]),
+            }
+        )  # fmt: skip
+        for u in users.tolist()
+    ]
 
 
 def _sync_alone(book: SharedConsentBook, n: int) -> list[float]:
@@ -164,32 +194,44 @@ def run(args) -> dict:
         try:
             services = _services(tables, now, redis.url)
             _count_round_trips(services)
-            times = {arm: [] for arm in services}
-            trips = dict.fromkeys(services, 0)
+            times = {(arm, call): [] for arm in ARMS for call in CALLS}
+            trips = dict.fromkeys(times, 0)
             for r in range(args.rounds):
                 picked = rng.choice(users, args.block)
+                entries = _entries(tables, now, picked[: args.block // 10])
                 arms = list(ARMS) if r % 2 == 0 else list(ARMS)[::-1]
                 for arm in arms:
-                    t, n = _block(services[arm], picked, now)
-                    times[arm] += t
-                    trips[arm] += n
+                    done = {"recommend": _block(services[arm], picked, now),
+                            "ingest": _ingest_block(services[arm], entries)}  # fmt: skip
+                    for call, (t, n) in done.items():
+                        times[arm, call] += t
+                        trips[arm, call] += n
             sync = _sync_alone(services["shared, two reads"].book, args.rounds * args.block)
             held = _withdrawal(redis.url, int(users[0]), now, services)
         finally:
             redis.stop()
-    arms = {arm: {**_stats(t), "round_trips_per_call": trips[arm] / len(t)}
-            for arm, t in times.items()}  # fmt: skip
-    own = arms["own book"]
+    calls = {
+        call: {arm: {**_stats(times[arm, call]),
+                     "round_trips_per_call": trips[arm, call] / len(times[arm, call])}
+               for arm in ARMS}
+        for call in CALLS
+    }  # fmt: skip
     return {
         "command": recorded_command("benchmarks/consent_workers.py", sys.argv[1:]),
         "preset": args.preset,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}, load average {os.getloadavg()[0]:.2f} at the end",
-        "arms": arms,
+        "calls": calls,
         "ratios_over_own_book": {
-            arm: {"median": a["median_us"] / own["median_us"], "p99": a["p99_us"] / own["p99_us"]}
-            for arm, a in arms.items()
-            if arm != "own book"
+            call: {
+                arm: {
+                    "median": a["median_us"] / arms["own book"]["median_us"],
+                    "p99": a["p99_us"] / arms["own book"]["p99_us"],
+                }
+                for arm, a in arms.items()
+                if arm != "own book"
+            }
+            for call, arms in calls.items()
         },
         "consent_sync_alone": _stats(sync),
         "withdrawal": held,
@@ -203,19 +245,22 @@ def markdown(r: dict) -> str:
         f"Command: `{r['command']}`  ",
         f"Machine: {r['machine']}; one private redis-server on localhost.",
         "",
-        "| consent book | calls | median µs | p90 µs | p99 µs | Redis round trips / call |",
-        "|---|---|---|---|---|---|",
+        "| call | consent book | calls | median µs | p90 µs | p99 µs | Redis round trips / call |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for arm, a in r["arms"].items():
-        lines.append(f"| {arm} | {a['calls']} | {a['median_us']:.0f} | {a['p90_us']:.0f} | "
-                     f"{a['p99_us']:.0f} | {a['round_trips_per_call']:.2f} |")  # fmt: skip
+    for call, arms in r["calls"].items():
+        for arm, a in arms.items():
+            lines.append(f"| {call} | {arm} | {a['calls']} | {a['median_us']:.0f} | "
+                         f"{a['p90_us']:.0f} | {a['p99_us']:.0f} | "
+                         f"{a['round_trips_per_call']:.2f} |")  # fmt: skip
     s, w = r["consent_sync_alone"], r["withdrawal"]
     lines += [
         "",
         "Over the own book: "
         + "; ".join(
-            f"{arm} median x{q['median']:.2f}, p99 x{q['p99']:.2f}"
-            for arm, q in r["ratios_over_own_book"].items()
+            f"{call} {arm} median x{q['median']:.2f}, p99 x{q['p99']:.2f}"
+            for call, arms in r["ratios_over_own_book"].items()
+            for arm, q in arms.items()
         )
         + f". One consent read alone (nothing new): median {s['median_us']:.0f} µs, "
         f"p99 {s['p99_us']:.0f} µs.",
