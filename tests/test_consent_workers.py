@@ -9,7 +9,10 @@ what a forked worker runs), and one test runs ``recsys-serve workers=2`` itself.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -25,7 +28,12 @@ from recsys.privacy.shared_consent import (
 from recsys.serving.consent import ANONYMOUS_USER, NO_CONSENT
 from tests.conftest import compose_config
 from tests.test_consent import _session_events
-from tests.test_serving_workers import needs_redis, redis_url, two_workers  # noqa: F401
+from tests.test_serving_workers import (  # noqa: F401
+    _children,
+    needs_redis,
+    redis_url,
+    two_workers,
+)
 
 
 class ListBatches:
@@ -219,7 +227,7 @@ def test_recsys_serve_with_two_workers_honours_a_withdrawal_on_every_worker(
     two_workers,  # noqa: F811
     tiny_world,
 ):
-    port, _ = two_workers
+    port, server = two_workers
     workers = _per_worker(port)
     assert len(workers) == 2, "every connection went to one worker"
     (pid_a, a), (pid_b, b) = sorted(workers.items())
@@ -234,6 +242,19 @@ def test_recsys_serve_with_two_workers_honours_a_withdrawal_on_every_worker(
     answers = [_ask(c, "GET", f"/recommend?user={u}&k=5") for c in (a, b) for u in users]
     assert sum(r["personalised_reason"] != NO_CONSENT for r in answers) == 0
     assert {_ask(c, "GET", "/healthz")["worker_pid"] for c in (a, b)} == {pid_a, pid_b}
+    # A worker that dies is replaced by a fork of the supervisor, which never read the
+    # decisions: the replacement replays them before its first answer.
+    a.close()
+    os.kill(pid_a, signal.SIGKILL)
+    for _ in range(100):
+        if len(_children(server.pid)) == 2 and pid_a not in _children(server.pid):
+            break
+        time.sleep(0.1)
+    fresh = {pid: c for pid, c in _per_worker(port).items() if pid != pid_b}
+    assert fresh and pid_a not in fresh, "no connection reached the replacement"
+    replacement = fresh.popitem()[1]
+    answers = [_ask(replacement, "GET", f"/recommend?user={u}&k=5") for u in users]
+    assert sum(r["personalised_reason"] != NO_CONSENT for r in answers) == 0
 
 
 @needs_redis
