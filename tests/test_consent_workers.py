@@ -241,7 +241,12 @@ def test_recsys_serve_with_two_workers_honours_a_withdrawal_on_every_worker(
     # Opted out on both workers: 0 personalised answers.
     answers = [_ask(c, "GET", f"/recommend?user={u}&k=5") for c in (a, b) for u in users]
     assert sum(r["personalised_reason"] != NO_CONSENT for r in answers) == 0
-    assert {_ask(c, "GET", "/healthz")["worker_pid"] for c in (a, b)} == {pid_a, pid_b}
+    health = [_ask(c, "GET", "/healthz") for c in (a, b)]
+    assert {h["worker_pid"] for h in health} == {pid_a, pid_b}
+    read = {(h["consent"], h["consent_batches_read"], h["consent_decisions"]) for h in health}
+    assert len(read) == 1, read  # both workers read the same list to its end
+    kind, _, decisions = read.pop()
+    assert kind == "shared" and decisions >= 30
     # A worker that dies is replaced by a fork of the supervisor, which never read the
     # decisions: the replacement replays them before its first answer.
     a.close()

@@ -126,6 +126,10 @@ class ConsentBook:
             out[purpose] = self.allowed(users, purpose)
         return out
 
+    def describe(self) -> dict:
+        """What ``/healthz`` says of the book."""
+        return {"consent": "in-process", "consent_decisions": len(self._log)}
+
     def table(self) -> pd.DataFrame:
         """Every decision taken, in ``CONSENT_COLUMNS`` and order."""
         with self._lock:

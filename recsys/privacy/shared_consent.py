@@ -87,6 +87,12 @@ class SharedConsentBook(ConsentBook):
         self.reloads += 1
         return len(decisions)
 
+    def describe(self) -> dict:
+        """Every worker reports the same list: its key, the batches read, the rebuilds."""
+        return {"consent": "shared", "consent_key": getattr(self.batches, "key", None),
+                "consent_batches_read": self.batches.cursor, "consent_reloads": self.reloads,
+                "consent_decisions": len(self._log)}  # fmt: skip
+
     def decide(self, decision: Decision) -> None:
         """Append the decision to the shared list; this and every other worker then fold it."""
         self.batches.append(encode_decisions([decision]))

@@ -58,7 +58,8 @@ class ConsentedService(RecommenderService):
         return self.inner.ingest(kept) if kept else 0
 
     def health(self, now: int) -> dict:
-        return {**self.inner.health(now), "events_without_consent": self.withheld_events}
+        return {**self.inner.health(now), "events_without_consent": self.withheld_events,
+                **self.book.describe()}  # fmt: skip
 
 
 class ConsentIn(BaseModel):
