@@ -109,7 +109,15 @@ def train(cfg: DictConfig | Mapping) -> dict[str, float]:
         metrics = _follow(c)
     else:
         metrics = _train(c, evaluate=False)
-    return sharding.broadcast(metrics) if distributed.enabled else metrics
+    if not distributed.enabled:
+        return metrics
+    metrics = sharding.broadcast(metrics)
+    # The ranks leave the group together: a process exiting with its group open can be aborted
+    # at interpreter shutdown by the backend's threads ("terminate called without an active
+    # exception"), failing a run that has finished.
+    sharding.barrier()
+    sharding.stop()
+    return metrics
 
 
 def _streams_from_rank_zero(c: Mapping) -> bool:
