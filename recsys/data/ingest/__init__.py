@@ -8,7 +8,8 @@ write the vocabularies every later stage maps ids with.
 
 from recsys.data.ingest.mapping import MappingError, TableSource, source_from_dict
 from recsys.data.ingest.memory import entity_vocabs, ingest, pseudonymise_tables
-from recsys.data.ingest.run import IngestReport, IngestSettings, ingest_files
+from recsys.data.ingest.report import IngestReport
+from recsys.data.ingest.run import IngestSettings, ingest_files
 
 __all__ = [
     "IngestReport",

@@ -6,7 +6,11 @@ keeps its own name, and one mapped to None is absent from the raw table (allowed
 nullable columns; it reads as missing everywhere). ``values`` maps raw values of a column to
 schema values (``event_type: {view_start: enter, buy: purchase}``); raw values it does not
 name pass through unchanged, so an unknown event type is still reported by validation.
-Time columns read in ``time_unit`` (``s``, ``ms``, ``us``, ``ns``, or ``iso`` for date-time
+The optional ``consent`` table maps a platform's consent log the same way: its purpose and
+channel labels and its granted values (``yes``/``no``, ``opt_in``/``opt_out``, ``1``/``0``)
+through ``values``. A platform whose one label names purpose and channel at once
+(``sms_marketing``) maps it to ``purpose:channel`` (``marketing:sms``), with ``channel`` mapped
+to None. Time columns read in ``time_unit`` (``s``, ``ms``, ``us``, ``ns``, or ``iso`` for date-time
 text such as ``2024-06-03 20:15:00+08:00``, UTC when no offset is given) are converted to the
 schema's Unix seconds.
 """
@@ -22,7 +26,7 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as pdt
 
-from recsys.data.schema import TABLES, TableSchema
+from recsys.data.schema import SCHEMAS, TableSchema
 
 Format = Literal["auto", "parquet", "csv", "jsonl"]
 TIME_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -30,7 +34,9 @@ TIME_COLUMNS: dict[str, tuple[str, ...]] = {
     "live_sessions": ("start_ts", "end_ts"),
     "showcase": ("start_ts", "end_ts"),
     "events": ("ts",),
+    "consent": ("ts",),
 }
+LABEL_SEPARATOR = ":"  # a consent purpose label mapped to "marketing:sms" names the channel too
 TIME_UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000, "iso": 0}
 
 
@@ -47,9 +53,9 @@ class TableSource:
     time_unit: str = "s"
 
     def __post_init__(self) -> None:
-        if self.table not in TABLES:
-            raise MappingError(f"unknown table {self.table!r}; tables: {sorted(TABLES)}")
-        schema = TABLES[self.table]
+        if self.table not in SCHEMAS:
+            raise MappingError(f"unknown table {self.table!r}; tables: {sorted(SCHEMAS)}")
+        schema = SCHEMAS[self.table]
         for name, raw in self.columns.items():
             if name not in schema.names:
                 raise MappingError(f"table {self.table!r} has no column {name!r} to map")
@@ -60,10 +66,20 @@ class TableSource:
                 raise MappingError(f"table {self.table!r}: values given for unknown {name!r}")
         if self.time_unit not in TIME_UNITS:
             raise MappingError(f"table {self.table!r}: time_unit must be one of {list(TIME_UNITS)}")
+        if self.labels_name_channels() and self.raw_name("channel") is not None:
+            raise MappingError(
+                f"table {self.table!r}: values.purpose names channels ('marketing:sms'), so the "
+                "channel comes from the label: map columns.channel to null"
+            )
 
     @property
     def schema(self) -> TableSchema:
-        return TABLES[self.table]
+        return SCHEMAS[self.table]
+
+    def labels_name_channels(self) -> bool:
+        """True when consent purpose labels map to ``purpose:channel``."""
+        labels = self.values.get("purpose", {}).values() if self.table == "consent" else ()
+        return any(LABEL_SEPARATOR in v for v in labels)
 
     def raw_name(self, column: str) -> str | None:
         return self.columns.get(column, column)
@@ -110,6 +126,8 @@ def apply_mapping(raw: pd.DataFrame, source: TableSource, where: str) -> pd.Data
         out[column] = _mapped_values(raw[name], source.values.get(column))
     for column in TIME_COLUMNS.get(source.table, ()):
         out[column] = _to_seconds(out[column], TIME_UNITS[source.time_unit])
+    if source.table == "consent":
+        out["purpose"], out["channel"] = _purpose_and_channel(out["purpose"], out["channel"])
     used = {source.raw_name(c) for c in source.schema.names}
     rest = {str(c): raw[c] for c in raw.columns if c not in used and c not in out}
     return pd.DataFrame({**out, **rest}, index=raw.index)
@@ -123,6 +141,19 @@ def _mapped_values(column: pd.Series, values: Mapping[str, str] | None) -> pd.Se
     mapped = np.array([values.get(str(v), v) for v in distinct], dtype=object)
     out = np.where(codes >= 0, mapped[np.maximum(codes, 0)] if len(mapped) else None, None)
     return pd.Series(out, index=column.index, dtype="str")
+
+
+def _purpose_and_channel(purpose: pd.Series, channel: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Mapped ``purpose:channel`` labels split in two; a blank or missing channel is "" (the
+    purpose as a whole, every channel of marketing)."""
+    text = purpose.astype("str")
+    if text.str.contains(LABEL_SEPARATOR, regex=False).any():
+        parts = text.str.split(LABEL_SEPARATOR, n=1, expand=True)
+        named = parts[1].notna()
+        purpose = parts[0].where(text.notna(), purpose)
+        channel = parts[1].where(named, channel)
+    channel = channel.astype("str").str.strip().fillna("")
+    return purpose, channel
 
 
 def _to_seconds(column: pd.Series, per_second: int) -> pd.Series:

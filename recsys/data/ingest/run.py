@@ -35,9 +35,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from recsys.data.ingest.consent import held_decisions, held_mask, write_decisions
 from recsys.data.ingest.mapping import MappingError, TableSource, apply_mapping
 from recsys.data.ingest.pseudonyms import Pseudonymiser
 from recsys.data.ingest.readers import Chunk, ReadOptions, read_chunks, table_files, total_rows
+from recsys.data.ingest.report import IngestReport
 from recsys.data.ingest.state import EventState, IdRanges
 from recsys.data.schema import EVENT_TYPES, TABLES
 from recsys.data.tables import (
@@ -94,41 +96,6 @@ class IngestSettings:
 
 
 @dataclass
-class IngestReport:
-    out_dir: Path
-    counts: dict[str, TableCounts]
-    already_present: dict[str, int]  # accepted rows whose id the world already held
-    quarantine: Path
-    appended: bool
-    seconds: float
-    peak_chunk_rows: int = 0
-    batch: int = 0
-    # wall (and CPU: *_cpu) seconds of the entity tables, the events and the final writes
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-    tombstoned: dict[str, int] = field(default_factory=dict)  # rows of forgotten users dropped
-
-    @property
-    def n_rejected(self) -> int:
-        return sum(c.rejected for c in self.counts.values())
-
-    def summary(self) -> str:
-        verb = "appended to" if self.appended else "wrote"
-        lines = [
-            f"ingest: {verb} {self.out_dir} in {self.seconds:.1f} s (batch {self.batch})",
-            f"  {'table':<14}{'input':>11}{'accepted':>11}{'rejected':>11}{'present':>11}",
-        ]
-        for name, c in self.counts.items():
-            lines.append(f"  {name:<14}{c.input:>11}{c.accepted:>11}{c.rejected:>11}"
-                         f"{self.already_present.get(name, 0):>11}")  # fmt: skip
-            lines += [f"      {key}: {n}" for key, n in c.reasons.items()]
-        lines += [f"  {name}: {n} rows of forgotten users dropped (tombstones)"
-                  for name, n in self.tombstoned.items() if n]  # fmt: skip
-        if self.n_rejected:
-            lines.append(f"  rejected rows with their reasons: {self.quarantine}")
-        return "\n".join(lines)
-
-
-@dataclass
 class _Run:
     settings: IngestSettings
     out: Path
@@ -141,6 +108,7 @@ class _Run:
     peak_rows: int = 0
     tombstoned: dict[str, int] = field(default_factory=dict)
     forgotten: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    consent: pd.DataFrame | None = None  # the world's decisions after this run (None: untouched)
 
     @property
     def quarantine(self) -> Path:
@@ -172,6 +140,7 @@ def ingest_files(settings: IngestSettings) -> IngestReport:
         _log_table(run, "events")
         stages["events"] = time.perf_counter() - began - stages["entities"]
         stages["events_cpu"] = time.process_time() - cpu - stages["entities_cpu"]
+        run.consent = _consent(run)
     except BaseException:
         shutil.rmtree(run.incoming, ignore_errors=True)
         shutil.rmtree(run.quarantine, ignore_errors=True)
@@ -328,12 +297,33 @@ def _drop_present(run: _Run, name: str, rows: _Rows, old: pd.DataFrame | None) -
     readable = np.logical_and.reduce([p.present for p in parsed]) & (rows.unreadable == "")
     keys = pd.MultiIndex.from_arrays([p.values for p in parsed])
     held = pd.MultiIndex.from_frame(old[cols].astype("int64"))
-    there = readable & keys.isin(held)
+    return _set_aside(run, name, rows, readable & keys.isin(held))
+
+
+def _set_aside(run: _Run, name: str, rows: _Rows, there: np.ndarray) -> _Rows:
+    """The rows not ``there``; those are counted as accepted and already present."""
     n = int(there.sum())
     if n:
         run.present[name] = run.present.get(name, 0) + n
         run.counts[name] = _add_counts(run.counts.get(name), TableCounts(n, n, 0, {}))
     return rows.take(~there) if n else rows
+
+
+def _consent(run: _Run) -> pd.DataFrame | None:
+    """The world's consent decisions, then this run's accepted ones (``recsys.data.ingest.
+    consent``); None when the mapping has no consent table (the world's file stays as it is)."""
+    if "consent" not in run.settings.tables:
+        return None
+    held = held_decisions(run.out)
+    parts, known = [held], Known.from_accepted({})
+    run.counts["consent"] = TableCounts(0, 0, 0, {})
+    for chunk in _chunks(run, "consent"):
+        rows = _prepare(run, "consent", chunk, 0)
+        rows = _set_aside(run, "consent", rows, held_mask(rows.frame, held) & (
+            rows.unreadable == ""))  # fmt: skip
+        parts.append(_check(run, "consent", rows, known, None).accepted)
+    _log_table(run, "consent")
+    return pd.concat(parts, ignore_index=True)
 
 
 def _events(run: _Run, state: EventState) -> dict:
@@ -388,6 +378,8 @@ def _commit(run: _Run, state: EventState, events: dict, manifest: dict | None) -
     shutil.rmtree(run.incoming, ignore_errors=True)
     (out / "events").mkdir(parents=True, exist_ok=True)
     save_vocabs(_grown_vocabs(run, out), out / "vocab")
+    if run.consent is not None:
+        write_decisions(run.consent, out)
     state.save(out)
     record = _manifest(run, events, manifest, first + len(events["parts"]))
     tmp = out / ".manifest.json.tmp"
@@ -408,6 +400,8 @@ def _manifest(run: _Run, events: dict, old: dict | None, n_parts: int) -> dict:
     old = old or {}
     counts = {name: len(run.tables[name]) for name in ENTITY_TABLES}
     counts["events"] = old.get("counts", {}).get("events", 0) + run.counts["events"].accepted
+    consent = len(run.consent) if run.consent is not None else old.get("counts", {}).get("consent")
+    counts.update({} if consent is None else {"consent": consent})
     by_type = {t: old.get("event_counts", {}).get(t, 0) + n
                for t, n in events["event_counts"].items()}  # fmt: skip
     ranges = [r for r in (old.get("time_range"), events["time_range"]) if r and r[0] is not None]

@@ -31,7 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recsys.data.schema import TABLES, TableSchema
+from recsys.data.schema import SCHEMAS, TABLES, TableSchema
 from recsys.data.tables import LiveCommerceTables, load_tables
 from recsys.data.validation.checks import Finding, Known, Parsed, check_table
 from recsys.data.validation.coercion import clean_frame, parse_table
@@ -164,7 +164,7 @@ def check_frame(
     faults found while reading (an unreadable line); ``after`` adds checks that need state
     beyond the chunk (a key seen in an earlier chunk).
     """
-    schema = TABLES[name]
+    schema = SCHEMAS[name]
     raw = raw.reset_index(drop=True)
     parsed = parse_table(raw, schema)
     findings = [*before, *check_table(name, raw, parsed, known)]

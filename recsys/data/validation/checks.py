@@ -1,4 +1,5 @@
-"""Row checks for the six live-commerce tables, each one vectorised over a whole table.
+"""Row checks for the six live-commerce tables and the consent decisions, each one vectorised
+over a whole table.
 
 A check returns a ``Finding``: the field it concerns, a short reason that names the kind of
 problem ("negative amount", "unknown user"), and the offending rows with a per-row detail.
@@ -17,7 +18,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from recsys.data.schema import EVENT_REQUIREMENTS, EVENT_TYPES, TABLES, TableSchema
+from recsys.data.schema import (
+    CONSENT_CHANNELS,
+    CONSENT_PURPOSES,
+    EVENT_REQUIREMENTS,
+    EVENT_TYPES,
+    SCHEMAS,
+    TABLES,
+    TableSchema,
+)
 from recsys.data.validation.coercion import INVALID_REASON, ParsedColumn
 
 # Numeric fields that must not be negative, per table.
@@ -298,9 +307,29 @@ def event_findings(parsed: Parsed, known: Known, earlier: list[Finding]) -> list
     return [*out, monotone_in_session(parsed, ~flagged)]
 
 
+def consent_findings(parsed: Parsed) -> list[Finding]:
+    """Purposes and channels outside the consent vocabulary (what a platform's labels did not
+    map to), and a channel on a purpose that has none."""
+    purpose = pd.Series(parsed["purpose"].values, dtype="str")
+    channel = pd.Series(parsed["channel"].values, dtype="str").fillna("")
+    present = parsed["purpose"].present
+    unknown = present & ~purpose.isin(CONSENT_PURPOSES).to_numpy(bool)
+    bad_channel = ~channel.isin(("", *CONSENT_CHANNELS)).to_numpy(bool)
+    misplaced = present & ~unknown & ~bad_channel & (channel != "").to_numpy(bool)
+    misplaced &= (purpose != "marketing").to_numpy(bool)
+    return [
+        finding("purpose", "unknown purpose", unknown, purpose.to_numpy(object),
+                f" (known: {', '.join(CONSENT_PURPOSES)})"),
+        finding("channel", "unknown channel", bad_channel, channel.to_numpy(object),
+                f" (known: {', '.join(CONSENT_CHANNELS)}, or blank for all)"),
+        finding("channel", "channel on a purpose without channels", misplaced,
+                channel.to_numpy(object), " for ", purpose.to_numpy(object)),
+    ]  # fmt: skip
+
+
 def check_table(name: str, raw: pd.DataFrame, parsed: Parsed, known: Known) -> list[Finding]:
     """Every finding for one table, in a fixed order (the first one names a row's fault)."""
-    schema = TABLES[name]
+    schema = SCHEMAS[name]
     out = [
         *column_findings(raw, parsed, schema),
         *duplicate_key(parsed, schema),
@@ -313,4 +342,6 @@ def check_table(name: str, raw: pd.DataFrame, parsed: Parsed, known: Known) -> l
         out += [within_session(parsed, "start_ts", known), within_session(parsed, "end_ts", known)]
     if name == "events":
         out += event_findings(parsed, known, out)
+    if name == "consent":
+        out += consent_findings(parsed)
     return [f for f in out if len(f.rows)]
