@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from recsys.data.ingest.mapping import TIME_COLUMNS, TIME_UNITS
+from recsys.data.ingest.mapping import LABEL_SEPARATOR, TIME_COLUMNS, TIME_UNITS
 from recsys.data.tables import ENTITY_TABLES, load_tables
 
 WRITERS = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet"}
@@ -47,6 +47,42 @@ def export_world(
                          "time_unit": time_unit}  # fmt: skip
     mapping["events"]["values"] = {"event_type": {raw: s for s, raw in event_names.items()}}
     return mapping
+
+
+def export_consent(
+    decisions: pd.DataFrame,
+    out_dir: str | Path,
+    *,
+    format: str = "csv",
+    columns: Mapping[str, str | None],
+    labels: Mapping[str, str],
+    granted: Mapping[bool, str],
+    time_unit: str = "s",
+) -> dict:
+    """Consent decisions (``recsys.data.schema.CONSENT`` columns) written as ``consent`` under
+    ``out_dir`` the way a platform might keep them: ``columns`` renames (``channel`` to None:
+    no channel column, the label names it), ``labels`` gives the platform's label of each
+    purpose (or ``purpose:channel``), ``granted`` its value for True and False. Returns the
+    ``consent`` section of an ingest config that maps the file back."""
+    in_label = columns.get("channel", "channel") is None
+    keys = decisions["purpose"].astype(str)
+    if in_label:
+        channel = decisions["channel"].fillna("").astype(str)
+        keys = keys.where(channel == "", keys + LABEL_SEPARATOR + channel)
+    unknown = sorted(set(keys) - set(labels))
+    if unknown:
+        raise ValueError(f"export_consent: no platform label for {unknown}")
+    frame = pd.DataFrame({"user_id": decisions["user_id"], "purpose": keys.map(labels)})
+    if not in_label:
+        frame["channel"] = decisions["channel"]
+    frame["granted"] = decisions["granted"].map({bool(k): v for k, v in granted.items()})
+    frame["ts"] = decisions["ts"] * TIME_UNITS[time_unit]
+    renames = {k: v for k, v in columns.items() if v is not None}
+    path = _write(frame.rename(columns=renames), Path(out_dir), "consent", format, 0)
+    values = {"purpose": {raw: key for key, raw in labels.items()},
+              "granted": {raw: bool(k) for k, raw in granted.items()}}  # fmt: skip
+    return {"path": str(path.relative_to(out_dir)), "columns": dict(columns), "values": values,
+            "time_unit": time_unit}  # fmt: skip
 
 
 def _in_unit(frame: pd.DataFrame, table: str, per_second: int) -> pd.DataFrame:
