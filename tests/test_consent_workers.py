@@ -99,6 +99,7 @@ def test_forgetting_rewrites_the_list_and_every_book_rebuilds():
     b = SharedConsentBook(ListBatches(items))
     b.decide(Decision(1, "personalisation", False, 2))
     b.decide(Decision(2, "personalisation", False, 2))
+    assert a.forget([3]) == 0 and RELOAD not in items  # nobody's decisions: no rebuild
     assert a.forget([1]) == 2
     assert items[-1] == RELOAD and b"[1," not in b"".join(items)  # the marker names nobody
     assert b.allows(1, "personalisation") and b.allows(1, "coupons") and b.reloads == 1

@@ -26,7 +26,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from recsys.privacy.consent import ConsentBook, Decision
+from recsys.privacy.consent import ALL_CHANNELS, ConsentBook, Decision
 
 RELOAD = b'{"reload":"forget"}'  # every reader rebuilds its book from the whole list
 SEED_BATCH = 10_000  # decisions per batch when the table seeds the list
@@ -98,11 +98,11 @@ class SharedConsentBook(ConsentBook):
         self.batches.append(encode_decisions([decision]))
         self.sync()
 
-    def allowed(self, users, purpose: str, channel: str = "") -> np.ndarray:
+    def allowed(self, users, purpose: str, channel: str = ALL_CHANNELS) -> np.ndarray:
         self.sync()
         return super().allowed(users, purpose, channel)
 
-    def withheld(self, purpose: str, channel: str = "") -> np.ndarray:
+    def withheld(self, purpose: str, channel: str = ALL_CHANNELS) -> np.ndarray:
         self.sync()
         return super().withheld(purpose, channel)
 
@@ -126,7 +126,8 @@ class SharedConsentBook(ConsentBook):
 
         with self._sync_lock:
             self.batches.rewrite(without)
-            self.batches.append(RELOAD)
+            if removed:  # no worker holds a decision of theirs otherwise: nothing to rebuild
+                self.batches.append(RELOAD)
             self.sync()
         return removed
 
