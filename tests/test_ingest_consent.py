@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from recsys.cli import forget as forget_cli
 from recsys.cli import ingest as ingest_cli
 from recsys.cli.serve import build_app
+from recsys.data.ingest import MappingError, source_from_dict
 from recsys.data.pseudonym import pseudonymise
 from recsys.data.tables import load_tables, read_manifest
 from recsys.data.validation import ValidationError
@@ -108,6 +109,15 @@ def test_labels_and_values_map_and_ids_are_the_events_pseudonyms(raw, viewers, t
     assert not book.allows(_pseudonym(c), "marketing", "sms")
     assert book.allows(_pseudonym(c), "marketing", "push")
     assert read_manifest(tmp_path / "w")["counts"]["consent"] == 6
+
+
+def test_unquoted_yes_no_in_yaml_is_refused_naming_the_fix():
+    spec = OmegaConf.create("path: consent\nvalues: {granted: {yes: true, no: false}}")
+    with pytest.raises(MappingError, match=r"values.granted has a key read as a boolean.*'yes'"):
+        source_from_dict("consent", OmegaConf.to_container(spec))
+    quoted = OmegaConf.create("path: consent\nvalues: {granted: {'yes': true, 'no': false}}")
+    mapped = source_from_dict("consent", OmegaConf.to_container(quoted)).values["granted"]
+    assert mapped == {"yes": "True", "no": "False"}
 
 
 BAD = [

@@ -100,6 +100,12 @@ def source_from_dict(table: str, spec: Mapping) -> TableSource:
     if unknown:
         raise MappingError(f"table {table!r}: unknown settings {sorted(unknown)}; known {known}")
     values = spec.get("values") or {}
+    for column, labels in values.items():
+        if any(isinstance(raw, bool) for raw in labels):
+            raise MappingError(
+                f"table {table!r}: values.{column} has a key read as a boolean: YAML reads yes, "
+                "no, on, off unquoted as true / false; quote raw values ('yes': true)"
+            )
     return TableSource(
         table=table,
         path=str(spec["path"]),

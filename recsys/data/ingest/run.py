@@ -3,9 +3,10 @@
 Each table is read in chunks (``recsys.data.ingest.readers``), its columns and values mapped to
 the schema (``recsys.data.ingest.mapping``), user ids pseudonymised, and every chunk validated
 against the rows accepted so far (``recsys.data.validation.check_frame``): entity tables first,
-events last. Events never sit in memory beyond one chunk: each chunk's accepted rows become an
-``events/part-*.parquet`` file and its rejected rows a quarantine file, so memory follows the
-chunk size and the entity tables, not the event log.
+then events, then the optional consent log (``recsys.data.ingest.consent``). Events never sit
+in memory beyond one chunk: each chunk's accepted rows become an ``events/part-*.parquet`` file
+and its rejected rows a quarantine file, so memory follows the chunk size and the entity
+tables, not the event log.
 
 The folder written is the one ``recsys-simulate`` writes (tables, ``events/``, ``vocab/``,
 ``manifest.json``; no ``truth/``), plus ``quarantine/batch-<n>/`` and the ingestion state.
