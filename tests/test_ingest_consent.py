@@ -18,10 +18,11 @@ from recsys.cli import forget as forget_cli
 from recsys.cli import ingest as ingest_cli
 from recsys.cli.serve import build_app
 from recsys.data.ingest import MappingError, source_from_dict
+from recsys.data.ingest.export import export_world
 from recsys.data.pseudonym import pseudonymise
 from recsys.data.tables import load_tables, read_manifest
 from recsys.data.validation import ValidationError
-from recsys.privacy.consent import CONSENT_COLUMNS, ConsentBook
+from recsys.privacy.consent import CONSENT_COLUMNS, ConsentBook, Decision, plant_opt_outs
 from recsys.serving.consent import NO_CONSENT
 from tests.conftest import compose_config
 
@@ -240,3 +241,18 @@ def test_a_viewer_opted_out_in_the_raw_log_gets_the_anonymous_ranking(raw, tmp_p
             assert out["cold_start"] and out["personalised_reason"] == NO_CONSENT
         out = client.get("/recommend", params={"user": other, "k": 10}).json()
         assert out["personalised_reason"] != NO_CONSENT
+
+
+def test_a_book_written_by_recsys_round_trips_through_the_schema_mapping(tiny_world_dir, tmp_path):
+    """Tables named as the schema: a consent file in ``CONSENT_COLUMNS`` (what ConsentBook
+    writes) maps with nothing but its path."""
+    raw = tmp_path / "raw"
+    export_world(tiny_world_dir, raw, format="parquet")
+    users = load_tables(tiny_world_dir).users["user_id"].to_numpy(np.int64)
+    book = plant_opt_outs(users, share=0.1, seed=3, ts=100)
+    book.decide(Decision(int(users[0]), "marketing", True, 200, "sms"))
+    book.write(raw)
+    more = ["progress=false", "pseudonymise=false", "++tables.consent.path=consent"]
+    cfg = compose_config("ingest", [f"source={raw}", f"out_dir={tmp_path / 'w'}", *more])
+    assert ingest_cli.run(cfg).counts["consent"].accepted == len(book.table())
+    pd.testing.assert_frame_equal(ConsentBook.read(tmp_path / "w").table(), book.table())

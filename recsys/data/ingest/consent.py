@@ -41,16 +41,20 @@ def held_decisions(world: Path) -> pd.DataFrame:
     return frame[CONSENT.names].assign(channel=frame["channel"].fillna(""))
 
 
-def held_mask(frame: pd.DataFrame, held: pd.DataFrame) -> np.ndarray:
-    """(n,) bool: rows of a mapped chunk that read as a decision ``held`` already has."""
+def held_index(held: pd.DataFrame) -> pd.MultiIndex:
+    """The decisions of ``held`` as keys ``held_mask`` looks rows up in (built once a run)."""
+    ints = {c.name: "int64" for c in CONSENT.columns if c.kind == "int"}
+    return pd.MultiIndex.from_frame(held[CONSENT.names].astype({**ints, "granted": bool}))
+
+
+def held_mask(frame: pd.DataFrame, held: pd.MultiIndex) -> np.ndarray:
+    """(n,) bool: rows of a mapped chunk that read as a decision already ``held``."""
     if not len(held) or not len(frame):
         return np.zeros(len(frame), dtype=bool)
     parsed = [parse_column(frame[c.name], c.kind) for c in CONSENT.columns]
     readable = np.logical_and.reduce([p.present for p in parsed])
     keys = pd.MultiIndex.from_arrays([np.asarray(p.values) for p in parsed])
-    ints = {c.name: "int64" for c in CONSENT.columns if c.kind == "int"}
-    known = pd.MultiIndex.from_frame(held[CONSENT.names].astype({**ints, "granted": bool}))
-    return readable & keys.isin(known)
+    return readable & keys.isin(held)
 
 
 def write_decisions(frame: pd.DataFrame, world: Path) -> Path:

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from recsys.data.ingest.consent import held_decisions, held_mask, write_decisions
+from recsys.data.ingest.consent import held_decisions, held_index, held_mask, write_decisions
 from recsys.data.ingest.mapping import MappingError, TableSource, apply_mapping
 from recsys.data.ingest.pseudonyms import Pseudonymiser
 from recsys.data.ingest.readers import Chunk, ReadOptions, read_chunks, table_files, total_rows
@@ -316,12 +316,12 @@ def _consent(run: _Run) -> pd.DataFrame | None:
     if "consent" not in run.settings.tables:
         return None
     held = held_decisions(run.out)
-    parts, known = [held], Known.from_accepted({})
+    parts, known, index = [held], Known.from_accepted({}), held_index(held)
     run.counts["consent"] = TableCounts(0, 0, 0, {})
     for chunk in _chunks(run, "consent"):
         rows = _prepare(run, "consent", chunk, 0)
-        rows = _set_aside(run, "consent", rows, held_mask(rows.frame, held) & (
-            rows.unreadable == ""))  # fmt: skip
+        there = held_mask(rows.frame, index) & (rows.unreadable == "")
+        rows = _set_aside(run, "consent", rows, there)
         parts.append(_check(run, "consent", rows, known, None).accepted)
     _log_table(run, "consent")
     return pd.concat(parts, ignore_index=True)
