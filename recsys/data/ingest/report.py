@@ -19,7 +19,7 @@ class IngestReport:
     seconds: float
     peak_chunk_rows: int = 0
     batch: int = 0
-    # wall (and CPU: *_cpu) seconds of the entity tables, the events and the final writes
+    # wall (and CPU: *_cpu) seconds of the entity tables, the events, consent, the final writes
     stage_seconds: dict[str, float] = field(default_factory=dict)
     tombstoned: dict[str, int] = field(default_factory=dict)  # rows of forgotten users dropped
 

@@ -142,13 +142,14 @@ def ingest_files(settings: IngestSettings) -> IngestReport:
         stages["events"] = time.perf_counter() - began - stages["entities"]
         stages["events_cpu"] = time.process_time() - cpu - stages["entities_cpu"]
         run.consent = _consent(run)
+        stages["consent"] = time.perf_counter() - began - stages["entities"] - stages["events"]
     except BaseException:
         shutil.rmtree(run.incoming, ignore_errors=True)
         shutil.rmtree(run.quarantine, ignore_errors=True)
         raise
     _commit(run, state, events, manifest)
     seconds = time.perf_counter() - began
-    stages["commit"] = seconds - stages["entities"] - stages["events"]
+    stages["commit"] = seconds - stages["entities"] - stages["events"] - stages["consent"]
     return IngestReport(out, run.counts, run.present, run.quarantine, previous is not None,
                         round(seconds, 3), run.peak_rows, batch,
                         {k: round(v, 3) for k, v in stages.items()}, run.tombstoned)  # fmt: skip
