@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 from omegaconf import OmegaConf, open_dict
@@ -256,3 +257,21 @@ def test_a_book_written_by_recsys_round_trips_through_the_schema_mapping(tiny_wo
     cfg = compose_config("ingest", [f"source={raw}", f"out_dir={tmp_path / 'w'}", *more])
     assert ingest_cli.run(cfg).counts["consent"].accepted == len(book.table())
     pd.testing.assert_frame_equal(ConsentBook.read(tmp_path / "w").table(), book.table())
+
+
+def test_the_benchmark_input_ingests_clean_and_again_as_present(tmp_path):
+    spec = importlib.util.spec_from_file_location("ingest_consent", REPO / "benchmarks" /
+                                                  "ingest_consent.py")  # fmt: skip
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.make_input(tmp_path / "raw", 3000, 500)
+    threads = pa.cpu_count(), pa.io_thread_count()  # the worker pins Arrow to one thread
+    try:
+        first = bench.worker(tmp_path / "raw", tmp_path / "w", 1000)
+        again = bench.worker(tmp_path / "raw", tmp_path / "w", 1000)
+    finally:
+        pa.set_cpu_count(threads[0])
+        pa.set_io_thread_count(threads[1])
+    assert (first["accepted"], first["present"], first["rejected"]) == (3000, 0, 0)
+    assert (again["accepted"], again["present"]) == (3000, 3000)
+    assert len(pd.read_parquet(tmp_path / "w" / "consent.parquet")) == 3000
