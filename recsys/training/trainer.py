@@ -179,18 +179,20 @@ class Trainer:
         enabled = self.config.amp and self.device.type == "cuda"
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
-    def _dropout_rows(self, generator, start: int, stop: int, n_rows: int):
-        """With ``row_keyed_dropout``, the block's dropout masks are these rows of the whole
-        batch's, drawn from the step's seed."""
+    def _dropout_rows(self, generator, batch, start: int = 0, n_rows: int | None = None):
+        """With ``row_keyed_dropout``, the block's dropout masks are the rows of ``batch`` in
+        the whole batch (``n_rows`` from ``start``; default: the batch is the whole), drawn
+        from the step's seed."""
         if not self.config.row_keyed_dropout:
             return contextlib.nullcontext()
+        size = batch.size
         seed = (generator.initial_seed() * 0x9E3779B97F4A7C15 + 1) % 2**63  # not the task's
-        return whole_batch_rows(seed, start=start, stop=stop, n_rows=n_rows)
+        n_rows = size if n_rows is None else n_rows
+        return whole_batch_rows(seed, start=start, stop=start + size, n_rows=n_rows)
 
     def _train_step(self, batch, generator) -> torch.Tensor:
         batch = batch.to(self.device, non_blocking=True)
-        n = batch.size
-        with self._autocast(), self._dropout_rows(generator, 0, n, n):
+        with self._autocast(), self._dropout_rows(generator, batch):
             loss, _ = self.task(self.model, batch, generator)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
