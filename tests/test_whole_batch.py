@@ -114,6 +114,7 @@ def test_parts_follow_one_another_in_the_whole_batch():
     shares = [{"target": torch.tensor([5, 6, 7])}, {"target": torch.tensor([8, 9])}]
     assert WholeBatch(shares, index=0).rows("target").tolist() == [5, 6, 7, 8, 9]
     assert WholeBatch(shares, index=1).own_rows().tolist() == [3, 4]
+    assert WholeBatch(shares, index=1).start == 3
     assert WholeBatch(shares, index=1).n_rows == 5
     with pytest.raises(ValueError, match="part 3 of a batch in 2 parts"):
         WholeBatch(shares, index=3)

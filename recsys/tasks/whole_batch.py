@@ -47,11 +47,15 @@ class WholeBatch:
         parts' rows one part after another)."""
         return torch.cat([torch.as_tensor(s[key]) for s in self.shares])
 
+    @property
+    def start(self) -> int:
+        """This part's first row in the whole batch."""
+        return sum(len(next(iter(s.values()))) for s in self.shares[: self.index])
+
     def own_rows(self) -> torch.Tensor:
         """(b,) the places of this part's rows in the whole batch."""
-        sizes = [len(next(iter(s.values()))) for s in self.shares]
-        start = sum(sizes[: self.index])
-        return torch.arange(start, start + sizes[self.index])
+        size = len(next(iter(self.shares[self.index].values())))
+        return torch.arange(self.start, self.start + size)
 
     def own_items(self, key: str) -> torch.Tensor:
         """(n,) the places of this part's items among the whole batch's, row by row, where the

@@ -183,8 +183,8 @@ class DistributedTrainer(Trainer):
         for i, batch in enumerate(parts):
             generator.set_state(state)  # every part draws what the whole batch would
             whole = WholeBatch(shares, index=self.rank + self.world * i)
-            start = int(whole.own_rows()[:1].sum())  # this part's first row (0 when empty)
-            with self._autocast(), self._dropout_rows(generator, batch, start, whole.n_rows):
+            rows = (batch, whole.start, whole.n_rows)
+            with self._autocast(), self._dropout_rows(generator, *rows):
                 tables = self.sharded.fetch_whole()
                 batch = batch.to(self.device, non_blocking=True)
                 loss, _ = self.task(self.model, batch, generator, whole=whole)
