@@ -17,6 +17,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
+from recsys.liveroom.shared import LocalBatches
 from recsys.privacy.consent import ConsentBook, Decision
 from recsys.privacy.shared_consent import (
     RELOAD,
@@ -36,34 +37,6 @@ from tests.test_serving_workers import (  # noqa: F401
 )
 
 
-class ListBatches:
-    """The shared list in one process (what ``RedisBatches`` is across processes)."""
-
-    def __init__(self, items: list[bytes]) -> None:
-        self.items, self.cursor = items, 0
-
-    def append(self, data: bytes) -> int:
-        self.items.append(data)
-        return len(self.items) - 1
-
-    def read_new(self) -> tuple[int, list[bytes]]:
-        first, self.cursor = self.cursor, len(self.items)
-        return first, self.items[first:]
-
-    def rewrite(self, fn) -> int:
-        new = [fn(d) for d in self.items]
-        changed = sum(a != b for a, b in zip(new, self.items, strict=True))
-        self.items[:] = new
-        return changed
-
-    def reset(self) -> None:
-        self.items.clear()
-        self.cursor = 0
-
-    def length(self) -> int:
-        return len(self.items)
-
-
 def test_decisions_survive_encoding_exactly():
     ds = [Decision(7, "marketing", False, 10, "sms"), Decision(2**63 - 2, "coupons", True, 0)]
     assert decode_decisions(encode_decisions(ds)) == ds
@@ -74,8 +47,8 @@ def test_two_books_over_one_list_answer_as_one_book():
     took them in the same order (latest ts wins, a tie goes to the later decision)."""
     items: list[bytes] = []
     seed = ConsentBook([Decision(1, "personalisation", False, 5)])
-    a = share_consent(seed, ListBatches(items), fresh=True)
-    b = SharedConsentBook(ListBatches(items))
+    a = share_consent(seed, LocalBatches(items), fresh=True)
+    b = SharedConsentBook(LocalBatches(items))
     plain = ConsentBook([Decision(1, "personalisation", False, 5)])
     steps = [(a, Decision(1, "personalisation", True, 3)),  # older: loses to ts 5
              (b, Decision(2, "personalisation", False, 9)),
@@ -94,9 +67,9 @@ def test_two_books_over_one_list_answer_as_one_book():
 
 def test_forgetting_rewrites_the_list_and_every_book_rebuilds():
     items: list[bytes] = []
-    a = share_consent(ConsentBook([Decision(1, "coupons", False, 0)]), ListBatches(items),
+    a = share_consent(ConsentBook([Decision(1, "coupons", False, 0)]), LocalBatches(items),
                       fresh=True)  # fmt: skip
-    b = SharedConsentBook(ListBatches(items))
+    b = SharedConsentBook(LocalBatches(items))
     b.decide(Decision(1, "personalisation", False, 2))
     b.decide(Decision(2, "personalisation", False, 2))
     assert a.forget([3]) == 0 and RELOAD not in items  # nobody's decisions: no rebuild
@@ -104,7 +77,7 @@ def test_forgetting_rewrites_the_list_and_every_book_rebuilds():
     assert items[-1] == RELOAD and b"[1," not in b"".join(items)  # the marker names nobody
     assert b.allows(1, "personalisation") and b.allows(1, "coupons") and b.reloads == 1
     assert not b.allows(2, "personalisation") and set(b.table()["user_id"]) == {2}
-    later = SharedConsentBook(ListBatches(items))  # a worker started after the erasure
+    later = SharedConsentBook(LocalBatches(items))  # a worker started after the erasure
     assert set(later.table()["user_id"]) == {2}
 
 

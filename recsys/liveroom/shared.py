@@ -52,6 +52,14 @@ class LocalBatches:
                 self.items[i], changed = new, changed + 1
         return changed
 
+    def reset(self) -> None:
+        """Empty the list (a fresh start)."""
+        self.items.clear()
+        self.cursor = 0
+
+    def length(self) -> int:
+        return len(self.items)
+
 
 class SharedLiveRooms:
     """A ``LiveRooms`` kept equal to the fold of every batch in ``batches``."""
