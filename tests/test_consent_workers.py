@@ -273,3 +273,20 @@ def test_a_list_carried_by_another_is_read_in_the_same_round_trip_and_never_stal
     assert events.read_new() == (3, [b"d"])  # its cursor moved: the ridden batches are dropped
     with pytest.raises(ValueError, match="not redis://elsewhere"):
         RedisBatches(url="redis://elsewhere:1/0", key="x").carry(events)
+
+
+def test_an_append_and_the_read_after_it_take_one_round_trip(redis_url):  # noqa: F811
+    """An ingest appends its batch and reads what came since the last read in one pipeline: the
+    batches of others, its own, in the list's order."""
+    from recsys.serving.redis_log import RedisBatches
+
+    events = RedisBatches(url=redis_url, key="test:append-read")
+    events.reset()
+    other = RedisBatches(url=redis_url, key="test:append-read")  # another worker's writer
+    other.append(b"a")
+    asked = events._client.rpush, events._client.lrange
+    events._client.rpush = events._client.lrange = None  # a command of its own would fail here
+    assert events.append_and_read(b"b") == (0, [b"a", b"b"])
+    events._client.rpush, events._client.lrange = asked
+    other.append(b"c")
+    assert events.read_new() == (2, [b"c"])

@@ -54,6 +54,17 @@ class RedisBatches:
         self._ahead.read = None  # a read from before this append must not hide it
         return int(self._client.rpush(self.key, data)) - 1
 
+    def append_and_read(self, data: bytes) -> tuple[int, list[bytes]]:
+        """``append`` then ``read_new`` in one round trip (riders are not read)."""
+        self._ahead.read = None
+        first = self.cursor
+        pipe = self._client.pipeline(transaction=False)
+        pipe.rpush(self.key, data)
+        pipe.lrange(self.key, first, -1)
+        _, batches = pipe.execute()
+        self.cursor = first + len(batches)
+        return first, batches
+
     def read_new(self) -> tuple[int, list[bytes]]:
         """(position of the first, the batches appended since the last read)."""
         first, ahead = self.cursor, getattr(self._ahead, "read", None)
@@ -111,6 +122,14 @@ class RedisEventLog(EventLog):
 
     def read_new(self) -> list[SessionEvent]:
         _, batches = self._batches.read_new()
+        return [e for data in batches for e in decode_batch(data)]
+
+    def append_and_read(self, events: Sequence[SessionEvent]) -> list[SessionEvent]:
+        if not events:
+            return self.read_new()
+        if self._batches.riders:  # a leader's read also fills its riders: keep it separate
+            return super().append_and_read(events)
+        _, batches = self._batches.append_and_read(encode_batch(events))
         return [e for data in batches for e in decode_batch(data)]
 
     def reset(self) -> None:

@@ -65,6 +65,11 @@ class EventLog(ABC):
     def reset(self) -> None:
         """Start an empty log (a fresh service)."""
 
+    def append_and_read(self, events: Sequence[SessionEvent]) -> list[SessionEvent]:
+        """``append`` then ``read_new`` (a shared log does both in one round trip)."""
+        self.append(events)
+        return self.read_new()
+
     def describe(self) -> dict:
         return {}
 
@@ -111,10 +116,11 @@ class SharedStateService(RecommenderService):
         self.applied = 0  # events of the log folded into this process's state
         self._lock = threading.Lock()
 
-    def sync(self) -> int:
-        """Fold the log's new events into the state; returns how many there were."""
+    def sync(self, append: Sequence[SessionEvent] = ()) -> int:
+        """Fold the log's new events into the state, after appending ``append`` (with the read,
+        in one round trip where the log can); returns how many there were."""
         with self._lock:
-            new = self.log.read_new()
+            new = self.log.append_and_read(append) if append else self.log.read_new()
             if new:
                 self.inner.ingest(new)
                 self.applied += len(new)
@@ -127,8 +133,7 @@ class SharedStateService(RecommenderService):
         return self.inner.recommend(user, now, k, kinds)
 
     def ingest(self, events: Sequence[SessionEvent]) -> int:
-        self.log.append(events)
-        self.sync()
+        self.sync(append=events)
         return len(events)
 
     def health(self, now: int) -> dict:
