@@ -64,6 +64,27 @@ def _window_targets(
     return Targets(user, item, ts, indptr, cands, sets), n_off
 
 
+def _histories(inter: Interactions, before: np.ndarray, in_valid: np.ndarray):
+    """(training sequences: the events before the validation window, test history: those plus
+    the validation window's)."""
+    train = Interactions(
+        inter.user[before], inter.item[before], inter.ts[before], inter.user_vocab, inter.item_vocab
+    ).sequences()
+    return train, train.append(inter.user[in_valid], inter.item[in_valid], inter.ts[in_valid])
+
+
+def _protocol(target: str, event_types: tuple[str, ...], dedupe: bool, shelf: str) -> dict:
+    """How the split's targets were chosen (its ``meta``)."""
+    return {
+        "protocol": "live_time",
+        "target": target,
+        "event_types": ["enter"] if target == "room" else list(event_types),
+        "target_rule": "first per (user, item, live session)" if dedupe else "every event",
+        "shelf": shelf,
+        "exclude_seen": False,
+    }
+
+
 def _cutoffs(
     ts: np.ndarray, valid_frac: float, test_frac: float, valid_ts, test_ts
 ) -> tuple[int, int]:
@@ -112,28 +133,16 @@ def live_time_split(
     inter = ev.inter
     valid_ts, test_ts = _cutoffs(inter.ts, valid_frac, test_frac, valid_ts, test_ts)
     intervals = availability_intervals(tables, target, inter.item_vocab, shelf)
-    before = inter.ts < valid_ts
-    in_valid = ~before & (inter.ts < test_ts)
-    train = Interactions(
-        inter.user[before], inter.item[before], inter.ts[before], inter.user_vocab, inter.item_vocab
-    ).sequences()
+    in_valid = (inter.ts >= valid_ts) & (inter.ts < test_ts)
+    train, test_history = _histories(inter, inter.ts < valid_ts, in_valid)
     picks = {"dedupe": dedupe, "off_shelf": off_shelf}
     valid, valid_off = _window_targets(ev, in_valid, intervals, **picks)
     test, test_off = _window_targets(ev, inter.ts >= test_ts, intervals, **picks)
-    test_history = train.append(inter.user[in_valid], inter.item[in_valid], inter.ts[in_valid])
-    if target == "room":
-        features = room_features(tables, inter.item_vocab)
-    else:
-        features = product_features(tables, inter.item_vocab)
+    features = (room_features if target == "room" else product_features)(tables, inter.item_vocab)
     meta = {
-        "protocol": "live_time",
-        "target": target,
-        "event_types": ["enter"] if target == "room" else list(event_types),
+        **_protocol(target, event_types, dedupe, shelf),
         "valid_ts": valid_ts,
         "test_ts": test_ts,
-        "target_rule": "first per (user, item, live session)" if dedupe else "every event",
-        "shelf": shelf,
-        "exclude_seen": False,
         "valid_off_shelf_dropped": valid_off,
         "test_off_shelf_dropped": test_off,
         **_target_stats(valid, test, test_history),
