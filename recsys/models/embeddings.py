@@ -298,9 +298,7 @@ class EntityBags(nn.Module):
 
     def _rows_per_table(self, requests: Sequence[BagRequest]) -> list[torch.Tensor]:
         """(R_i, dim) rows of one-id requests, one ``F.embedding`` call per table."""
-        per_table: dict[str, list[int]] = {}
-        for i, (table, _, _) in enumerate(requests):
-            per_table.setdefault(table, []).append(i)
+        per_table = _by_table(requests)
         out: list[torch.Tensor] = [None] * len(requests)
         for table, idx in per_table.items():
             ids = torch.cat([requests[i][1][:, 0] for i in idx])
@@ -314,9 +312,7 @@ class EntityBags(nn.Module):
         if isinstance(self.collection, EmbeddingBagCollection):
             return [self._pool(table, ids, w) for table, ids, w in requests]
         device = requests[0][1].device
-        per_table: dict[str, list[int]] = {}
-        for i, (table, _, _) in enumerate(requests):
-            per_table.setdefault(table, []).append(i)
+        per_table = _by_table(requests)
         stride = max(sum(requests[i][1].shape[0] for i in idx) for idx in per_table.values())
         stride = self.common_stride(stride) if self.common_stride is not None else stride
         values, weights, lengths = [], [], []
@@ -353,3 +349,11 @@ class EntityBags(nn.Module):
         return F.embedding_bag(
             ids, self.weight(table), per_sample_weights=w, mode="sum", padding_idx=0
         )
+
+
+def _by_table(requests: Sequence[BagRequest]) -> dict[str, list[int]]:
+    """Per table, the positions of its requests, in order."""
+    out: dict[str, list[int]] = {}
+    for i, (table, _, _) in enumerate(requests):
+        out.setdefault(table, []).append(i)
+    return out

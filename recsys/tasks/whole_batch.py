@@ -34,9 +34,14 @@ class WholeBatch:
         return len(self.shares)
 
     @property
+    def sizes(self) -> list[int]:
+        """Rows of each part (every share holds one value per row)."""
+        return [len(next(iter(s.values()))) for s in self.shares]
+
+    @property
     def n_rows(self) -> int:
         """Rows of the whole batch."""
-        return sum(len(next(iter(s.values()))) for s in self.shares)
+        return sum(self.sizes)
 
     def total(self, key: str) -> float:
         """The sum over the whole batch of a per-row share."""
@@ -50,12 +55,11 @@ class WholeBatch:
     @property
     def start(self) -> int:
         """This part's first row in the whole batch."""
-        return sum(len(next(iter(s.values()))) for s in self.shares[: self.index])
+        return sum(self.sizes[: self.index])
 
     def own_rows(self) -> torch.Tensor:
         """(b,) the places of this part's rows in the whole batch."""
-        size = len(next(iter(self.shares[self.index].values())))
-        return torch.arange(self.start, self.start + size)
+        return torch.arange(self.start, self.start + self.sizes[self.index])
 
     def own_items(self, key: str) -> torch.Tensor:
         """(n,) the places of this part's items among the whole batch's, row by row, where the
