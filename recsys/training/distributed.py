@@ -45,6 +45,7 @@ from torchrec.optim.optimizers import in_backward_optimizer_filter
 
 from recsys.data.parquet_shards import InputConfig
 from recsys.models.embeddings import EntityBags, EntityTables
+from recsys.training.state_keys import bag_keys, shard_of
 
 SHARDING_TYPES = ("table_wise", "row_wise", "column_wise", "data_parallel")
 # Fused (in-backward) optimizers FBGEMM runs on CPU; Adam, partial row-wise Adam and LAMB assert.
@@ -288,7 +289,7 @@ class ShardedModel:
             if isinstance(module, EntityTables | EntityBags):
                 module.common_stride = largest_over_ranks
         if full is not None:
-            self.load_full(_bag_keys(full, self.module))
+            self.load_full(bag_keys(full, self.module))
 
     def fetch_whole(self) -> list[torch.Tensor]:
         """The tables the model reads whole (``whole_tables``: tied output layers), fetched
@@ -366,7 +367,7 @@ class ShardedModel:
             for key, value in self.module.state_dict().items():
                 if isinstance(value, ShardedTensor):
                     for shard in value.local_shards():
-                        shard.tensor.copy_(_slice(full[key], shard.metadata))
+                        shard.tensor.copy_(shard_of(full[key], shard.metadata))
                 else:
                     value.copy_(full[key])
 
@@ -383,37 +384,3 @@ class ShardedModel:
             else:
                 out[key] = value.detach().clone()
         return out if rank() == 0 else None
-
-
-# -- helpers -----------------------------------------------------------------------------------
-
-
-def _slice(full: torch.Tensor, meta) -> torch.Tensor:
-    index = tuple(
-        slice(o, o + s) for o, s in zip(meta.shard_offsets, meta.shard_sizes, strict=True)
-    )
-    return full[index]
-
-
-def _bag_keys(full: Mapping[str, torch.Tensor], sharded: nn.Module) -> dict[str, torch.Tensor]:
-    """Whole tensors keyed like the sharded module (``EntityTables`` in their bag form)."""
-    out = {}
-    for key in sharded.state_dict():
-        plain = key.replace("collection.embedding_bags.", "collection.embeddings.")
-        out[key] = full[key] if key in full else full[plain]
-    return out
-
-
-def _plain_keys(state: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """A sharded module's state keyed like ``model`` in its ordinary form."""
-    wanted = set(model.state_dict())
-    out = {}
-    for key, value in state.items():
-        plain = key.replace("collection.embedding_bags.", "collection.embeddings.")
-        out[plain if key not in wanted and plain in wanted else key] = value
-    return out
-
-
-def plain_state(state: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """``full_state()`` of a sharded model keyed for the ordinary ``model``."""
-    return _plain_keys(state, model)

@@ -17,7 +17,8 @@ import torch.distributed.checkpoint as dcp
 from torch import nn
 from torch.distributed._shard.sharded_tensor import Shard, ShardedTensor
 
-from recsys.training.distributed import ShardedModel, collections, plain_state
+from recsys.training.distributed import ShardedModel, collections
+from recsys.training.state_keys import plain_state
 
 MOMENTS = ("exp_avg", "exp_avg_sq")  # Adam's per-parameter state besides its step count
 

@@ -39,6 +39,7 @@ from recsys.training import distributed as sharding
 from recsys.training import distributed_checkpoint as dcp_state
 from recsys.training.checkpoint import BEST, load_checkpoint, save_checkpoint
 from recsys.training.seeding import rng_state, set_rng_state
+from recsys.training.state_keys import plain_state
 from recsys.training.trainer import Trainer, TrainerConfig, TrainState
 
 DCP_DIR = "checkpoint_dcp"  # latest training state, one folder written by every rank
@@ -220,7 +221,7 @@ class DistributedTrainer(Trainer):
         """Every shard gathered into the single-process model on rank 0."""
         full = self.sharded.full_state()
         if full is not None:
-            self.plain.load_state_dict(sharding.plain_state(full, self.plain))
+            self.plain.load_state_dict(plain_state(full, self.plain))
 
     # -- best weights (single-process format) --------------------------------------------------
 
