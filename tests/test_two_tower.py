@@ -294,6 +294,15 @@ def test_live_softmax_ranks_the_target_among_what_was_on_air(world):
     logits = model.score_all(products, "product").masked_fill(~products.allowed, float("-inf"))
     assert got.item() == pytest.approx(F.cross_entropy(logits, products.target).item(), rel=1e-5)
     assert torch.isfinite(live_softmax(model, rooms))
+    # Rooms embedded once per distinct (room, product shown): the loss of one embedding per pair.
+    model = TwoTowerModel(dataclasses.replace(config, room_showing=True)).eval()
+    q = model.query(rooms, "streamer").float() / model.temperature
+    r, e = live.nonzero(as_tuple=True)
+    pair = (q[r] * model.candidates("streamer", e, shown[r, e]).float()).sum(-1)
+    bonus = model.pair_bonus(rooms, "streamer", torch.arange(live.shape[1]))
+    logits = torch.full(live.shape, float("-inf")).index_put((r, e), pair + bonus[r, e])
+    want = F.cross_entropy(logits, rooms.target).item()
+    assert live_softmax(model, rooms).item() == pytest.approx(want, rel=1e-5)
 
 
 # -- data -------------------------------------------------------------------------------------

@@ -182,22 +182,28 @@ class TwoTowerTask(nn.Module):
 def live_softmax(model: nn.Module, batch: TwoTowerBatch, reduction: str = "mean") -> torch.Tensor:
     """Softmax cross-entropy over what was live at each target's time (``batch.allowed``).
 
-    Every live entity is a negative, so no sampling correction is needed. Rooms with a world
-    are embedded with the product each showed at the row's time (``allowed_showing``), so
-    only the (row, live room) pairs go through the tower.
+    Every live entity is a negative, so no sampling correction is needed. Only entities live for
+    some row go through the candidate tower, each once: a room with a world is embedded once per
+    distinct product it showed at the batch's times (``allowed_showing``), and only the
+    (row, live room) pairs are scored. Columns no row may rank would only add exp(-inf) terms.
     """
     head, allowed = batch.head, batch.allowed
-    n = allowed.shape[1]
-    ids = torch.arange(n, device=allowed.device)
     q = model.query(batch, head).float() / model.temperature
-    bonus = model.pair_bonus(batch, head, ids)  # (B, n)
     if batch.allowed_showing is None:
-        logits = q @ model.candidates(head, ids).float().t() + bonus
-    else:
-        rows, entity = allowed.nonzero(as_tuple=True)
-        c = model.candidates(head, entity, batch.allowed_showing[rows, entity]).float()
-        pair = (q[rows] * c).sum(-1) + bonus[rows, entity]
-        logits = torch.full(allowed.shape, float("-inf"), device=q.device)
-        logits = logits.index_put((rows, entity), pair)
-    logits = logits.masked_fill(~allowed, float("-inf"))
+        ids = allowed.any(0).nonzero().squeeze(1)  # (C,) entities live for some row
+        logits = q @ model.candidates(head, ids).float().t() + model.pair_bonus(batch, head, ids)
+        logits = logits.masked_fill(~allowed[:, ids], float("-inf"))  # (B, C)
+        target = torch.searchsorted(ids, batch.target)
+        return F.cross_entropy(logits, target, reduction=reduction)
+    rows, entity = allowed.nonzero(as_tuple=True)
+    showing = batch.allowed_showing[rows, entity]
+    key = entity * (int(showing.max()) + 1) + showing
+    unique, pair_of = torch.unique(key, return_inverse=True)  # distinct (room, product shown)
+    first = torch.empty_like(unique).scatter_(0, pair_of, torch.arange(len(key), device=key.device))
+    c = model.candidates(head, entity[first], showing[first]).float()  # (P, D)
+    ids = torch.arange(allowed.shape[1], device=allowed.device)
+    bonus = model.pair_bonus(batch, head, ids)  # (B, n)
+    pair = (q[rows] * c[pair_of]).sum(-1) + bonus[rows, entity]
+    logits = torch.full(allowed.shape, float("-inf"), device=q.device)
+    logits = logits.index_put((rows, entity), pair)
     return F.cross_entropy(logits, batch.target, reduction=reduction)
