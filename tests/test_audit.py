@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from recsys.cli.audit import read_raw_ids
 from recsys.erasure.artifacts import Forgotten, erase, kind_of
 from recsys.erasure.audit import audit
 from recsys.erasure.checkpoints import forget_in_checkpoint
@@ -43,6 +44,24 @@ def test_the_audit_finds_ids_in_every_kind_of_file(tmp_path):
     assert found == {"t.parquet", "s.parquet", "r.json", "ids.npy", "state.pkl", "m.pt"}
     assert "FOUND forgotten id" in report.summary()
     assert audit([tmp_path], ids=[], raw_ids=[KEPT], pii=False).occurrences["raw id"] > 0
+
+
+def test_the_audit_finds_raw_ids_that_are_not_numbers(tmp_path):
+    out, kept = tmp_path / "out", tmp_path / "kept"
+    out.mkdir(), kept.mkdir()
+    raw = ["dy_83749201", "u-8f3a", "id:77#x"]  # the last has characters outside a token
+    pd.DataFrame({"user_id": ["dy_83749201", "dy_837492010"]}).to_parquet(out / "e.parquet")
+    (out / "r.json").write_text(json.dumps({"who": "u-8f3a", "also": "xu-8f3a"}))
+    (out / "state.pkl").write_bytes(pickle.dumps({"owner": "id:77#x"}))
+    (tmp_path / "ids.txt").write_text("\n".join(raw + ["", "12345"]) + "\n")
+    (kept / "k.csv").write_text("user_id\n12345\n")
+    raw_ids = read_raw_ids(tmp_path / "ids.txt")
+    report = audit([out], raw_ids=raw_ids, pii=False)
+    hits = {(h.path.split("/")[-1], h.count) for h in report.hits}
+    # whole tokens only: dy_837492010 and xu-8f3a are other ids
+    assert hits == {("e.parquet", 1), ("r.json", 1), ("state.pkl", 1)}
+    assert report.raw_ids == 4
+    assert audit([kept], raw_ids=raw_ids, pii=False).occurrences["raw id"] == 1
 
 
 def test_the_audit_finds_pii_in_stored_text(tmp_path):

@@ -45,6 +45,22 @@ def _membership(m: Mapping, roots: list[str]) -> dict | None:
                              cache_dir=m.get("cache_dir")))  # fmt: skip
 
 
+def read_raw_ids(path: str | Path) -> list[str]:
+    """The platform's ids as written in a users file (a ``user_id`` column of Parquet or CSV,
+    else one per line), whole numbers or not."""
+    import pandas as pd
+
+    path = Path(path)
+    if path.suffix == ".parquet":
+        column = pd.read_parquet(path)["user_id"]
+    elif path.suffix == ".csv":
+        column = pd.read_csv(path, dtype={"user_id": str})["user_id"]
+    else:
+        column = pd.Series(path.read_text().splitlines(), dtype=object)
+    text = column.dropna().astype(str).str.strip()
+    return text[text != ""].tolist()
+
+
 def run(cfg: DictConfig | Mapping) -> dict:
     """The audit as configured; returns what audit.json holds (``found``: occurrences)."""
     import numpy as np
@@ -56,7 +72,7 @@ def run(cfg: DictConfig | Mapping) -> dict:
     if not roots:
         raise ValueError("audit: roots=[<folder>, ...] is required")
     ids = read_users(cfg["ids"]) if cfg.get("ids") else np.zeros(0, np.int64)
-    raw = read_users(cfg["raw_ids"]) if cfg.get("raw_ids") else np.zeros(0, np.int64)
+    raw = read_raw_ids(cfg["raw_ids"]) if cfg.get("raw_ids") else []
     report = audit(roots, ids=ids, raw_ids=raw, pii=bool(cfg["pii"]),
                    progress=lambda files: tqdm(files, desc="audit"))  # fmt: skip
     print(report.summary())

@@ -15,8 +15,10 @@ place one of the ids appears (``Hit``: file, where in it, what was found):
   each id as a little-endian int64 at any offset and as its decimal digits.
 
 The ids are those of ``tombstones.parquet`` in each folder (users forgotten there) plus any
-given; ``raw_ids`` are the platform's own ids, which no output should hold once pseudonymised.
-The tombstone lists themselves are not searched.
+given; ``raw_ids`` are the platform's own ids, which no output should hold once pseudonymised:
+whole numbers are searched as above, other ids (``dy_83749201``, ``u-8f3a``) as whole tokens of
+``[0-9A-Za-z_.@+-]`` in every text, text column and file's bytes (an id with other characters:
+as a substring). The tombstone lists themselves are not searched.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from recsys.privacy.pii import find_pii
 from recsys.privacy.tombstones import TOMBSTONE_FILE, Tombstones
 
 _NUMBER = re.compile(r"(?<![0-9])[0-9]{3,20}(?![0-9])")
+_TOKEN = re.compile(r"[0-9A-Za-z_.@+-]+")
 DATA_TEXT = {".csv", ".tsv", ".jsonl", ".txt"}  # text files that may carry users' own words
 
 
@@ -75,12 +78,26 @@ class AuditReport:
         return "\n".join([f"{head}: FOUND {counts}", *("  " + h.line() for h in self.hits)])
 
 
+def split_raw_ids(raw_ids) -> tuple[np.ndarray, list[str]]:
+    """(whole-number ids as int64, the other ids as text) of a list of platform ids."""
+    values = np.asarray(raw_ids)
+    if values.dtype.kind in "iu":
+        return values.astype(np.int64), []
+    text = [str(v).strip() for v in values.tolist()]
+    numbers = [v for v in text if v.isascii() and v.isdigit() and len(v) <= 18]
+    return np.asarray(numbers, dtype=np.int64), sorted({v for v in text if v and v not in numbers})
+
+
 class _Targets:
-    def __init__(self, ids: np.ndarray, raw_ids: np.ndarray) -> None:
-        self.ids, self.raw = np.unique(ids), np.unique(raw_ids)
+    def __init__(self, ids: np.ndarray, raw_ids) -> None:
+        raw, words = split_raw_ids(raw_ids)
+        self.ids, self.raw = np.unique(ids), np.unique(raw)
         self.all = np.union1d(self.ids, self.raw)
         self.text = {str(v): ("forgotten id" if v in set(self.ids.tolist()) else "raw id")
                      for v in self.all.tolist()}  # fmt: skip
+        self.words = {w for w in words if _TOKEN.fullmatch(w)}
+        self.odd = [w for w in words if not _TOKEN.fullmatch(w)]  # found as substrings
+        self.n_raw = len(self.raw) + len(words)
 
     def values(self, path: str, where: str, values: np.ndarray) -> list[Hit]:
         values = np.asarray(values).reshape(-1)
@@ -92,8 +109,12 @@ class _Targets:
         return out
 
     def digits(self, path: str, where: str, text: str) -> list[Hit]:
+        """The ids written in ``text``: whole numbers, and the raw ids that are not."""
         found = Counter(self.text[m] for m in _NUMBER.findall(text) if m in self.text)
-        return [Hit(path, where, what, n) for what, n in found.items()]
+        if self.words:
+            found["raw id"] += sum(1 for m in _TOKEN.findall(text) if m in self.words)
+        found["raw id"] += sum(text.count(w) for w in self.odd)
+        return [Hit(path, where, what, n) for what, n in found.items() if n]
 
 
 def _pii(path: str, where: str, texts) -> list[Hit]:
@@ -168,8 +189,8 @@ def audit(roots, *, ids=(), raw_ids=(), pii: bool = True, progress=None) -> Audi
     """Every file under ``roots`` searched; see the module notes."""
     tombstoned = [Tombstones.read(r).ids for r in roots]
     all_ids = np.concatenate([np.asarray(ids, dtype=np.int64), *tombstoned])
-    t = _Targets(all_ids, np.asarray(raw_ids, dtype=np.int64))
-    report = AuditReport(ids=len(t.ids), raw_ids=len(t.raw), pii_checked=pii)
+    t = _Targets(all_ids, raw_ids)
+    report = AuditReport(ids=len(t.ids), raw_ids=t.n_raw, pii_checked=pii)
     files = sorted(p for r in roots for p in Path(r).rglob("*")
                    if p.is_file() and p.name != TOMBSTONE_FILE)  # fmt: skip
     for path in progress(files) if progress else files:
