@@ -26,7 +26,7 @@ def test_ease_models_every_item_when_the_gram_fits():
 def test_ease_caps_the_catalogue_to_the_memory_it_has_and_says_so(monkeypatch, caplog):
     train = random_sequences(n_users=60, n_items=30, density=0.3, seed=1)
     # Room for 10 items in float64: 2 dense copies x 8 bytes x 10^2 cells, over a fraction 0.5.
-    monkeypatch.setattr(ease_module, "available_bytes", lambda: 2 * 2 * 8 * 10**2)
+    monkeypatch.setattr(ease_module, "memory_bytes", lambda: 2 * 2 * 8 * 10**2)
     assert items_that_fit(2 * 8 * 10**2, "float64") == 10
     with caplog.at_level(logging.WARNING, logger="recsys.baselines.ease"):
         model = EASE(l2=5.0, dtype="float64").fit(train)

@@ -4,9 +4,10 @@
 
 A user's scores are their binary history row times B. The inverse is dense and costs O(m^3)
 for m items (23.7k items: about 4 minutes on one core, 2.2 GB per copy in float32), so by
-default every training item is modelled whenever the Gram matrix and the inverse's workspace fit in
-``memory_fraction`` of the memory available at fit time; only when they do not (or when
-``max_items`` asks) is the model restricted to the most frequent items (ties broken by lower
+default every training item is modelled whenever the Gram matrix and the inverse's workspace
+fit in ``memory_fraction`` of the machine's memory (its total, so that every fit of a grid
+models the same items); only when they do not (or when ``max_items`` asks) is the model
+restricted to the most frequent items (ties broken by lower
 index), and the fit logs how many items were left out and why. Capping the catalogue costs
 accuracy: on amazon-games-sasrec under full ranking, all 23,715 items at l2 = 50 give test
 NDCG@10 0.0453 fitted on train and 0.0488 refitted on train + validation
@@ -49,11 +50,13 @@ _MEMINFO = Path("/proc/meminfo")
 log = logging.getLogger(__name__)
 
 
-def available_bytes() -> int | None:
-    """MemAvailable of this machine in bytes (None where /proc/meminfo is unreadable)."""
+def memory_bytes() -> int | None:
+    """MemTotal of this machine in bytes (None where /proc/meminfo is unreadable). The total,
+    not what is free at the moment: every fit of a grid then models the same items, whatever
+    else the machine is running."""
     try:
         for line in _MEMINFO.read_text().splitlines():
-            if line.startswith("MemAvailable:"):
+            if line.startswith("MemTotal:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -147,16 +150,16 @@ class EASE(Recommender):
     def _item_cap(self, n_seen: int) -> int | None:
         """``max_items``, lowered (with a log line) when the whole fit would not fit in memory."""
         cap = self.max_items
-        available = available_bytes()
-        if available is None:
+        memory = memory_bytes()
+        if memory is None:
             return cap
-        fits = items_that_fit(int(available * self.memory_fraction), self.dtype)
+        fits = items_that_fit(int(memory * self.memory_fraction), self.dtype)
         if fits < min(n_seen, cap or n_seen):
             log.warning(
-                "EASE: %d training items need %.1f GB in %s, more than %.0f%% of the %.1f GB "
-                "available: modelling the %d most frequent, the other %d ranked by popularity",
+                "EASE: %d training items need %.1f GB in %s, more than %.0f%% of this machine's "
+                "%.1f GB: modelling the %d most frequent, the other %d ranked by popularity",
                 n_seen, _DENSE_COPIES * n_seen**2 * np.dtype(_DTYPES[self.dtype]).itemsize / 1e9,
-                self.dtype, 100 * self.memory_fraction, available / 1e9, fits, n_seen - fits,
+                self.dtype, 100 * self.memory_fraction, memory / 1e9, fits, n_seen - fits,
             )  # fmt: skip
             return fits
         return cap
