@@ -10,6 +10,7 @@ from recsys.data.interactions import Split, Targets, UserSequences
 from recsys.data.vocab import Vocab
 from recsys.evaluation import evaluate, rank_topk, sample_negatives, target_rank
 from recsys.evaluation.negatives import seen_keys
+from recsys.evaluation.protocols import distinct
 
 
 class FixedScores(Recommender):
@@ -337,3 +338,11 @@ def test_rank_topk_accepts_exclusion_rows_aligned_with_scores():
     excl = sp.csr_matrix(([1.0], ([1], [2])), shape=(2, 8))
     top = rank_topk(LIVE_SCORES[:2], 2, excl)
     assert top.tolist() == [[2, 3], [7, 6]]
+
+
+def test_distinct_equals_unique_on_ordered_and_unordered_keys():
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 2, 50, 1000):
+        keys = rng.integers(0, 40, size=n)
+        for k in (keys, np.sort(keys)):
+            np.testing.assert_array_equal(distinct(k), np.unique(k))

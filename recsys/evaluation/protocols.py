@@ -166,12 +166,23 @@ def _rank_full(scores, batch, history, exclude_seen, k_max):
     return target_ranks(keys, batch.items), n_rankable(keys), topk_from_keys(keys, k_max)
 
 
+def distinct(keys: np.ndarray) -> np.ndarray:
+    """``np.unique(keys)``; in one pass when the keys are already in order (candidate sets are
+    stored sorted, so a batch's (row, item) keys usually are), else by sorting."""
+    if len(keys) < 2 or not (keys[1:] >= keys[:-1]).all():
+        return np.unique(keys)
+    keep = np.empty(len(keys), dtype=bool)
+    keep[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=keep[1:])
+    return keys[keep]
+
+
 def _rank_live(scores, batch, targets, seen, exclude_seen, k_max):
     """Ranking of one batch among each target's own candidates: (rank, n_candidates, top-k)."""
     n_items = scores.shape[1]
     sets = targets.sets_of(batch.position)
     rows, items = csr_rows(targets.cand_indptr, targets.cand_items, sets)
-    pairs = np.unique(rows * n_items + items)  # a room listed twice competes once
+    pairs = distinct(rows * n_items + items)  # a room listed twice competes once
     rows, items = pairs // n_items, pairs % n_items
     keys = score_keys(scores[rows, items][None, :], items=items[None, :])[0]
     if exclude_seen:
