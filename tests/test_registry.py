@@ -8,6 +8,7 @@ on both heads of the tiny world, and tuned by the quality benchmark like every s
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,16 @@ def test_configurations_saved_with_one_model_section_are_read_in_todays_layout(t
     assert new["model"] == {"name": "sasrec", "dim": 16} and new["loss"] == {"name": "bce"}
     assert new["task"] == {"windows": "all", "target_lag": 0.25} and new["data"] == old["data"]
     assert lag_seconds(MODELS["sasrec"], new["task"], split)["target_lag_s"] == round(window / 4)
+
+
+def test_build_candidates_says_which_models_the_data_cannot_support(caplog):
+    from tests.test_benchmarking import _split
+
+    split = _split()
+    assert split.item_features is None
+    with caplog.at_level(logging.WARNING, logger="recsys.recommenders.candidates"):
+        wanted = ["popularity", "popularity_recent", "content_based"]
+        names = [c.name for c in build_candidates(split, wanted, timestamps=False)]
+    assert names == ["popularity"]
+    assert "popularity_recent skipped: the data has no real timestamps" in caplog.text
+    assert "content_based skipped: the data has no item features" in caplog.text

@@ -3,6 +3,7 @@ every registered trained model (``recsys.recommenders.registry``)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from functools import partial
 
@@ -27,6 +28,8 @@ DEFAULT_MODELS = (
 # Tuned models refined on validation beyond their grid (x0.5 / x2 of each hyperparameter while
 # that improves) and whose final neighbourhood is checked on test.
 NEIGHBOURHOOD_CHECKED = ("item_knn", "ease", "als", "bpr")
+
+log = logging.getLogger(__name__)
 
 
 def recent_windows(split: Split, fractions: Sequence[float] = (0.02, 0.1, 0.3)) -> list[dict]:
@@ -67,6 +70,8 @@ def build_candidates(
             continue
         if name == "popularity_recent":
             if not timestamps:
+                log.warning("popularity_recent skipped: the data has no real timestamps "
+                            "(file order is not time across users)")  # fmt: skip
                 continue
             grid = grids.get(name) or recent_windows(split)
             out.append(
@@ -76,6 +81,7 @@ def build_candidates(
         if name not in BASELINES:
             raise KeyError(f"unknown model {name!r}; known: {sorted({*BASELINES, *MODELS})}")
         if name == "content_based" and split.item_features is None:
+            log.warning("content_based skipped: the data has no item features")
             continue
         out.append(
             Candidate(
