@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import recsys.simulation.impressions as impressions_module
 from recsys.data.timeline import KeyedIntervals, KeyedTimeline, pair_codes
 from recsys.simulation.impressions import (
     IMPRESSION_COLUMNS,
@@ -254,3 +255,29 @@ def test_response_config_moves_probabilities(world, log):
     assert (longer >= base).all() and (longer > base).any()
     with pytest.raises(ValueError, match="shelf_trust_share"):
         ResponseConfig(shelf_trust_share=2.0)
+
+
+def test_requests_served_in_chunks_give_the_same_candidates_and_a_valid_log(
+    world, log, monkeypatch
+):
+    tables, truth = world
+    monkeypatch.setattr(impressions_module, "CHUNK_REQUESTS", 97)
+    chunked = impression_log(truth, tables, n_requests=None, seed=3)
+    pd.testing.assert_frame_equal(chunked.requests, log.requests)
+    pd.testing.assert_frame_equal(chunked.candidates, log.candidates)
+    assert chunked.n_candidates == log.n_candidates == len(log.candidates)
+    validate_impressions(chunked.impressions, chunked.candidates)
+    assert chunked.impressions["request_id"].nunique() == log.impressions["request_id"].nunique()
+    # the first chunk's lists and clicks are drawn as an unchunked log's; later chunks draw
+    # from their own streams
+    cols = [c for c in IMPRESSION_COLUMNS if c != "conversion"]
+    first = log.impressions["request_id"] < 97
+    pd.testing.assert_frame_equal(
+        chunked.impressions.loc[chunked.impressions["request_id"] < 97, cols].reset_index(
+            drop=True
+        ),
+        log.impressions.loc[first, cols].reset_index(drop=True),
+    )
+    lean = impression_log(truth, tables, n_requests=None, seed=3, keep_candidates=False)
+    assert lean.candidates.empty and lean.n_candidates == log.n_candidates
+    pd.testing.assert_frame_equal(lean.impressions, chunked.impressions)

@@ -194,8 +194,10 @@ def impression_logs(world: RankWorld, settings: RankSettings) -> dict[str, tuple
     out = {}
     for i, (name, (lo, hi)) in enumerate(windows(world, settings.train_share).items()):
         n = _at_most_the_entries(world, name, sizes[name], lo, hi)
+        # Only the test window's candidates are read again (the ranked evaluation requests).
         out[name] = _timed(impression_log, world.truth, world.tables, n_requests=n,
-                           seed=settings.seed + i, start_ts=lo, end_ts=hi)  # fmt: skip
+                           seed=settings.seed + i, start_ts=lo, end_ts=hi,
+                           keep_candidates=name == "test")  # fmt: skip
         log.info("%s impressions: %d requests in %.1f s", name, len(out[name][0].requests),
                  out[name][1])  # fmt: skip
     return out
@@ -221,7 +223,7 @@ def generation_stats(logs: dict[str, tuple[ImpressionLog, float]]) -> dict:
         imp = lg.impressions
         out[name] = {
             "requests": len(lg.requests),
-            "candidates_per_request": len(lg.candidates) / max(len(lg.requests), 1),
+            "candidates_per_request": lg.n_candidates / max(len(lg.requests), 1),
             "impressions": len(imp),
             "seconds": round(seconds, 2),
             "impressions_per_s": round(len(imp) / max(seconds, 1e-9)),

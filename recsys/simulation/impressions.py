@@ -41,6 +41,10 @@ from recsys.data.timeline import KeyedIntervals, KeyedTimeline
 from recsys.simulation.response import ResponseConfig, WorldTruth, simulate_outcomes
 
 REQUESTS, POLICY, OUTCOMES = 0, 1, 2
+# Requests whose live candidates are built at once: every (request, live product) pair of a
+# window at once does not fit in memory on the medium world (~106k room entries x ~1,450
+# products); chunks after the first draw from their own streams.
+CHUNK_REQUESTS = 20_000
 IMPRESSION_COLUMNS = (
     "request_id", "user_id", "ts", "kind", "product_id", "streamer_id", "session_id",
     "position", "propensity", "n_candidates", "click", "conversion",
@@ -65,10 +69,16 @@ class ImpressionLog:
     requests: pd.DataFrame  # request_id, user_id, ts, session_id, streamer_id (room entered)
     candidates: pd.DataFrame  # request_id, product_id, streamer_id, session_id, on_show
     impressions: pd.DataFrame  # IMPRESSION_COLUMNS
+    n_candidates: int = -1  # candidate rows, also when ``candidates`` was not kept
+
+    def __post_init__(self) -> None:
+        if self.n_candidates < 0:
+            object.__setattr__(self, "n_candidates", len(self.candidates))
 
 
-def _rng(seed: int, stream: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream,)))
+def _rng(seed: int, stream: int, part: int = 0) -> np.random.Generator:
+    key = (stream,) if part == 0 else (stream, part)
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
 def request_points(
@@ -205,9 +215,12 @@ def choose_lists(
     events: pd.DataFrame,
     policy: LoggingPolicy,
     seed: int = 0,
+    *,
+    part: int = 0,
 ) -> pd.DataFrame:
     """The policy's lists: candidate rows with ``ts``, ``position``, ``propensity`` and
-    ``n_candidates``, sorted by (request, position)."""
+    ``n_candidates``, sorted by (request, position); ``part``: the chunk of requests, each
+    drawing from its own stream."""
     rank = _request_rank(requests, candidates["request_id"])
     ts = requests["ts"].to_numpy(np.int64)[rank]
     log_w = np.zeros(len(candidates))
@@ -217,7 +230,7 @@ def choose_lists(
         product = candidates["product_id"].to_numpy(np.int64)
         recent = timeline.sum_between(product, ts - policy.popularity_window_s, ts)
         log_w = policy.popularity_power * np.log1p(recent)
-    gumbel = -np.log(-np.log(_rng(seed, POLICY).random(len(candidates))))
+    gumbel = -np.log(-np.log(_rng(seed, POLICY, part).random(len(candidates))))
     order = _order_within_groups(rank, log_w + gumbel)  # Gumbel top-k = Plackett-Luce draws
     start = _group_starts(rank[order])
     shown = order[np.arange(len(order)) - start < policy.k]
@@ -235,11 +248,15 @@ def choose_lists(
 
 
 def draw_outcomes(
-    truth: WorldTruth, shown: pd.DataFrame, response: ResponseConfig | None = None, seed: int = 0
+    truth: WorldTruth,
+    shown: pd.DataFrame,
+    response: ResponseConfig | None = None,
+    seed: int = 0,
+    part: int = 0,
 ) -> pd.DataFrame:
     """Shown rows with ``click`` and ``conversion`` drawn from their true probabilities."""
     expected = simulate_outcomes(truth, shown, response)
-    u = _rng(seed, OUTCOMES).random((2, len(shown)))
+    u = _rng(seed, OUTCOMES, part).random((2, len(shown)))
     click = u[0] < expected["p_click"].to_numpy()
     out = shown.copy()
     out["click"] = click.astype(np.int8)
@@ -257,20 +274,31 @@ def impression_log(
     seed: int = 0,
     start_ts: int | None = None,
     end_ts: int | None = None,
+    keep_candidates: bool = True,
 ) -> ImpressionLog:
     """Requests, their live candidates and the logged impressions of one world
-    (``tables``: a ``LiveCommerceTables``; ``truth``: ``WorldTruth`` of the same world)."""
+    (``tables``: a ``LiveCommerceTables``; ``truth``: ``WorldTruth`` of the same world).
+
+    Requests are served ``CHUNK_REQUESTS`` at a time; ``keep_candidates=False`` keeps only the
+    count of candidate rows (a training window's every (request, live product) pair is large)."""
     policy = policy or LoggingPolicy()
     requests = request_points(tables.events, n_requests=n_requests, seed=seed,
                               start_ts=start_ts, end_ts=end_ts)  # fmt: skip
-    candidates = live_candidates(tables.live_sessions, tables.showcase, requests)
-    shown = choose_lists(candidates, requests, tables.events, policy, seed)
-    users = requests.set_index("request_id")["user_id"].reindex(shown["request_id"])
-    shown["user_id"] = users.to_numpy(np.int64)
-    shown["kind"] = "product"
-    impressions = draw_outcomes(truth, shown, response, seed)[list(IMPRESSION_COLUMNS)]
+    kept, logged, n_candidates = [], [], 0
+    for part, start in enumerate(range(0, max(len(requests), 1), CHUNK_REQUESTS)):
+        chunk = requests.iloc[start : start + CHUNK_REQUESTS]
+        candidates = live_candidates(tables.live_sessions, tables.showcase, chunk)
+        shown = choose_lists(candidates, chunk, tables.events, policy, seed, part=part)
+        users = chunk.set_index("request_id")["user_id"].reindex(shown["request_id"])
+        shown["user_id"] = users.to_numpy(np.int64)
+        shown["kind"] = "product"
+        logged.append(draw_outcomes(truth, shown, response, seed, part)[list(IMPRESSION_COLUMNS)])
+        n_candidates += len(candidates)
+        kept.append(candidates if keep_candidates else candidates.iloc[:0])
+    impressions = pd.concat(logged, ignore_index=True) if len(logged) > 1 else logged[0]
     validate_impressions(impressions)
-    return ImpressionLog(requests, candidates, impressions)
+    candidates = pd.concat(kept, ignore_index=True) if len(kept) > 1 else kept[0]
+    return ImpressionLog(requests, candidates, impressions, n_candidates)
 
 
 def _fail(frame: pd.DataFrame, bad: np.ndarray, field: str, why: str) -> None:
