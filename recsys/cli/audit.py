@@ -19,7 +19,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from recsys.cli.forget import read_users
+from recsys.cli.forget import read_users, user_column
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +46,8 @@ def _membership(m: Mapping, roots: list[str]) -> dict | None:
 
 
 def read_raw_ids(path: str | Path) -> list[str]:
-    """The platform's ids as written in a users file (a ``user_id`` column of Parquet or CSV,
-    else one per line), whole numbers or not."""
-    import pandas as pd
-
-    path = Path(path)
-    if path.suffix == ".parquet":
-        column = pd.read_parquet(path)["user_id"]
-    elif path.suffix == ".csv":
-        column = pd.read_csv(path, dtype={"user_id": str})["user_id"]
-    else:
-        column = pd.Series(path.read_text().splitlines(), dtype=object)
-    text = column.dropna().astype(str).str.strip()
+    """The platform's ids as written in a users file, whole numbers or not."""
+    text = user_column(path).dropna().astype(str).str.strip()
     return text[text != ""].tolist()
 
 

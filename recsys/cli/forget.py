@@ -20,19 +20,26 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger(__name__)
 
 
+def user_column(path: str | Path):
+    """The ids of a users file as written: its ``user_id`` column (Parquet, CSV as text), else
+    one per non-blank line."""
+    import pandas as pd
+
+    path = Path(path)
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)["user_id"]
+    if path.suffix == ".csv":
+        return pd.read_csv(path, dtype={"user_id": str})["user_id"]
+    lines = [s.strip() for s in path.read_text().splitlines()]
+    return pd.Series([s for s in lines if s], dtype=object)
+
+
 def read_users(path: str | Path, *, pseudonymise: bool = False, key: str | None = None):
     """The ids of a users file as int64 (pseudonymised first when asked)."""
     import numpy as np
     import pandas as pd
 
-    path = Path(path)
-    if path.suffix == ".parquet":
-        column = pd.read_parquet(path)["user_id"]
-    elif path.suffix == ".csv":
-        column = pd.read_csv(path, dtype={"user_id": str})["user_id"]
-    else:
-        lines = [s.strip() for s in path.read_text().splitlines()]
-        column = pd.Series([s for s in lines if s], dtype=object)
+    column = user_column(path)
     if pseudonymise:
         from recsys.data.ingest.pseudonyms import Pseudonymiser
 

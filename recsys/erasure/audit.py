@@ -83,9 +83,9 @@ def split_raw_ids(raw_ids) -> tuple[np.ndarray, list[str]]:
     values = np.asarray(raw_ids)
     if values.dtype.kind in "iu":
         return values.astype(np.int64), []
-    text = [str(v).strip() for v in values.tolist()]
-    numbers = [v for v in text if v.isascii() and v.isdigit() and len(v) <= 18]
-    return np.asarray(numbers, dtype=np.int64), sorted({v for v in text if v and v not in numbers})
+    text = {str(v).strip() for v in values.tolist()} - {""}
+    numbers = {v for v in text if v.isascii() and v.isdigit() and len(v) <= 18}
+    return np.asarray(sorted(numbers), dtype=np.int64), sorted(text - numbers)
 
 
 class _Targets:

@@ -103,7 +103,8 @@ def logged_logs(world: RankWorld, settings: RankSettings) -> dict[str, tuple]:
                 requests = requests.sample(n=n, random_state=settings.seed + i)
                 requests = requests.sort_values("request_id", ignore_index=True)
             pairs = logged_pairs(world, requests)
-            return ImpressionLog(requests, pairs, training_rows(pairs, settings.k, settings.seed))
+            rows = training_rows(pairs, settings.k, settings.seed)
+            return ImpressionLog(requests, pairs, rows, len(pairs))
 
         out[name] = _timed(one)
         log.info("%s: %d requests, %d logged rows (%.1f%% clicked)", name,

@@ -69,11 +69,7 @@ class ImpressionLog:
     requests: pd.DataFrame  # request_id, user_id, ts, session_id, streamer_id (room entered)
     candidates: pd.DataFrame  # request_id, product_id, streamer_id, session_id, on_show
     impressions: pd.DataFrame  # IMPRESSION_COLUMNS
-    n_candidates: int = -1  # candidate rows, also when ``candidates`` was not kept
-
-    def __post_init__(self) -> None:
-        if self.n_candidates < 0:
-            object.__setattr__(self, "n_candidates", len(self.candidates))
+    n_candidates: int  # candidate rows, also when ``candidates`` was not kept
 
 
 def _rng(seed: int, stream: int, part: int = 0) -> np.random.Generator:
@@ -295,10 +291,9 @@ def impression_log(
         logged.append(draw_outcomes(truth, shown, response, seed, part)[list(IMPRESSION_COLUMNS)])
         n_candidates += len(candidates)
         kept.append(candidates if keep_candidates else candidates.iloc[:0])
-    impressions = pd.concat(logged, ignore_index=True) if len(logged) > 1 else logged[0]
+    impressions = pd.concat(logged, ignore_index=True)
     validate_impressions(impressions)
-    candidates = pd.concat(kept, ignore_index=True) if len(kept) > 1 else kept[0]
-    return ImpressionLog(requests, candidates, impressions, n_candidates)
+    return ImpressionLog(requests, pd.concat(kept, ignore_index=True), impressions, n_candidates)
 
 
 def _fail(frame: pd.DataFrame, bad: np.ndarray, field: str, why: str) -> None:
