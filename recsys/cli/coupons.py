@@ -1,9 +1,10 @@
 """`recsys-coupons`: personalised coupons under a budget, trained and judged in the market.
 
-Randomised grants in the market give the uplift data; uplift models (T-, X- and DR-learners)
-predict each viewer's incremental GMV and cost per tier; on held-out viewers the learned
-allocation is compared at one budget with the seed's rule tiers, the oracle, random tiers and
-a blanket tier against the planted truth, and a day is paced online. The run folder gets
+Randomised grants in the market give the uplift data; uplift models (T-, X- and DR-learners,
+and a coupon-aware conversion model) predict each viewer's incremental GMV and cost per tier;
+on held-out viewers the learned allocation is compared at one budget with the seed's rule
+tiers, the oracle, random tiers and a blanket tier against the planted truth, and a day is
+paced online. The run folder gets
 ``coupons.json``, ``coupons.md`` and ``coupon_model.pkl``.
 """
 
@@ -39,6 +40,7 @@ def config_of(cfg: DictConfig):
         world=WorldConfig(**plain["world"]),
         learner=str(cfg.learner),
         alpha=float(cfg.alpha),
+        penalties=tuple(float(a) for a in cfg.penalties),
         held_out=float(cfg.held_out),
         budget_per_viewer=float(cfg.budget_per_viewer),
         rules=AllocationRules(float(cfg.roi_floor), float(cfg.max_cost_per_user)),

@@ -4,7 +4,7 @@ From randomised grants to a budgeted, paced, real-time decision::
 
     catalogue = load_catalogue(cfg_tiers)                 # tiers: 满X减Y, scope, validity
     market, data = collect(WorldConfig(preset="small"), catalogue, propensities, "runs/c")
-    model = fit_models(train, catalogue, "dr", alpha=30.0, seed=0)   # incremental GMV, cost
+    model = fit_models(train, catalogue, "cvr", alpha=30.0, seed=0)  # incremental GMV, cost
     value, cost, known = model.predict(user_ids)          # (n, K) per tier
     plan = allocate(value, cost, budget, offered, AllocationRules(roi_floor=1.0))
     day = pace(value, cost, budget, plan.lam, offered)    # online, spend tracks the budget
@@ -14,12 +14,14 @@ From randomised grants to a budgeted, paced, real-time decision::
 Modules: ``catalogue`` (tiers from config, each viewer's targets), ``grants`` (randomised and
 fixed choosers behind ``CouponPolicy`` in the market), ``data`` (profile features, outcomes),
 ``truth`` (the planted true effect of every tier), ``uplift`` (T-/X-/DR-learners on a ridge
-base, calibration in face value), ``allocate`` (Lagrangian dual of the multiple-choice
-knapsack), ``pacing`` (feedback control of the dual price), ``rules`` (the seed's tiers,
-random, blanket), ``policy`` (learned and rule choosers), ``metrics`` (Qini, AUUC, intervals),
-``study`` / ``evaluate`` / ``report`` (the end-to-end run behind ``recsys-coupons``),
-``ab`` (the learned allocation against the rule tiers as an A/B in the market), ``trigger``
-(the hesitation trigger) and ``service`` (its ``GET /coupon`` router for ``recsys-serve``).
+base, calibration in face value), ``conversion`` (a coupon-aware model of P(buy | click)
+turned into uplift per viewer: the default learner), ``allocate`` (Lagrangian dual of the
+multiple-choice knapsack), ``pacing`` (feedback control of the dual price), ``rules`` (the
+seed's tiers, random, blanket), ``policy`` (learned and rule choosers), ``metrics`` (Qini,
+AUUC, intervals), ``study`` / ``evaluate`` / ``report`` (the end-to-end run behind
+``recsys-coupons``), ``ab`` (the learned allocation against the rule tiers as an A/B in the
+market), ``trigger`` (the hesitation trigger) and ``service`` (its ``GET /coupon`` router for
+``recsys-serve``).
 """
 
 from recsys.coupons.allocate import Allocation, AllocationRules, allocate

@@ -1,7 +1,8 @@
 """Train on some viewers' randomised grants, judge on the others' against the planted truth.
 
 ``split_viewers`` holds out a seeded share of viewers. ``fit_models`` fits the uplift learners
-(incremental GMV and cost) on the training viewers. ``ranking_quality`` gives, per learner and
+(incremental GMV and cost) on the training viewers: the meta-learners of ``uplift`` and the
+conversion learner of ``conversion``. ``ranking_quality`` gives, per learner and
 tier on the held-out viewer-days, Qini and AUUC on the observed outcomes, the noise-free AUUC
 against the true effects, and the correlation of predicted with true uplift.
 ``policy_values`` allocates each held-out day under the same budget by the learned model, the
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recsys.coupons.allocate import NO_COUPON, AllocationRules, allocate
+from recsys.coupons.conversion import fit_conversion_uplift
 from recsys.coupons.metrics import (
     correlations,
     qini_auuc,
@@ -34,9 +36,11 @@ from recsys.coupons.rules import (
     rule_choice,
 )
 from recsys.coupons.study import EXPOSURE, GrantData
-from recsys.coupons.uplift import fit_uplift
+from recsys.coupons.uplift import KINDS, fit_uplift
 from recsys.market.coupons import CouponCatalogue
 
+LEARNERS = (*KINDS, "cvr")
+PENALTIES = (0.3, 3.0, 30.0, 300.0)  # the conversion model's grid (chosen by held-out log loss)
 POLICIES = ("learned", "rule", "oracle_expected", "oracle", "random", "blanket")
 OTHERS = POLICIES[1:]
 
@@ -49,7 +53,14 @@ def split_viewers(user_ids: np.ndarray, held_out: float, seed: int) -> np.ndarra
 
 
 def fit_models(data: GrantData, catalogue: CouponCatalogue, kind: str, alpha: float,
-               seed: int) -> CouponModel:  # fmt: skip
+               seed: int, penalties: tuple[float, ...] = PENALTIES) -> CouponModel:  # fmt: skip
+    """The uplift models of learner ``kind`` (one of ``LEARNERS``) on ``data``."""
+    if kind not in LEARNERS:
+        raise ValueError(f"uplift learner {kind!r}: one of {LEARNERS}")
+    if kind == "cvr":
+        fit = fit_conversion_uplift(data, catalogue, alpha=alpha, penalties=penalties, seed=seed)
+        return CouponModel(fit.gmv, fit.cost, data.features, catalogue,
+                           {"penalty": fit.penalty, "cv_log_loss": fit.cv_log_loss})  # fmt: skip
     x = data.features.x[np.searchsorted(data.features.user_id, data.rows["user_id"])]
     arm, e = data.rows["arm"].to_numpy(), data.rows["propensity"].to_numpy()
     k = len(catalogue.tiers)

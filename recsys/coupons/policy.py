@@ -33,6 +33,7 @@ class CouponModel:
     cost: UpliftModel
     features: Features
     catalogue: CouponCatalogue
+    fit: dict = field(default_factory=dict)  # what the learner chose while fitting
 
     def predict(self, user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(value, cost, known): (n, K) predicted incremental GMV and cost; ``known`` marks

@@ -20,7 +20,9 @@ import numpy as np
 from recsys.coupons.ab import run_ab
 from recsys.coupons.allocate import AllocationRules
 from recsys.coupons.evaluate import (
+    LEARNERS,
     OTHERS,
+    PENALTIES,
     POLICIES,
     Budgeting,
     exposure_balance,
@@ -36,7 +38,6 @@ from recsys.coupons.pacing import PacingConfig
 from recsys.coupons.policy import CouponModel, LearnedChooser, RuleChooser
 from recsys.coupons.rules import RuleTiers
 from recsys.coupons.study import WorldConfig, collect, slate_policy
-from recsys.coupons.uplift import KINDS
 from recsys.market.coupons import CouponCatalogue
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,9 @@ class CouponsConfig:
     propensities: dict[str, float]
     rule_tiers: RuleTiers
     world: WorldConfig = field(default_factory=WorldConfig)
-    learner: str = "dr"  # the learner behind the allocation; all of KINDS are reported
+    learner: str = "cvr"  # the learner behind the allocation; all of LEARNERS are reported
     alpha: float = 30.0
+    penalties: tuple[float, ...] = PENALTIES  # the conversion model's grid
     held_out: float = 0.3
     budget_per_viewer: float = 0.5  # yuan of expected coupon cost per viewer and day
     rules: AllocationRules = field(default_factory=AllocationRules)
@@ -59,8 +61,9 @@ class CouponsConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.learner not in KINDS:
-            raise ValueError(f"coupons: learner must be one of {KINDS}, got {self.learner!r}")
+        if self.learner not in LEARNERS:
+            raise ValueError(f"coupons: learner must be one of {LEARNERS}, got "
+                             f"{self.learner!r}")  # fmt: skip
         if not self.budget_per_viewer > 0:
             raise ValueError(f"coupons: budget_per_viewer must be > 0, got "
                              f"{self.budget_per_viewer}")  # fmt: skip
@@ -78,7 +81,8 @@ def run_coupons(config: CouponsConfig, out_dir: str | Path) -> dict:
     test_mask = np.isin(data.rows["user_id"], data.features.user_id[held])
     train, test = data.select(~test_mask), data.select(test_mask)
     log.info("coupons: %d training and %d held-out viewer-days", len(train.rows), len(test.rows))
-    models = {k: fit_models(train, config.catalogue, k, config.alpha, config.seed) for k in KINDS}
+    models = {k: fit_models(train, config.catalogue, k, config.alpha, config.seed,
+                            config.penalties) for k in LEARNERS}  # fmt: skip
     quality = {k: ranking_quality(m, test) for k, m in models.items()}
     budgeting = Budgeting(config.budget_per_viewer, config.rules, config.rule_tiers,
                           config.blanket_tier, config.seed)  # fmt: skip
@@ -89,6 +93,7 @@ def run_coupons(config: CouponsConfig, out_dir: str | Path) -> dict:
         "world": asdict(config.world),
         "tiers": [asdict(t) for t in config.catalogue.tiers],
         "learner": config.learner,
+        "conversion_model": models["cvr"].fit,
         "viewer_days": {"train": len(train.rows), "held_out": len(test.rows)},
         "arms": data.rows["arm"].value_counts().sort_index().to_dict(),
         "exposure_by_arm": exposure_balance(data, config.catalogue),
@@ -169,6 +174,10 @@ def markdown(record: dict) -> str:
                 f"{q['pearson']:.3f} / {q['pearson_expected']:.3f} | "
                 f"{q['spearman']:.3f} / {q['spearman_expected']:.3f} |"
             )
+    cm = record["conversion_model"]
+    lines += ["", f"The conversion learner (`cvr`) chose the penalty {cm['penalty']:g} of its "
+              "grid by held-out log loss of purchases over viewer folds: " + ", ".join(
+                  f"{k:g}: {v:.5f}" for k, v in cm["cv_log_loss"].items()) + "."]  # fmt: skip
     pv = record["policy_value"]
     lines += ["", "## Policy value at equal budget (true incremental GMV per yuan of true cost)",
               "", "Each held-out day allocated under the same budget; each allocation scored by "

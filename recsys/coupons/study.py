@@ -8,7 +8,8 @@ also gives each viewer's true effect under every tier (``truth.true_effects``).
 The result, ``GrantData``, holds one row per (viewer, granted day): features, arm, propensity,
 observed GMV and cost, the day's exposure (``EXPOSURE``: cards shown, their summed price,
 clicks and clicked prices, which the coupon cannot move here) and the true (incremental GMV,
-cost) under each tier.
+cost) under each tier; beside them each row's target per tier and its clicked cards
+(``CLICK_COLUMNS``: what the conversion learner, ``recsys.coupons.conversion``, reads).
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ SLATES = ("oracle", "random")
 # What the coupon cannot move in this market (arrivals and slates never read wallets, a click
 # is drawn before any coupon counts): the day's cards, their prices, clicks, clicked prices.
 EXPOSURE = ("cards", "card_value", "clicks", "clicked_value")
+# A clicked card: its row in ``GrantData.rows``, when, what, at what price, and whether it sold
+# with a granted coupon (``grant_id`` >= 0) or without.
+CLICK_COLUMNS = ("row", "ts", "streamer_id", "product_id", "price", "purchase", "grant_id")
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,8 @@ class GrantData:
     offered: np.ndarray  # (rows, K) bool
     first_ts: np.ndarray  # (rows,) the viewer's first request that day (-1: none)
     grant_ts: dict[int, int] = field(default_factory=dict)
+    target: np.ndarray | None = None  # (rows, K) int64, each tier's target (catalogue.Targets)
+    clicks: pd.DataFrame | None = None  # CLICK_COLUMNS, in (row, ts, position) order
 
     def expected(self) -> tuple[np.ndarray, np.ndarray]:
         """(rows, K) each viewer's true effects averaged over their days: what a perfect
@@ -72,9 +78,15 @@ class GrantData:
         return out[0], out[1]
 
     def select(self, mask: np.ndarray) -> GrantData:
+        clicks = self.clicks
+        if clicks is not None:
+            new = np.cumsum(mask) - 1  # old row -> new row
+            clicks = clicks.loc[mask[clicks["row"].to_numpy()]].reset_index(drop=True)
+            clicks["row"] = new[clicks["row"].to_numpy()]
         return GrantData(self.features, self.rows.loc[mask].reset_index(drop=True),
                          self.true_gmv[mask], self.true_cost[mask], self.offered[mask],
-                         self.first_ts[mask], self.grant_ts)  # fmt: skip
+                         self.first_ts[mask], self.grant_ts,
+                         None if self.target is None else self.target[mask], clicks)  # fmt: skip
 
 
 def slate_policy(market: Market, kind: str, seed: int):
@@ -109,10 +121,14 @@ def collect(
     decisions = policy.decision_table()
     days = range(world.history_days, world.history_days + world.grant_days)
     parts = [_day_rows(market, policy, decisions, d, catalogue) for d in tqdm(days, "truth")]
+    offsets = np.cumsum([0, *[len(p[0]) for p in parts]])
+    for part, offset in zip(parts, offsets, strict=False):
+        part[6]["row"] += offset
     data = GrantData(features, pd.concat([p[0] for p in parts], ignore_index=True),
                      *[np.vstack([p[i] for p in parts]) for i in (1, 2, 3)],
                      np.concatenate([p[4] for p in parts]),
-                     {d: window(d)[0] for d in days})  # fmt: skip
+                     {d: window(d)[0] for d in days}, np.vstack([p[5] for p in parts]),
+                     pd.concat([p[6] for p in parts], ignore_index=True))  # fmt: skip
     return market, data
 
 
@@ -140,4 +156,17 @@ def _day_rows(market: Market, policy: CouponPolicy, decisions: pd.DataFrame, day
     for name in EXPOSURE:
         rows[name] = exposure[name].to_numpy(np.float64)
     first = logs["requests"].groupby("user_id")["ts"].min().reindex(users).fillna(-1)
-    return rows, effects.gmv, effects.cost, targets.offered, first.to_numpy(np.int64)
+    clicks = shown.loc[shown["click"].to_numpy(bool)].merge(
+        logs["impressions"][["request_id", "position", "purchase", "grant_id"]],
+        on=["request_id", "position"])  # fmt: skip
+    clicks["row"] = pd.Index(users).get_indexer(clicks["user_id"].to_numpy(np.int64))
+    clicks = clicks.loc[clicks["row"] >= 0].sort_values(["row", "ts", "position"], kind="stable")
+    return (
+        rows,
+        effects.gmv,
+        effects.cost,
+        targets.offered,
+        first.to_numpy(np.int64),
+        targets.target,
+        clicks[list(CLICK_COLUMNS)].reset_index(drop=True),
+    )
