@@ -36,12 +36,13 @@ from recsys.coupons.rules import (
     rule_choice,
 )
 from recsys.coupons.study import EXPOSURE, GrantData
-from recsys.coupons.uplift import KINDS, fit_uplift
+from recsys.coupons.uplift import KINDS, Ridge, UpliftModel, fit_uplift
 from recsys.market.coupons import CouponCatalogue
 
 LEARNERS = (*KINDS, "cvr")
 PENALTIES = (0.3, 3.0, 30.0, 300.0)  # the conversion model's grid (chosen by held-out log loss)
-POLICIES = ("learned", "rule", "oracle_expected", "oracle", "random", "blanket")
+POLICIES = ("learned", "rule", "oracle_expected", "oracle", "features_ceiling", "random",
+            "blanket")  # fmt: skip
 OTHERS = POLICIES[1:]
 
 
@@ -71,6 +72,20 @@ def fit_models(data: GrantData, catalogue: CouponCatalogue, kind: str, alpha: fl
                           alpha=alpha, exposure=exposure, seed=seed)
             for y in ("gmv", "cost")}  # fmt: skip
     return CouponModel(fits["gmv"], fits["cost"], data.features, catalogue)
+
+
+def features_ceiling(data: GrantData, catalogue: CouponCatalogue, alpha: float) -> CouponModel:
+    """The last stage's regression fitted to the true effects (each viewer's, averaged over
+    their days) instead of estimates: what the viewer's features can carry at best, so the
+    learned allocation's gap to the oracle splits into estimation and what the profile does
+    not know."""
+    x = data.features.x[np.searchsorted(data.features.user_id, data.rows["user_id"])]
+    fits = []
+    for y in data.expected():
+        per_tier = [Ridge.fit(x[data.offered[:, j]], y[data.offered[:, j], j], alpha)
+                    for j in range(len(catalogue.tiers))]  # fmt: skip
+        fits.append(UpliftModel("features_ceiling", tuple(per_tier)))
+    return CouponModel(fits[0], fits[1], data.features, catalogue)
 
 
 def exposure_balance(data: GrantData, catalogue: CouponCatalogue) -> dict:
@@ -124,14 +139,17 @@ class Budgeting:
     seed: int = 0
 
 
-def _choices(model: CouponModel, test: GrantData, rows: np.ndarray, b: Budgeting,
-             tier_cost_: np.ndarray) -> dict[str, np.ndarray]:  # fmt: skip
+def _choices(model: CouponModel, ceiling: CouponModel, test: GrantData, rows: np.ndarray,
+             b: Budgeting, tier_cost_: np.ndarray) -> dict[str, np.ndarray]:  # fmt: skip
     users = test.rows["user_id"].to_numpy()[rows]
     offered = test.offered[rows]
     budget = b.budget_per_viewer * len(users)
-    value, cost, known = model.predict(users)
-    offered_known = offered & known[:, None]
-    learned = allocate(value, cost, budget, offered_known, b.rules).choice
+
+    def by_model(m: CouponModel) -> np.ndarray:
+        value, cost, known = m.predict(users)
+        return allocate(value, cost, budget, offered & known[:, None], b.rules).choice
+
+    learned = by_model(model)
     oracle = allocate(test.true_gmv[rows], test.true_cost[rows], budget, offered, b.rules).choice
     gmv, cost = test.expected()
     expected = allocate(gmv[rows], cost[rows], budget, offered, b.rules).choice
@@ -145,7 +163,7 @@ def _choices(model: CouponModel, test: GrantData, rows: np.ndarray, b: Budgeting
     flat = np.zeros(len(users), dtype=np.int64)
     blanket = blanket_choice(offered, model.catalogue.index(b.blanket_tier))
     return {"learned": learned, "rule": cut(rule, priority, b.seed),
-            "oracle": oracle, "oracle_expected": expected,
+            "oracle": oracle, "oracle_expected": expected, "features_ceiling": by_model(ceiling),
             "random": cut(random_choice(offered, b.seed), flat, b.seed + 1),
             "blanket": cut(blanket, flat, b.seed + 2)}  # fmt: skip
 
@@ -156,16 +174,18 @@ class _Targets:
     offered: np.ndarray
 
 
-def policy_values(model: CouponModel, test: GrantData, b: Budgeting, tier_cost_) -> dict:
+def policy_values(model: CouponModel, ceiling: CouponModel, test: GrantData, b: Budgeting,
+                  tier_cost_) -> dict:  # fmt: skip
     """Each policy's true incremental GMV per yuan over the held-out viewer-days, each day
-    allocated under the same budget, with intervals over viewers; and paired ratios."""
+    allocated under the same budget, with intervals over viewers; and paired ratios.
+    ``ceiling``: ``features_ceiling`` of the training viewers."""
     days = test.rows["day"].to_numpy()
     n = len(test.rows)
     gained = {p: np.zeros(n) for p in POLICIES}
     spent = {p: np.zeros(n) for p in POLICIES}
     for day in np.unique(days):
         rows = np.flatnonzero(days == day)
-        for name, choice in _choices(model, test, rows, b, tier_cost_).items():
+        for name, choice in _choices(model, ceiling, test, rows, b, tier_cost_).items():
             has = choice >= 0
             gained[name][rows[has]] = test.true_gmv[rows[has], choice[has]]
             spent[name][rows[has]] = test.true_cost[rows[has], choice[has]]

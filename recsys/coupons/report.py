@@ -26,6 +26,7 @@ from recsys.coupons.evaluate import (
     POLICIES,
     Budgeting,
     exposure_balance,
+    features_ceiling,
     fit_models,
     paced_day,
     policy_values,
@@ -87,7 +88,8 @@ def run_coupons(config: CouponsConfig, out_dir: str | Path) -> dict:
     budgeting = Budgeting(config.budget_per_viewer, config.rules, config.rule_tiers,
                           config.blanket_tier, config.seed)  # fmt: skip
     costs = tier_cost(train, len(config.catalogue.tiers))
-    values = {k: policy_values(m, test, budgeting, costs) for k, m in models.items()}
+    ceiling = features_ceiling(train, config.catalogue, config.alpha)
+    values = {k: policy_values(m, ceiling, test, budgeting, costs) for k, m in models.items()}
     model = models[config.learner]
     record = {
         "world": asdict(config.world),
@@ -184,7 +186,9 @@ def markdown(record: dict) -> str:
               "the planted truth of that day. `oracle_expected` allocates by each viewer's true "
               "effect averaged over their days (the most a model of the viewer can know); "
               "`oracle` by the day's own true effect (it knows which cards the viewer will "
-              "see). Rule, random and blanket budget at each tier's mean observed cost per "
+              "see); `features_ceiling` by the learners' last regression fitted to the "
+              "training viewers' true effects (the most these profile features carry). Rule, "
+              "random and blanket budget at each tier's mean observed cost per "
               "grant; intervals: bootstrap over viewers.", "",
               "| policy | GMV per yuan [95%] | incremental GMV | true spend | budget "
               "| grants |", "|---|---|---|---|---|---|"]  # fmt: skip
