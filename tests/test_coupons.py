@@ -393,6 +393,35 @@ def test_recsys_coupons_runs_on_the_tiny_world(tmp_path, tiny_world_dir):
         ValueError, match=r"coupons.yaml tiers\[0\] \(member_5\): field 'threshold'"
     ):
         coupons.config_of(bad)
+    _experiment_with_coupon_arms(tmp_path, tiny_world_dir)
+
+
+def _experiment_with_coupon_arms(coupons_run, tiny_world_dir):
+    """recsys-experiment pits the run's rule tiers against its learned allocation: the report
+    has the logs' KPIs and the coupons' true effect beside each estimate; mixed arms refused."""
+    import json
+
+    from hydra import compose, initialize_config_module
+
+    from recsys.cli import experiment
+
+    out = coupons_run / "experiment"
+    overrides = ["world.preset=tiny", f"world.cache_dir={tiny_world_dir.parent}", "days=1",
+                 f"coupons_run={coupons_run}", f"out_dir={out}"]  # fmt: skip
+    arms = ["arm@control=coupons_rule", "arm@treatment=coupons_learned", "control.slates=random",
+            "treatment.slates=random"]  # fmt: skip
+    with initialize_config_module(version_base="1.3", config_module="recsys.conf"):
+        cfg = compose(config_name="experiment", overrides=overrides + arms)
+        mixed = compose(config_name="experiment", overrides=overrides + arms[1:2])
+    record = experiment.run(cfg)
+    assert record["start_day"] == 3  # after the study's 1 + 2 days
+    ab = json.loads((out / "coupons_ab.json").read_text())
+    assert set(ab["metrics"]) == {"gmv", "cost", "net"}
+    assert all(np.isfinite(m["true_effect"]) for m in ab["metrics"].values())
+    text = (out / "report.md").read_text()
+    assert "The coupons' true effect beside the estimates" in text and "| cost |" in text
+    with pytest.raises(ValueError, match="both arms must be coupon arms"):
+        experiment.run(mixed)
 
 
 def compose_bad_tier(cfg):

@@ -5,7 +5,13 @@ Viewers (or live rooms, ``experiment.unit=room``) are hashed into the arms by
 message to the policy of its unit's arm and logs exposures; the market runs ``days`` days from
 ``start_day`` (a pipeline arm's test-cut day, so no arm acts on days its model trained on);
 then ``ab_report`` reads the logs like any other logs in the project's schema and writes
-``report.md``, ``report.json`` and ``sequential.png`` into the run folder. The pre-period is the
+``report.md``, ``report.json`` and ``sequential.png`` into the run folder.
+
+Coupon arms (``arm@control=coupons_rule arm@treatment=coupons_learned coupons_run=RUN``) grant
+from a ``recsys-coupons`` run beside one slate policy; the true effect of their grants comes
+from the planted coupon response (``recsys.coupons.ab``: every arm decides for every viewer each
+day), beside the estimates from the logs, in ``coupons_ab.json`` and at the end of
+``report.md``. They start after the days the coupon study used. The pre-period is the
 world's own ``pre_days`` days before the start: the units' behaviour there is the CUPED
 covariate, and the popularity arm is warmed on it.
 """
@@ -64,7 +70,49 @@ def build_policy(arm: DictConfig, cfg: DictConfig, market, start_ts: int, histor
         return OraclePolicy(market.truth, market.config.response)
     if kind == "pipeline":
         return _pipeline(arm, cfg, start_ts)
-    raise ValueError(f"arm policy {kind!r}: one of random, popularity, oracle, pipeline")
+    if kind == "coupons":
+        from recsys.coupons.policy import coupon_arm
+        from recsys.coupons.study import slate_policy
+
+        slates = slate_policy(market, str(arm.slates), int(cfg.world.seed))
+        return coupon_arm(coupon_run(cfg), str(arm.chooser), slates,
+                          market.world.config.chunk_window, history,
+                          budget_per_viewer=arm.budget_per_viewer)  # fmt: skip
+    raise ValueError(f"arm policy {kind!r}: one of random, popularity, oracle, pipeline, "
+                     f"coupons")  # fmt: skip
+
+
+def coupon_run(cfg: DictConfig) -> dict:
+    """The contents of ``coupons_run``'s ``coupon_model.pkl``."""
+    import pickle
+
+    if cfg.coupons_run is None:
+        raise ValueError("coupon arms: set coupons_run=<a recsys-coupons run folder>")
+    path = Path(cfg.coupons_run) / "coupon_model.pkl"
+    if not path.is_file():
+        raise FileNotFoundError(f"coupon arms: {path} not found (run recsys-coupons first)")
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+def _coupon_world(cfg: DictConfig) -> dict:
+    """The coupon run's catalogue and world length; its world must be this experiment's."""
+    saved = coupon_run(cfg)
+    world = saved.get("world", {})
+    ours = {"preset": str(cfg.world.preset), "seed": int(cfg.world.seed)}
+    if {k: world.get(k) for k in ours} != ours:
+        raise ValueError(f"coupon arms: {cfg.coupons_run} was trained on world "
+                         f"{ {k: world.get(k) for k in ours} }, the experiment runs {ours}")
+    return {"catalogue": saved["model"].catalogue, "n_days": world.get("n_days")}
+
+
+def coupon_arms(cfg: DictConfig) -> bool:
+    """Whether the arms grant coupons (both, or neither: mixed arms are refused)."""
+    kinds = [cfg[a].policy == "coupons" for a in ARMS]
+    if any(kinds) and not all(kinds):
+        raise ValueError("coupon arms: both arms must be coupon arms (their true effect is the "
+                         "coupons' on the same slates)")  # fmt: skip
+    return all(kinds)
 
 
 def start_day_of(cfg: DictConfig) -> int:
@@ -74,6 +122,8 @@ def start_day_of(cfg: DictConfig) -> int:
 
     if cfg.start_day is not None:
         return int(cfg.start_day)
+    if coupon_arms(cfg):
+        return int(coupon_run(cfg)["study_days"])
     pipelines = [cfg[a] for a in ARMS if cfg[a].policy == "pipeline"]
     if not pipelines:
         return 1
@@ -109,15 +159,17 @@ def run(cfg: DictConfig) -> dict:
 
     import pandas as pd
 
+    from recsys.coupons.ab import ab_in_market
     from recsys.experiments.arms import run_experiment
     from recsys.experiments.report import ab_report, markdown, write_report
     from recsys.market import Market, MarketConfig
 
     experiment, out, started = experiment_of(cfg), Path(cfg.out_dir), time.perf_counter()
-    start = start_day_of(cfg)
+    start, coupons = start_day_of(cfg), coupon_arms(cfg)
+    world = _coupon_world(cfg) if coupons else {}
     config = MarketConfig(preset=cfg.world.preset, seed=int(cfg.world.seed), start_day=start,
                           draw_seed=cfg.draw_seed, open_rate=float(cfg.open_rate),
-                          slate_size=int(cfg.slate_size))  # fmt: skip
+                          slate_size=int(cfg.slate_size), **world)  # fmt: skip
     market = Market(config, out / "market")
     if start >= market.n_days:
         raise ValueError(f"start day {start}: the {cfg.world.preset} world has {market.n_days}")
@@ -126,17 +178,36 @@ def run(cfg: DictConfig) -> dict:
     arms = {a: build_policy(cfg[a], cfg, market, start_ts, history) for a in ARMS}
     log.info("experiment %s: %s vs %s by %s from day %d for %d days", experiment.name,
              cfg.control.policy, cfg.treatment.policy, experiment.unit, start, int(cfg.days))
-    run_experiment(market, experiment, arms, days=int(cfg.days),
-                   counterfactual=bool(cfg.counterfactual), progress=True)  # fmt: skip
+    if coupons:
+        coupon_ab = ab_in_market(market, arms, int(cfg.days), experiment)
+    else:
+        run_experiment(market, experiment, arms, days=int(cfg.days),
+                       counterfactual=bool(cfg.counterfactual), progress=True)  # fmt: skip
     pre = pd.concat(history, ignore_index=True) if history else None
     report = ab_report(market.out, experiment, pre_events=pre, alpha=float(cfg.alpha),
                        tuning=float(cfg.sequential_tuning))  # fmt: skip
     paths = write_report(report, out)
+    if coupons:
+        _add_coupon_truth(coupon_ab, paths, out)
     (out / "command.txt").write_text(command_line() + "\n")
     (out / "seconds.txt").write_text(f"{time.perf_counter() - started:.1f}\n")
     print(markdown(report), flush=True)
     return {"report": report, "paths": paths, "start_day": start,
             "config": OmegaConf.to_container(cfg, resolve=False)}  # fmt: skip
+
+
+def _add_coupon_truth(coupon_ab: dict, paths: dict, out: Path) -> None:
+    """The coupon arms' estimates beside their true effects: ``coupons_ab.json`` and a section
+    at the end of ``report.md``."""
+    import json
+
+    from recsys.coupons.report import ab_lines
+
+    (out / "coupons_ab.json").write_text(json.dumps(coupon_ab, indent=2) + "\n")
+    lines = ab_lines(coupon_ab, "The coupons' true effect beside the estimates")
+    with open(paths["markdown"], "a") as f:
+        f.write("\n".join(lines) + "\n")
+    paths["coupons"] = out / "coupons_ab.json"
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="experiment")

@@ -63,13 +63,25 @@ def run_ab(
     out_dir: str | Path,
     *,
     salt: str = "coupons",
+    experiment: Experiment | None = None,
 ) -> dict:
-    """Run the A/B over ``days`` market days from ``config.start_day``; estimates per metric
-    with their intervals beside the true effects."""
+    """Run the A/B over ``days`` market days from ``config.start_day`` (``experiment``: the
+    split, by default half and half by viewer); estimates per metric with their intervals
+    beside the true effects. The market's logs and exposures stay in ``out_dir``."""
+    experiment = experiment or Experiment("coupons", {"control": 0.5, "treatment": 0.5},
+                                          salt=salt)  # fmt: skip
+    return ab_in_market(Market(config, Path(out_dir)), arms, days, experiment)
+
+
+def ab_in_market(market: Market, arms: Mapping[str, CouponPolicy], days: int,
+                 experiment: Experiment) -> dict:  # fmt: skip
+    """``run_ab`` in an opened market (its ``config.start_day`` on)."""
     if list(arms) != list(ARMS):
         raise ValueError(f"coupon A/B: arms {list(arms)}, expected {list(ARMS)}")
-    market = Market(config, Path(out_dir))
-    experiment = Experiment("coupons", {"control": 0.5, "treatment": 0.5}, salt=salt)
+    if experiment.unit != "viewer" or list(experiment.arm_names) != list(ARMS):
+        raise ValueError(f"coupon A/B: viewers split into {list(ARMS)}; got unit "
+                         f"{experiment.unit!r}, arms {list(experiment.arm_names)}")  # fmt: skip
+    config = market.config
     split = SplitPolicy(experiment, arms, out_dir=market.out, counterfactual=False)
     policy = _Shadowed(split, arms)
     market.run(policy, days=days, progress=True)

@@ -8,6 +8,9 @@ share of viewers asked).
 * ``LearnedChooser``: predicted incremental GMV and cost per (viewer, tier) from the uplift
   models, calibrated in face value, allocated by ``allocate.allocate`` under the budget;
 * ``RuleChooser``: ``rules.rule_choice`` cut to the budget at each tier's mean cost per grant.
+
+``coupon_arm`` builds either, behind a slate policy, from a ``recsys-coupons`` run's
+``coupon_model.pkl``: an arm of ``recsys-experiment``.
 """
 
 from __future__ import annotations
@@ -81,3 +84,29 @@ class RuleChooser:
         budget = self.budget_per_viewer * len(targets.user_id)
         out = cut_to_budget(choice, priority, cost, budget, self.seed + day)
         return out, np.ones(len(out))
+
+
+CHOOSERS = ("learned", "rule")
+
+
+def coupon_arm(saved: dict, chooser: str, slates, day_window, history=(), *,
+               budget_per_viewer: float | None = None):  # fmt: skip
+    """A ``grants.CouponPolicy`` granting by ``chooser`` (learned | rule) from the contents of
+    a ``recsys-coupons`` run's ``coupon_model.pkl``, beside the slate policy ``slates``."""
+    from recsys.coupons.grants import CouponPolicy
+
+    if chooser not in CHOOSERS:
+        raise ValueError(f"coupon arm: chooser must be one of {CHOOSERS}, got {chooser!r}")
+    missing = [k for k in ("model", "tier_cost", "rule_tiers", "rules", "budget_per_viewer")
+               if k not in saved]  # fmt: skip
+    if missing:
+        raise ValueError(f"coupon arm: coupon_model.pkl lacks {missing}; rerun recsys-coupons")
+    model: CouponModel = saved["model"]
+    budget = float(budget_per_viewer or saved["budget_per_viewer"])
+    if chooser == "learned":
+        pick = LearnedChooser(model, budget, saved["rules"])
+    else:
+        pick = RuleChooser(saved["rule_tiers"], model.catalogue, model.features.profile,
+                           np.asarray(saved["tier_cost"]), budget, int(saved.get("seed", 0)))
+    return CouponPolicy(slates, pick, model.catalogue, day_window, history,
+                        name=f"coupons_{chooser}")  # fmt: skip

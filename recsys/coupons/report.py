@@ -110,10 +110,23 @@ def run_coupons(config: CouponsConfig, out_dir: str | Path) -> dict:
     if config.ab_days > 0:
         record["ab"] = _ab(config, market, model, costs, out)
     with open(out / "coupon_model.pkl", "wb") as f:
-        pickle.dump({"model": model, "lam": record["paced_day"]["lam0"]}, f)
+        pickle.dump(saved_model(config, model, record["paced_day"]["lam0"], costs), f)
     (out / "coupons.json").write_text(json.dumps(record, indent=2, default=_plain))
     (out / "coupons.md").write_text(markdown(record))
     return record
+
+
+def saved_model(config: CouponsConfig, model: CouponModel, lam: float, costs) -> dict:
+    """What ``coupon_model.pkl`` holds: the model and the day's dual price for the service's
+    trigger; the rule tiers, their cost per grant, the budget and the study's length for
+    ``recsys-experiment``'s coupon arms (``policy.coupon_arm``)."""
+    return {"model": model, "lam": lam, "tier_cost": np.asarray(costs, np.float64),
+            "rule_tiers": config.rule_tiers, "rules": config.rules,
+            "budget_per_viewer": config.budget_per_viewer, "slates": config.world.slates,
+            "study_days": config.world.history_days + config.world.grant_days,
+            "world": {"preset": config.world.preset, "seed": config.world.seed,
+                      "n_days": config.world.n_days},
+            "seed": config.seed}  # fmt: skip
 
 
 def _ab(config: CouponsConfig, market, model: CouponModel, costs: np.ndarray, out: Path) -> dict:
@@ -200,7 +213,7 @@ def markdown(record: dict) -> str:
         )
     lines += [""] + [f"- learned / {o}: {_iv(pv[f'learned_over_{o}'])}"
                      for o in OTHERS]  # fmt: skip
-    lines += _ab_lines(record.get("ab"))
+    lines += ab_lines(record.get("ab"))
     p = record["paced_day"]
     lines += ["", "## Paced day", "",
               f"Day {p['day']}: {p['arrivals']} arrivals decided online from the previous day's "
@@ -210,12 +223,16 @@ def markdown(record: dict) -> str:
     return "\n".join(lines)
 
 
-def _ab_lines(ab: dict | None) -> list[str]:
+AB_TITLE = "A/B in the market: learned allocation (treatment) vs rule tiers (control)"
+
+
+def ab_lines(ab: dict | None, title: str = AB_TITLE) -> list[str]:
+    """The markdown of a coupon A/B (``ab.run_ab``) under the heading ``title``."""
     if ab is None:
         return []
     lines = [
         "",
-        "## A/B in the market: learned allocation (treatment) vs rule tiers (control)",
+        f"## {title}",
         "",
         f"Days {ab['start_day']}-{ab['start_day'] + ab['days'] - 1}, viewers per arm "
         f"{ab['viewers']}; per viewer over the days, from the logs (Welch 95% interval) "
