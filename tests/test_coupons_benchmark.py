@@ -1,0 +1,21 @@
+"""benchmarks/coupons.py end to end on the tiny world: the study, then the A/B through
+recsys-experiment with its report kept beside the results."""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+
+def test_the_coupon_benchmark_runs_its_ab_through_recsys_experiment(tmp_path, monkeypatch):
+    bench = importlib.import_module("coupons")  # benchmarks/coupons.py
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    bench.main(["world.preset=tiny", "world.n_days=4", "world.history_days=1",
+                "world.grant_days=2", "world.slates=random", "ab_days=1"])  # fmt: skip
+    record = json.loads((tmp_path / "coupons_tiny.json").read_text())
+    assert record["ab"]["command"].startswith("recsys-experiment coupons_run=")
+    assert set(record["ab"]["metrics"]) == {"gmv", "cost", "net"}
+    assert record["ab"]["start_day"] == 3
+    assert (tmp_path / "coupons_tiny_experiment" / "report.md").is_file()
+    text = (tmp_path / "coupons_tiny.md").read_text()
+    assert "A/B through recsys-experiment" in text and "features_ceiling" in text
