@@ -39,7 +39,7 @@ from scipy.optimize import minimize
 from scipy.special import expit, log_expit
 
 from recsys.coupons.study import GrantData
-from recsys.coupons.truth import _applies
+from recsys.coupons.truth import applies
 from recsys.coupons.uplift import Ridge, UpliftModel
 from recsys.market.coupons import CouponCatalogue
 
@@ -128,7 +128,10 @@ def _row_x(data: GrantData) -> np.ndarray:
 
 def _grant_ts(data: GrantData, rows: np.ndarray) -> np.ndarray:
     days = data.rows["day"].to_numpy()[rows]
-    return np.array([data.grant_ts[int(d)] for d in days], dtype=np.int64)
+    by_day = pd.Series(data.grant_ts, dtype=np.float64).reindex(days)
+    if by_day.isna().any():
+        raise ValueError(f"grant data: no grant time for day {int(days[by_day.isna()][0])}")
+    return by_day.to_numpy(np.int64)
 
 
 def applicable(data: GrantData, catalogue: CouponCatalogue, j: int) -> np.ndarray:
@@ -139,9 +142,8 @@ def applicable(data: GrantData, catalogue: CouponCatalogue, j: int) -> np.ndarra
     target = np.where(offered, 0 if tier.scope == "order" else data.target[rows, j], -1)
     ts = clicks["ts"].to_numpy(np.int64)
     start = _grant_ts(data, rows)
-    # _applies checks one grant time; shifting each click by its own day's grant time does it
-    shifted = clicks.assign(ts=ts - start)
-    return _applies(tier, shifted, target, 0)
+    # applies() takes one grant time: each click is shifted by its own day's instead
+    return applies(tier, clicks.assign(ts=ts - start), target, 0)
 
 
 def held_face(data: GrantData, catalogue: CouponCatalogue) -> np.ndarray:

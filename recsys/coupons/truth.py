@@ -53,7 +53,9 @@ def day_cards(logs: dict[str, pd.DataFrame]) -> pd.DataFrame:
                                                  ignore_index=True)  # fmt: skip
 
 
-def _applies(tier: CouponTier, cards: pd.DataFrame, target: np.ndarray, grant_ts: int):
+def applies(tier: CouponTier, cards: pd.DataFrame, target: np.ndarray, grant_ts: int):
+    """Whether a ``tier`` coupon granted at ``grant_ts`` for ``target`` (per card; -1: not
+    granted) can be used at each of ``cards``."""
     ts, price = cards["ts"].to_numpy(np.int64), cards["price"].to_numpy(np.float64)
     ok = (ts >= grant_ts) & (ts <= grant_ts + tier.validity_s) & (price > tier.face_value)
     ok &= price >= tier.threshold
@@ -98,7 +100,7 @@ def true_effects(
         target = np.where(targets.offered[row, j], targets.target[row, j], -1)
         if tier.scope == "order":
             target = np.where(targets.offered[row, j], 0, -1)
-        ok = _applies(tier, cards, target, grant_ts)
+        ok = applies(tier, cards, target, grant_ts)
         q = np.zeros(len(cards))
         if ok.any():
             q[ok] = click[ok] * coupon_buy_probability(truth, cards.loc[ok], tier.face_value,
