@@ -134,3 +134,13 @@ def test_the_conversion_learner_needs_clicks_and_both_outcomes():
     with pytest.raises(ValueError, match="needs clicks with and without a purchase"):
         ConversionModel.fit(np.zeros((len(never), 1)), never["price"].to_numpy(),
                             np.zeros(len(never)), never["purchase"].to_numpy())  # fmt: skip
+
+
+def test_a_study_refuses_a_folder_that_already_holds_market_days(tmp_path):
+    from recsys.coupons.study import WorldConfig, collect
+
+    (tmp_path / "market" / "state").mkdir(parents=True)
+    (tmp_path / "market" / "state" / "day-00000.pkl").write_bytes(b"")
+    world = WorldConfig(preset="tiny", history_days=1, grant_days=2, n_days=3)
+    with pytest.raises(ValueError, match="already holds logged days"):
+        collect(world, CATALOGUE, {"none": 0.5, "member_5": 0.25, "member_20": 0.25}, tmp_path)

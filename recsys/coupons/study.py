@@ -105,6 +105,9 @@ def collect(
                           open_rate=world.open_rate, slate_size=world.slate_size,
                           catalogue=catalogue)  # fmt: skip
     market = Market(config, Path(out_dir) / "market")
+    if any(market.out.glob("state/day-*.pkl")):
+        raise ValueError(f"coupons world: {market.out} already holds logged days; the study's "
+                         f"grants are decided as it runs, so it needs a fresh folder")  # fmt: skip
     if world.history_days + world.grant_days > market.n_days:
         raise ValueError(f"coupons world: {world.history_days} + {world.grant_days} days asked, "
                          f"the {world.preset} world has {market.n_days}")  # fmt: skip
