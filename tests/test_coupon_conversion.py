@@ -11,13 +11,17 @@ from scipy.special import expit
 from recsys.coupons import load_catalogue
 from recsys.coupons.conversion import (
     ConversionModel,
+    card_value,
     fit_conversion_uplift,
     held_face,
     imputed_effects,
+    revisit_gaps,
+    revisit_probability,
 )
 from recsys.coupons.data import RULE_COLUMNS, Features
 from recsys.coupons.evaluate import fit_models
 from recsys.coupons.study import EXPOSURE, GrantData
+from recsys.coupons.trigger import HesitationTrigger
 
 CATALOGUE = load_catalogue([{"name": "member_5", "face_value": 5.0},
                             {"name": "member_20", "face_value": 20.0}])  # fmt: skip
@@ -100,9 +104,10 @@ def _planted_market(n_viewers: int, days: int, seed: int):
         bought[i] = u[i] < p
         if bought[i] and f > 0:
             grant[i], holding = i, False
-    clicks = pd.DataFrame({"row": row, "ts": DAY_START + np.arange(len(row)), "streamer_id": 1,
-                           "product_id": 2, "price": price, "purchase": bought,
-                           "grant_id": grant})  # fmt: skip
+    within = np.arange(len(row)) - np.repeat(np.cumsum(n_clicks) - n_clicks, n_clicks)
+    clicks = pd.DataFrame({"row": row, "ts": DAY_START + 400 * within, "streamer_id": 1,
+                           "product_id": rng.integers(0, 3, len(row)), "price": price,
+                           "purchase": bought, "grant_id": grant})  # fmt: skip
     rows = _rows(user, arm)
     rows["gmv"] = np.bincount(row, bought * price, minlength=len(user))
     rows["cost"] = np.bincount(row, (grant >= 0) * face[arm[row].clip(0)], minlength=len(user))
@@ -144,3 +149,42 @@ def test_a_study_refuses_a_folder_that_already_holds_market_days(tmp_path):
     world = WorldConfig(preset="tiny", history_days=1, grant_days=2, n_days=3)
     with pytest.raises(ValueError, match="already holds logged days"):
         collect(world, CATALOGUE, {"none": 0.5, "member_5": 0.25, "member_20": 0.25}, tmp_path)
+
+
+def test_a_revisit_is_the_next_click_on_the_same_product_the_same_day():
+    rows = _rows(np.array([0, 0]), np.array([-1, -1]))
+    clicks = pd.DataFrame({"row": [0, 0, 0, 0, 1], "ts": [0, 100, 500, 5000, 50],
+                           "streamer_id": 1, "product_id": [7, 8, 7, 7, 7],
+                           "price": 50.0, "purchase": [False, False, False, True, False],
+                           "grant_id": -1})  # fmt: skip
+    gaps = revisit_gaps(_grant_data(rows, clicks, np.zeros((1, 1))))
+    assert gaps.tolist() == [500.0, 4500.0, np.inf, np.inf]  # no purchase: 3 of row 0, 1 of row 1
+    # after 300 s without a click: 500 (within 300 + 1800) of the 4 gaps still open
+    assert revisit_probability(gaps, 300, 1800) == pytest.approx(1 / 4)
+    assert revisit_probability(gaps, 600, 1800) == pytest.approx(0.0)
+    assert revisit_probability(np.array([10.0]), 300, 1800) == 0.0
+
+
+def test_the_trigger_prices_the_coupon_at_the_card_with_the_conversion_model():
+    data, _ = _planted_market(2000, 2, seed=2)
+    catalogue = load_catalogue([{"name": "member_5", "face_value": 5.0},
+                                {"name": "member_20", "face_value": 20.0},
+                                {"name": "flash", "face_value": 15.0, "scope": "product",
+                                 "validity_s": 1800}])  # fmt: skip
+    data = GrantData(data.features, data.rows, *(np.hstack([a, np.zeros((len(a), 1))])
+                                                for a in (data.true_gmv, data.true_cost)),
+                     np.hstack([data.offered, np.ones((len(data.rows), 1), bool)]),
+                     data.first_ts, data.grant_ts,
+                     np.hstack([data.target, np.full((len(data.rows), 1), 2)]), data.clicks)
+    model = fit_models(data, catalogue, "cvr", alpha=1.0, seed=0)
+    trigger = HesitationTrigger(model, "flash", lam=0.5, budget=1e9, price_of=lambda p, t: 60.0)
+    assert 0 < trigger.revisit < 1
+    x = data.features.x
+    v, c = trigger.value(3, 60.0)
+    assert (v, c) == pytest.approx(card_value(model.conversion, x[3:4], 60.0, 15.0,
+                                              trigger.revisit))  # fmt: skip
+    for u in range(2000):
+        trigger.observe(u, "click", 0, 2)
+    granted = np.array([trigger.decide(u, 400).grant for u in range(2000)])
+    sensitive = x[:, 1] > 0.5  # the planted response grows with x1
+    assert granted[sensitive].mean() > 0.8 and granted[x[:, 1] < -1.0].mean() < 0.2

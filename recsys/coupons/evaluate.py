@@ -61,7 +61,8 @@ def fit_models(data: GrantData, catalogue: CouponCatalogue, kind: str, alpha: fl
     if kind == "cvr":
         fit = fit_conversion_uplift(data, catalogue, alpha=alpha, penalties=penalties, seed=seed)
         return CouponModel(fit.gmv, fit.cost, data.features, catalogue,
-                           {"penalty": fit.penalty, "cv_log_loss": fit.cv_log_loss})  # fmt: skip
+                           {"penalty": fit.penalty, "cv_log_loss": fit.cv_log_loss},
+                           fit.conversion, fit.revisit_gaps)  # fmt: skip
     x = data.features.x[np.searchsorted(data.features.user_id, data.rows["user_id"])]
     arm, e = data.rows["arm"].to_numpy(), data.rows["propensity"].to_numpy()
     k = len(catalogue.tiers)

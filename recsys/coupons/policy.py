@@ -22,6 +22,7 @@ import pandas as pd
 
 from recsys.coupons.allocate import AllocationRules, allocate
 from recsys.coupons.catalogue import Targets
+from recsys.coupons.conversion import ConversionModel
 from recsys.coupons.data import Features
 from recsys.coupons.rules import RuleTiers, cut_to_budget, rule_choice
 from recsys.coupons.uplift import UpliftModel, monotone_in_face_value
@@ -37,6 +38,8 @@ class CouponModel:
     features: Features
     catalogue: CouponCatalogue
     fit: dict = field(default_factory=dict)  # what the learner chose while fitting
+    conversion: ConversionModel | None = None  # the cvr learner's P(buy | click), for one card
+    revisit_gaps: np.ndarray | None = None  # conversion.revisit_gaps of its training clicks
 
     def predict(self, user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(value, cost, known): (n, K) predicted incremental GMV and cost; ``known`` marks

@@ -1,7 +1,7 @@
 """The real-time trigger: a limited-time coupon for the product a viewer hesitates over.
 
 A viewer hesitates when they clicked or carted a product in a live room and have not bought it
-within ``wait_s``. Then the day's model and dual price decide: the product tier's predicted
+within ``wait_s``. Then the day's model and dual price decide: the coupon's predicted
 incremental GMV for this viewer minus ``lam`` times its predicted cost must be positive and
 clear the ROI floor, the coupon must be worth less than the product's price, the product must
 still be on sale, and the day's budget must hold the cost. Every answer carries a reason code;
@@ -12,6 +12,12 @@ a refusal is an answer, never silence:
 ``already_granted`` | ``not_on_sale`` | ``coupon_exceeds_price`` | ``below_price_of_a_yuan`` |
 ``below_roi_floor`` | ``budget_spent``.
 
+The prediction: with the conversion learner's model (``CouponModel.conversion``), the coupon is
+priced at the card (``conversion.card_value``): this viewer's purchase probability at this
+product's price with and without it, times the logged chance that a hesitation is followed by
+another click on the product while the coupon is valid. Otherwise the product tier's
+per-viewer prediction of the uplift model is used.
+
 The trigger keeps per viewer only the last hesitation (product, time); events arrive through
 ``observe`` (the service feeds it every accepted posted event).
 """
@@ -21,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from recsys.coupons.conversion import card_value, revisit_probability
 from recsys.coupons.policy import CouponModel
 from recsys.privacy.consent import ConsentBook
 
@@ -74,6 +81,19 @@ class HesitationTrigger:
         value, cost, _ = self.model.predict(users)
         pairs = zip(value[:, self.column].tolist(), cost[:, self.column].tolist(), strict=True)
         self.predicted = dict(zip(users.tolist(), pairs, strict=True))
+        self.row = {u: i for i, u in enumerate(users.tolist())}
+        m = self.model
+        self.revisit = None if m.conversion is None or m.revisit_gaps is None else \
+            revisit_probability(m.revisit_gaps, self.wait_s, t.validity_s)  # fmt: skip
+
+    def value(self, user_id: int, price: float) -> tuple[float, float]:
+        """(incremental GMV, expected cost) of the coupon for ``user_id`` on a product at
+        ``price``."""
+        if self.revisit is None:
+            return self.predicted[user_id]
+        x = self.model.features.x[self.row[user_id]]
+        face = self.model.catalogue.tiers[self.column].face_value
+        return card_value(self.model.conversion, x[None, :], price, face, self.revisit)
 
     def observe(self, user_id: int, event_type: str, ts: int, product_id: int) -> None:
         if event_type in HESITATION_EVENTS and product_id >= 0:
@@ -93,8 +113,8 @@ class HesitationTrigger:
         refusal = self._refusal(user_id, product, ts, kind, now)
         if refusal:
             return CouponDecision(user_id, False, refusal, product_id=product)
-        v, c = self.predicted[user_id]
         price = self.price_of(product, now)
+        v, c = self.value(user_id, price) if price and tier.face_value < price else (0.0, 0.0)
         reason = ("not_on_sale" if price is None else
                   "coupon_exceeds_price" if tier.face_value >= price else
                   "below_price_of_a_yuan" if v - self.lam * c <= 0 else
@@ -118,7 +138,7 @@ class HesitationTrigger:
             return f"no {tier.name} coupon: product {product} is not on sale above its face value"
         viewers = [u for u, (p, ts, kind) in self.last.items()
                    if p == product and kind != "purchase" and now - ts <= window_s]  # fmt: skip
-        worth = [self.predicted[u] for u in viewers if self._worth(u)]
+        worth = [self.value(u, price) for u in viewers if self._worth(u, price)]
         if not worth:
             return (f"no {tier.name} coupon: not worth its cost for any of the {len(viewers)} "
                     f"viewers interested in product {product}")  # fmt: skip
@@ -127,12 +147,12 @@ class HesitationTrigger:
                 f"{len(worth)} of {len(viewers)} interested viewers: +¥{value:.0f} expected "
                 f"incremental GMV for ¥{cost:.0f}")  # fmt: skip
 
-    def _worth(self, user_id: int) -> bool:
+    def _worth(self, user_id: int, price: float) -> bool:
         if self.consent is not None and not self.consent.allows(user_id, "coupons"):
             return False
         if user_id not in self.predicted:
             return False
-        v, c = self.predicted[user_id]
+        v, c = self.value(user_id, price)
         return v - self.lam * c > 0 and v >= self.roi_floor * c
 
     def _refusal(self, user_id: int, product: int, ts: int, kind: str, now: int) -> str:
