@@ -24,6 +24,7 @@ from recsys.coupons.allocate import AllocationRules, allocate
 from recsys.coupons.catalogue import Targets
 from recsys.coupons.conversion import ConversionModel
 from recsys.coupons.data import Features
+from recsys.coupons.grants import CouponPolicy
 from recsys.coupons.rules import RuleTiers, cut_to_budget, rule_choice
 from recsys.coupons.uplift import UpliftModel, monotone_in_face_value
 from recsys.market.coupons import CouponCatalogue
@@ -96,8 +97,6 @@ def coupon_arm(saved: dict, chooser: str, slates, day_window, history=(), *,
                budget_per_viewer: float | None = None):  # fmt: skip
     """A ``grants.CouponPolicy`` granting by ``chooser`` (learned | rule) from the contents of
     a ``recsys-coupons`` run's ``coupon_model.pkl``, beside the slate policy ``slates``."""
-    from recsys.coupons.grants import CouponPolicy
-
     if chooser not in CHOOSERS:
         raise ValueError(f"coupon arm: chooser must be one of {CHOOSERS}, got {chooser!r}")
     missing = [k for k in ("model", "tier_cost", "rule_tiers", "rules", "budget_per_viewer")
