@@ -5,6 +5,7 @@ real-time trigger decision.
     python benchmarks/coupons.py                           # small, the shipped coupons.yaml
     python benchmarks/coupons.py world.preset=tiny world.n_days=4 world.history_days=1 \
         world.grant_days=2 ab_days=1                       # seconds
+    python benchmarks/coupons.py --label history14 world.history_days=14 world.n_days=27
 
 Arguments are ``recsys-coupons`` overrides. Runs the study (``recsys.cli.coupons.run``) into a
 temporary folder; then ``recsys-experiment`` with the study's rule tiers (control) against its
@@ -83,7 +84,7 @@ def coupon_experiment(run_dir: Path, record: dict, days: int, keep: Path) -> dic
                                          *words])}  # fmt: skip
 
 
-def main(overrides: list[str]) -> dict:
+def main(overrides: list[str], label: str | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     with tempfile.TemporaryDirectory() as tmp:
         with initialize_config_module(version_base="1.3", config_module="recsys.conf"):
@@ -93,7 +94,8 @@ def main(overrides: list[str]) -> dict:
         began = time.perf_counter()
         record = coupons.run(cfg)
         preset = record["world"]["preset"]
-        name = "coupons" if preset == "small" else f"coupons_{preset}"
+        name = f"coupons_{label}" if label else \
+            "coupons" if preset == "small" else f"coupons_{preset}"  # fmt: skip
         if days > 0:
             record["ab"] = coupon_experiment(Path(tmp), record, days,
                                              RESULTS / f"{name}_experiment")  # fmt: skip
@@ -101,7 +103,8 @@ def main(overrides: list[str]) -> dict:
         markdown = (Path(tmp) / "coupons.md").read_text()
         product_tier = next(t["name"] for t in record["tiers"] if t["scope"] == "product")
         latency = trigger_latency(Path(tmp), product_tier)
-    command = shlex.join(["python", "benchmarks/coupons.py", *overrides])
+    flags = ["--label", label] if label else []
+    command = shlex.join(["python", "benchmarks/coupons.py", *flags, *overrides])
     record |= {"command": command, "seconds": round(seconds, 1), "trigger_latency": latency,
                "machine": f"{platform.machine()}, {platform.python_version()}"}  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -128,4 +131,8 @@ def _experiment_lines(ab: dict | None, name: str) -> list[str]:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    words = sys.argv[1:]
+    if words[:1] == ["--label"]:
+        main(words[2:], label=words[1])
+    else:
+        main(words)
