@@ -134,14 +134,22 @@ def start_day_of(cfg: DictConfig) -> int:
 
 
 def pre_period(cfg: DictConfig, start_day: int) -> list:
-    """The world's own events of the ``pre_days`` days before ``start_day``, oldest first."""
+    """The events of the ``pre_days`` days before ``start_day``, oldest first: the world's own,
+    or for coupon arms the coupon study's market logs (the days it ran, in its world)."""
     from recsys.data.schema import TABLES
     from recsys.data.tables import read_table
     from recsys.datasets import ensure_world
 
-    world = ensure_world(cfg.world.preset, int(cfg.world.seed), cfg.world.cache_dir)
+    if coupon_arms(cfg):
+        folder = Path(cfg.coupons_run) / "market" / "events"
+    else:
+        folder = ensure_world(cfg.world.preset, int(cfg.world.seed), cfg.world.cache_dir) / "events"
     days = range(max(0, start_day - int(cfg.pre_days)), start_day)
-    return [read_table(world / "events" / f"part-{d:05d}.parquet", TABLES["events"]) for d in days]
+    missing = [d for d in days if not (folder / f"part-{d:05d}.parquet").is_file()]
+    if missing:
+        raise FileNotFoundError(f"pre-period: {folder} has no day {missing[0]} (pre_days="
+                                f"{cfg.pre_days} before day {start_day})")  # fmt: skip
+    return [read_table(folder / f"part-{d:05d}.parquet", TABLES["events"]) for d in days]
 
 
 def command_line() -> str:
