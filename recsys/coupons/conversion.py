@@ -47,8 +47,10 @@ from scipy.special import expit, log_expit
 
 from recsys.coupons.study import GrantData
 from recsys.coupons.truth import applies
-from recsys.coupons.uplift import Ridge, UpliftModel
+from recsys.coupons.uplift import UpliftModel, fit_per_tier
 from recsys.market.coupons import CouponCatalogue
+
+PENALTIES = (0.3, 3.0, 30.0, 300.0)  # the conversion model's grid (chosen by held-out log loss)
 
 
 @dataclass(frozen=True)
@@ -129,16 +131,17 @@ def select_penalty(
     return min(scores, key=scores.get), scores
 
 
-def _row_x(data: GrantData) -> np.ndarray:
-    return data.features.x[np.searchsorted(data.features.user_id, data.rows["user_id"])]
-
-
 def _grant_ts(data: GrantData, rows: np.ndarray) -> np.ndarray:
     days = data.rows["day"].to_numpy()[rows]
     by_day = pd.Series(data.grant_ts, dtype=np.float64).reindex(days)
     if by_day.isna().any():
         raise ValueError(f"grant data: no grant time for day {int(days[by_day.isna()][0])}")
     return by_day.to_numpy(np.int64)
+
+
+def applicable_all(data: GrantData, catalogue: CouponCatalogue) -> np.ndarray:
+    """(clicks, K) ``applicable`` for every tier."""
+    return np.column_stack([applicable(data, catalogue, j) for j in range(len(catalogue.tiers))])
 
 
 def applicable(data: GrantData, catalogue: CouponCatalogue, j: int) -> np.ndarray:
@@ -153,39 +156,45 @@ def applicable(data: GrantData, catalogue: CouponCatalogue, j: int) -> np.ndarra
     return applies(tier, clicks.assign(ts=ts - start), target, 0)
 
 
-def held_face(data: GrantData, catalogue: CouponCatalogue) -> np.ndarray:
+def held_face(data: GrantData, catalogue: CouponCatalogue,
+              ok: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """(clicks,) the face value of the granted coupon usable at each click (0: none): the row's
-    tier applies there and was not redeemed at an earlier click of the day."""
+    tier applies there and was not redeemed at an earlier click of the day. ``ok``:
+    ``applicable_all``, if already at hand."""
+    ok = applicable_all(data, catalogue) if ok is None else ok
     clicks, rows = data.clicks, data.clicks["row"].to_numpy()
     arm = data.rows["arm"].to_numpy()[rows]
     face = np.zeros(len(clicks))
     used = clicks["purchase"].to_numpy(bool) & (clicks["grant_id"].to_numpy() >= 0)
     before = pd.Series(used.astype(np.int64)).groupby(rows).cumsum().to_numpy() - used
     for j, tier in enumerate(catalogue.tiers):
-        on = (arm == j) & applicable(data, catalogue, j) & (before == 0)
+        on = (arm == j) & ok[:, j] & (before == 0)
         face[on] = tier.face_value
     return face
 
 
 def imputed_effects(
-    model: ConversionModel, data: GrantData, catalogue: CouponCatalogue
-) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, K) incremental GMV and expected cost of each tier on each row's own clicks."""
+    model: ConversionModel, data: GrantData, catalogue: CouponCatalogue,
+    ok: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(rows, K) incremental GMV and expected cost of each tier on each row's own clicks
+    (``ok``: ``applicable_all``, if already at hand)."""
+    ok = applicable_all(data, catalogue) if ok is None else ok
     rows = data.clicks["row"].to_numpy()
-    x = _row_x(data)[rows]
+    x = data.row_x()[rows]
     price = data.clicks["price"].to_numpy(np.float64)
     r = expit(model.predict_logit(x, price, np.zeros(len(price))))
     n, k = len(data.rows), len(catalogue.tiers)
     gmv, cost = np.zeros((n, k)), np.zeros((n, k))
     for j, tier in enumerate(catalogue.tiers):
-        ok = applicable(data, catalogue, j)
+        on = ok[:, j]
         q = np.where(
-            ok, expit(model.predict_logit(x, price, np.full(len(price), tier.face_value))), 0.0
+            on, expit(model.predict_logit(x, price, np.full(len(price), tier.face_value))), 0.0
         )
         log_keep = np.log1p(-np.minimum(q, 1.0 - 1e-12))
         held = np.exp(pd.Series(log_keep).groupby(rows).cumsum().to_numpy() - log_keep)
-        gmv[:, j] = np.bincount(rows, np.where(ok, held * (q - r) * price, 0.0), minlength=n)
-        cost[:, j] = np.bincount(rows, np.where(ok, held * q, 0.0), minlength=n) * tier.face_value
+        gmv[:, j] = np.bincount(rows, np.where(on, held * (q - r) * price, 0.0), minlength=n)
+        cost[:, j] = np.bincount(rows, np.where(on, held * q, 0.0), minlength=n) * tier.face_value
     return gmv, cost
 
 
@@ -232,28 +241,18 @@ class ConversionFit:
 
 def fit_conversion_uplift(
     data: GrantData, catalogue: CouponCatalogue, *, alpha: float = 30.0,
-    penalties: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0), seed: int = 0,
+    penalties: tuple[float, ...] = PENALTIES, seed: int = 0,
 ) -> ConversionFit:  # fmt: skip
     """The uplift models (incremental GMV, cost) of ``data``'s clicks, through a conversion
     model with its penalty chosen from ``penalties``; ``alpha``: the last stage's ridge."""
     if data.clicks is None or data.target is None:
         raise ValueError("conversion learner: the grant data carry no clicks / targets")
-    rows = data.clicks["row"].to_numpy()
-    clicks = (_row_x(data)[rows], data.clicks["price"].to_numpy(np.float64),
-              held_face(data, catalogue), data.clicks["purchase"].to_numpy(bool))  # fmt: skip
+    rows, ok, x = data.clicks["row"].to_numpy(), applicable_all(data, catalogue), data.row_x()
+    clicks = (x[rows], data.clicks["price"].to_numpy(np.float64),
+              held_face(data, catalogue, ok), data.clicks["purchase"].to_numpy(bool))  # fmt: skip
     viewer = data.rows["user_id"].to_numpy()[rows]
     penalty, scores = select_penalty(*clicks, viewer, tuple(penalties), seed=seed)
     model = ConversionModel.fit(*clicks, penalty)
-    gmv, cost = imputed_effects(model, data, catalogue)
-    x = _row_x(data)
-    fits = []
-    for y in (gmv, cost):
-        per_tier = []
-        for j in range(len(catalogue.tiers)):
-            on = data.offered[:, j]
-            if on.sum() < 2:
-                raise ValueError(f"conversion learner: tier {catalogue.tiers[j].name} offered "
-                                 f"on {int(on.sum())} rows; at least 2 needed")  # fmt: skip
-            per_tier.append(Ridge.fit(x[on], y[on, j], alpha))
-        fits.append(UpliftModel("cvr", tuple(per_tier)))
-    return ConversionFit(fits[0], fits[1], model, penalty, scores, revisit_gaps(data))
+    gmv, cost = (fit_per_tier("cvr", x, y, data.offered, alpha)
+                 for y in imputed_effects(model, data, catalogue, ok))  # fmt: skip
+    return ConversionFit(gmv, cost, model, penalty, scores, revisit_gaps(data))

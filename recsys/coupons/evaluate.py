@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recsys.coupons.allocate import NO_COUPON, AllocationRules, allocate
-from recsys.coupons.conversion import fit_conversion_uplift
+from recsys.coupons.conversion import PENALTIES, fit_conversion_uplift
 from recsys.coupons.metrics import (
     correlations,
     qini_auuc,
@@ -36,11 +36,10 @@ from recsys.coupons.rules import (
     rule_choice,
 )
 from recsys.coupons.study import EXPOSURE, GrantData
-from recsys.coupons.uplift import KINDS, Ridge, UpliftModel, fit_uplift
+from recsys.coupons.uplift import KINDS, fit_per_tier, fit_uplift
 from recsys.market.coupons import CouponCatalogue
 
 LEARNERS = (*KINDS, "cvr")
-PENALTIES = (0.3, 3.0, 30.0, 300.0)  # the conversion model's grid (chosen by held-out log loss)
 POLICIES = ("learned", "rule", "oracle_expected", "oracle", "features_ceiling", "random",
             "blanket")  # fmt: skip
 OTHERS = POLICIES[1:]
@@ -63,7 +62,7 @@ def fit_models(data: GrantData, catalogue: CouponCatalogue, kind: str, alpha: fl
         return CouponModel(fit.gmv, fit.cost, data.features, catalogue,
                            {"penalty": fit.penalty, "cv_log_loss": fit.cv_log_loss},
                            fit.conversion, fit.revisit_gaps)  # fmt: skip
-    x = data.features.x[np.searchsorted(data.features.user_id, data.rows["user_id"])]
+    x = data.row_x()
     arm, e = data.rows["arm"].to_numpy(), data.rows["propensity"].to_numpy()
     k = len(catalogue.tiers)
     exposure = None
@@ -80,13 +79,9 @@ def features_ceiling(data: GrantData, catalogue: CouponCatalogue, alpha: float) 
     their days) instead of estimates: what the viewer's features can carry at best, so the
     learned allocation's gap to the oracle splits into estimation and what the profile does
     not know."""
-    x = data.features.x[np.searchsorted(data.features.user_id, data.rows["user_id"])]
-    fits = []
-    for y in data.expected():
-        per_tier = [Ridge.fit(x[data.offered[:, j]], y[data.offered[:, j], j], alpha)
-                    for j in range(len(catalogue.tiers))]  # fmt: skip
-        fits.append(UpliftModel("features_ceiling", tuple(per_tier)))
-    return CouponModel(fits[0], fits[1], data.features, catalogue)
+    gmv, cost = (fit_per_tier("features_ceiling", data.row_x(), y, data.offered, alpha)
+                 for y in data.expected())  # fmt: skip
+    return CouponModel(gmv, cost, data.features, catalogue)
 
 
 def exposure_balance(data: GrantData, catalogue: CouponCatalogue) -> dict:

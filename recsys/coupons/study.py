@@ -77,6 +77,10 @@ class GrantData:
             out.append((mean / count)[inv])
         return out[0], out[1]
 
+    def row_x(self) -> np.ndarray:
+        """(rows, F) each row's viewer features."""
+        return self.features.x[np.searchsorted(self.features.user_id, self.rows["user_id"])]
+
     def select(self, mask: np.ndarray) -> GrantData:
         clicks = self.clicks
         if clicks is not None:

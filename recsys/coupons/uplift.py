@@ -212,6 +212,20 @@ def fit_uplift(
     return UpliftModel(kind, tuple(effects))
 
 
+def fit_per_tier(kind: str, x: np.ndarray, y: np.ndarray, offered: np.ndarray,
+                 alpha: float) -> UpliftModel:  # fmt: skip
+    """Effects already estimated per row and tier, ``y`` (n, K), regressed on ``x`` over the
+    rows offered each tier: the last stage of learners that impute effects row by row."""
+    per_tier = []
+    for j in range(y.shape[1]):
+        on = offered[:, j]
+        if on.sum() < 2:
+            raise ValueError(f"uplift learner {kind}: tier {j} offered on {int(on.sum())} rows; "
+                             f"at least 2 needed")  # fmt: skip
+        per_tier.append(Ridge.fit(x[on], y[on, j], alpha))
+    return UpliftModel(kind, tuple(per_tier))
+
+
 def monotone_in_face_value(pred: np.ndarray, catalogue: CouponCatalogue) -> np.ndarray:
     """``pred`` (n, K) with each row non-decreasing in face value over the order-wide tiers
     without a threshold (pool-adjacent-violators per row); other tiers unchanged."""
