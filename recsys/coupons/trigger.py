@@ -76,15 +76,16 @@ class HesitationTrigger:
         if not self.budget > 0 or self.lam < 0 or self.wait_s < 0:
             raise ValueError(f"hesitation trigger: budget must be > 0, lam and wait_s >= 0; "
                              f"got {self.budget}, {self.lam}, {self.wait_s}")  # fmt: skip
-        # Features are fixed for the day: every viewer's prediction is made once, up front.
         users = self.model.features.user_id
-        value, cost, _ = self.model.predict(users)
-        pairs = zip(value[:, self.column].tolist(), cost[:, self.column].tolist(), strict=True)
-        self.predicted = dict(zip(users.tolist(), pairs, strict=True))
-        self.row = {u: i for i, u in enumerate(users.tolist())}
+        self.row = {u: i for i, u in enumerate(users.tolist())}  # the viewers the model knows
         m = self.model
         self.revisit = None if m.conversion is None or m.revisit_gaps is None else \
             revisit_probability(m.revisit_gaps, self.wait_s, t.validity_s)  # fmt: skip
+        self.predicted: dict[int, tuple[float, float]] = {}
+        if self.revisit is None:  # features are fixed for the day: each prediction made once
+            value, cost, _ = m.predict(users)
+            pairs = zip(value[:, self.column].tolist(), cost[:, self.column].tolist(), strict=True)
+            self.predicted = dict(zip(users.tolist(), pairs, strict=True))
 
     def value(self, user_id: int, price: float) -> tuple[float, float]:
         """(incremental GMV, expected cost) of the coupon for ``user_id`` on a product at
@@ -105,7 +106,7 @@ class HesitationTrigger:
         tier = self.model.catalogue.tiers[self.column]
         if self.consent is not None and not self.consent.allows(user_id, "coupons"):
             return CouponDecision(user_id, False, "no_consent")
-        if user_id not in self.predicted:
+        if user_id not in self.row:
             return CouponDecision(user_id, False, "unknown_user")
         if user_id not in self.last:
             return CouponDecision(user_id, False, "no_hesitation")
@@ -150,7 +151,7 @@ class HesitationTrigger:
     def _worth(self, user_id: int, price: float) -> bool:
         if self.consent is not None and not self.consent.allows(user_id, "coupons"):
             return False
-        if user_id not in self.predicted:
+        if user_id not in self.row:
             return False
         v, c = self.value(user_id, price)
         return v - self.lam * c > 0 and v >= self.roi_floor * c
