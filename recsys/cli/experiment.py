@@ -18,6 +18,7 @@ covariate, and the popularity arm is warmed on it.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -84,13 +85,19 @@ def build_policy(arm: DictConfig, cfg: DictConfig, market, start_ts: int, histor
 
 def coupon_run(cfg: DictConfig) -> dict:
     """The contents of ``coupons_run``'s ``coupon_model.pkl``."""
-    import pickle
-
     if cfg.coupons_run is None:
         raise ValueError("coupon arms: set coupons_run=<a recsys-coupons run folder>")
     path = Path(cfg.coupons_run) / "coupon_model.pkl"
     if not path.is_file():
         raise FileNotFoundError(f"coupon arms: {path} not found (run recsys-coupons first)")
+    return _unpickled(str(path.resolve()), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _unpickled(path: str, mtime_ns: int) -> dict:
+    """One read per file version: a run asks for the coupon model at each step that needs it."""
+    import pickle
+
     with open(path, "rb") as f:
         return pickle.load(f)
 
