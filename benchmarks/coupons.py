@@ -69,8 +69,7 @@ def coupon_experiment(run_dir: Path, record: dict, days: int, keep: Path) -> dic
     overrides = [f"world.preset={w['preset']}", f"world.seed={w['seed']}", f"days={days}",
                  f"open_rate={w['open_rate']}", f"slate_size={w['slate_size']}",
                  f"coupons_run={run_dir}", "arm@control=coupons_rule",
-                 "arm@treatment=coupons_learned", f"control.slates={w['slates']}",
-                 f"treatment.slates={w['slates']}"]  # fmt: skip
+                 "arm@treatment=coupons_learned"]  # fmt: skip
     with initialize_config_module(version_base="1.3", config_module="recsys.conf"):
         cfg = compose(config_name="experiment",
                       overrides=[*overrides, f"out_dir={run_dir / 'experiment'}"])  # fmt: skip

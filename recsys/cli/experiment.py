@@ -75,8 +75,9 @@ def build_policy(arm: DictConfig, cfg: DictConfig, market, start_ts: int, histor
         from recsys.coupons.policy import coupon_arm
         from recsys.coupons.study import slate_policy
 
-        slates = slate_policy(market, str(arm.slates), int(cfg.world.seed))
-        return coupon_arm(coupon_run(cfg), str(arm.chooser), slates,
+        saved = coupon_run(cfg)
+        slates = slate_policy(market, str(arm.slates or saved["slates"]), int(cfg.world.seed))
+        return coupon_arm(saved, str(arm.chooser), slates,
                           market.world.config.chunk_window, history,
                           budget_per_viewer=arm.budget_per_viewer)  # fmt: skip
     raise ValueError(f"arm policy {kind!r}: one of random, popularity, oracle, pipeline, "
