@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import compress
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,6 @@ class ReasonRules:
 
     def codes(self, features: FeatureMatrix) -> list[tuple[str, ...]]:
         """The reason codes of every row, in rule order, at most ``max_reasons`` each."""
-        fired = self.fired(features)
-        names = [r.code for r in self.rules]
-        return [tuple(names[j] for j in np.flatnonzero(row)[: self.max_reasons]) for row in fired]
+        names, most = [r.code for r in self.rules], self.max_reasons
+        # Python lists, not a numpy call per row: a request asks for a handful of rows.
+        return [tuple(compress(names, row))[:most] for row in self.fired(features).tolist()]

@@ -26,14 +26,18 @@ def _spread(
 ) -> np.ndarray:
     """(n_rows, C) bonus of candidates looking up ``entity`` (C,) in sparse bonuses keyed
     ``row * width + entity`` (unique keys, so no two land on one cell)."""
-    wanted, column = np.unique(entity, return_inverse=True)
+    column = None  # candidates that are already distinct and sorted are their own columns
+    if len(entity) > 1 and not bool((entity[1:] > entity[:-1]).all()):
+        wanted, column = np.unique(entity, return_inverse=True)
+    else:
+        wanted = entity
     dense = np.zeros((n_rows, len(wanted)), dtype=np.float32)
     if len(wanted) and len(keys):
         row, entity_of_key = keys // width, keys % width
         pos = np.minimum(np.searchsorted(wanted, entity_of_key), len(wanted) - 1)
         hit = wanted[pos] == entity_of_key
         dense[row[hit], pos[hit]] = values[hit]
-    return dense[:, column]
+    return dense if column is None else dense[:, column]
 
 
 class RequestScoring:
