@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recsys.data.timeline import KeyedIntervals, KeyedTimeline
+from recsys.data.timeline import KeyedIntervals, KeyedTimeline, common_value
 
 
 @pytest.mark.parametrize("one_time", [True, False])
@@ -46,3 +46,22 @@ def test_one_key_in_one_window_sums_like_each_row_alone():
     got = line.sum_between(np.full(6, 4), 2, 9)  # a request's viewer on every candidate row
     np.testing.assert_array_equal(got, np.full(6, 2.0))
     assert line.sum_before(np.full(3, 7), 9).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_one_time_given_as_a_number_reads_exactly_as_an_array_of_it():
+    rng = np.random.default_rng(9)
+    key, ts = rng.integers(-1, 40, 800), rng.integers(0, 1000, 800)
+    line = KeyedTimeline(key, ts, rng.normal(size=(800, 3)))
+    slots = KeyedIntervals(np.repeat(np.arange(30), 4), np.tile(np.arange(4) * 250, 30),
+                           np.tile(np.arange(4) * 250 + 200, 30))  # fmt: skip
+    q = rng.integers(-3, 60, 300)
+    for t in (0, 430, 999, 5000):
+        array = np.full(len(q), t)
+        got = line.sum_between(q, t - 300, t)
+        assert np.array_equal(got, line.sum_between(q, array - 300, array))
+        assert np.array_equal(line.sum_before(q, t), line.sum_before(q, array))
+        for a, b in zip(slots.covering_known(q, t), slots.covering_known(q, array), strict=True):
+            assert np.array_equal(a, b)
+    assert common_value(np.full(4, 7)) == 7 and isinstance(common_value(np.full(4, 7)), int)
+    assert common_value(np.array([1, 2])).tolist() == [1, 2]
+    assert common_value(np.array([], dtype=np.int64)).size == 0

@@ -31,6 +31,13 @@ def search(haystack: np.ndarray, needles: np.ndarray, side: str = "left") -> np.
     return np.searchsorted(haystack, needles, side=side)
 
 
+def common_value(values: np.ndarray):
+    """The one int all ``values`` share (one request's time), else ``values`` unchanged:
+    look-ups given one time skip per-query time arithmetic."""
+    values = np.asarray(values)
+    return int(values.flat[0]) if values.size and _one_value(values) else values
+
+
 def _one_value(values: np.ndarray) -> bool:
     return bool(values.flat[0] == values.flat[-1] and (values == values.flat[0]).all())
 
@@ -58,7 +65,9 @@ class _KeyedOrder:
             raise ValueError("too many distinct keys for this time span to combine in int64")
         self.combined = self._combine(np.searchsorted(self.keys, key[self.order]), ts[self.order])
 
-    def _combine(self, rank: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    def _combine(self, rank: np.ndarray, ts) -> np.ndarray:
+        if np.ndim(ts) == 0:  # one time for every query (a request's): one offset, in Python
+            return rank * self.span + min(max(int(ts) - self.t0, 0), self.span - 1)
         # minimum/maximum, not clip: the same integers without clip's cost per call.
         offset = np.minimum(np.maximum(np.asarray(ts, dtype=np.int64) - self.t0, 0), self.span - 1)
         return rank * self.span + offset
@@ -92,6 +101,17 @@ class _KeyedOrder:
         return out
 
 
+def _one_window(lo, hi, shape: tuple[int, ...]) -> tuple[int, int] | None:
+    """(lo, hi) as two ints when every query has the same window, else None."""
+    if np.ndim(lo) == 0 and np.ndim(hi) == 0:
+        return int(lo), int(hi)
+    lo = np.broadcast_to(np.asarray(lo, dtype=np.int64), shape)
+    hi = np.broadcast_to(np.asarray(hi, dtype=np.int64), shape)
+    if lo.size and _one_value(lo) and _one_value(hi):
+        return int(lo.flat[0]), int(hi.flat[0])
+    return None
+
+
 def _at(t, known: np.ndarray) -> np.ndarray:
     """The times of the rows where ``known`` holds (``t``: one time or one per row)."""
     t = np.asarray(t, dtype=np.int64)
@@ -114,18 +134,22 @@ class KeyedTimeline:
     def __len__(self) -> int:
         return len(self._index.order)
 
-    def sum_between(self, key: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        """Sum of the values of ``key``'s records with ``lo <= ts < hi`` (per query)."""
+    def sum_between(self, key: np.ndarray, lo, hi) -> np.ndarray:
+        """Sum of the values of ``key``'s records with ``lo <= ts < hi`` (per query; ``lo``
+        and ``hi`` are arrays like ``key`` or one value each for all)."""
         key = np.asarray(key, dtype=np.int64)
-        lo = np.broadcast_to(np.asarray(lo, dtype=np.int64), key.shape)
-        hi = np.broadcast_to(np.asarray(hi, dtype=np.int64), key.shape)
-        if key.ndim == 1 and len(key) > 1 and _one_value(lo) and _one_value(hi):
-            # One window for all (a request's): each distinct key is searched once.
+        window = _one_window(lo, hi, key.shape)
+        if window is None:
+            lo = np.broadcast_to(np.asarray(lo, dtype=np.int64), key.shape)
+            hi = np.broadcast_to(np.asarray(hi, dtype=np.int64), key.shape)
+            return self._sums(key, lo, hi)
+        lo, hi = window
+        if key.ndim == 1 and len(key) > 1:  # each distinct key is searched once
             if _one_value(key):  # e.g. the request's viewer
-                return np.repeat(self._sums(key[:1], lo[0], hi[0]), len(key), axis=0)
+                return np.repeat(self._sums(key[:1], lo, hi), len(key), axis=0)
             distinct, inverse = np.unique(key, return_inverse=True)
             if len(distinct) < len(key):
-                return self._sums(distinct, lo[0], hi[0])[inverse]
+                return self._sums(distinct, lo, hi)[inverse]
         return self._sums(key, lo, hi)
 
     def _sums(self, key: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -160,7 +184,7 @@ class KeyedIntervals:
     def covering_known(self, key: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(``covering``, whether each key has any interval at all), from one search of the keys."""
         key = np.asarray(key, dtype=np.int64)
-        ts = np.broadcast_to(np.asarray(ts, dtype=np.int64), key.shape)
+        ts = int(ts) if np.ndim(ts) == 0 else np.broadcast_to(np.asarray(ts, np.int64), key.shape)
         if len(self._key) == 0:
             return np.full(len(key), -1, dtype=np.int64), np.zeros(key.shape, dtype=bool)
         ranked = self._index.query_rank(key)

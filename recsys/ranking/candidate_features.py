@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.data.tables import LiveCommerceTables
-from recsys.data.timeline import KeyedIntervals, KeyedTimeline, pair_codes
+from recsys.data.timeline import KeyedIntervals, KeyedTimeline, common_value, pair_codes
 from recsys.ranking.events import EVENT_CODE, NO_ID, id_column
 from recsys.ranking.features import FEATURE_NAMES as SESSION_FEATURES
 from recsys.ranking.lookup import ItemLookup
@@ -256,7 +256,7 @@ class CandidateFeaturizer:
         return frame.to_numpy(np.float64)
 
     def _context(self, pairs: Pairs) -> dict[str, np.ndarray]:
-        c, ts = self.config, pairs.ts
+        c, ts = self.config, common_value(pairs.ts)
         product = self._product_positions(pairs)
         s = self.sessions.positions(pairs.session_id)
         pair = pair_codes(s, product, len(self.products))
