@@ -39,6 +39,8 @@ from torchrec import (
     KeyedJaggedTensor,
 )
 
+from recsys.models.fused_bags import BagRequest, FusedBags
+
 
 def _check_sizes(owner: str, sizes: Mapping[str, int]) -> None:
     if not sizes:
@@ -182,10 +184,6 @@ def _zero_padding(vectors: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return vectors * (idx > 0).unsqueeze(-1).to(vectors.dtype)
 
 
-# One lookup of ``EntityBags``: (table, (R, L) ids with 0 = padding, optional (R, L) weights).
-BagRequest = tuple[str, torch.Tensor, torch.Tensor | None]
-
-
 class EntityBags(nn.Module):
     """Pooled embedding tables by name: each request's bag of ids -> the weighted sum of rows.
 
@@ -225,6 +223,7 @@ class EntityBags(nn.Module):
         self.collection = EmbeddingBagCollection(
             tables=configs, is_weighted=True, device=torch.device(device or "cpu")
         )
+        self._fused = FusedBags(self.weight, self.sizes)
         with torch.no_grad():
             for name in self.sizes:
                 self.weight(name).normal_(0.0, init_std)
@@ -310,6 +309,8 @@ class EntityBags(nn.Module):
 
     def _lookup(self, requests: Sequence[BagRequest]) -> list[torch.Tensor]:
         if isinstance(self.collection, EmbeddingBagCollection):
+            if not torch.is_grad_enabled() and len(requests) > 1:  # inference: fewer calls
+                return self._fused(requests, self._pool)
             return [self._pool(table, ids, w) for table, ids, w in requests]
         device = requests[0][1].device
         per_table = _by_table(requests)
