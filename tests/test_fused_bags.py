@@ -53,7 +53,7 @@ def test_fused_reads_equal_one_call_per_bag_exactly(seed):
 
 def test_large_tables_are_read_alone_and_agree():
     bags, requests = _bags(), _requests(3)
-    reader = FusedBags(bags.weight, SIZES, max_rows=100)  # user and product stay out
+    reader = FusedBags(bags.collection.embedding_bags, max_rows=100)  # user and product stay out
     assert reader.tables == ["user", "category", "hour"]
     read = []
     got = reader(requests, lambda *r: read.append(r[0]) or bags._pool(*r))

@@ -223,7 +223,7 @@ class EntityBags(nn.Module):
         self.collection = EmbeddingBagCollection(
             tables=configs, is_weighted=True, device=torch.device(device or "cpu")
         )
-        self._fused = FusedBags(self.weight, self.sizes)
+        self._fused = FusedBags(self.collection.embedding_bags)
         with torch.no_grad():
             for name in self.sizes:
                 self.weight(name).normal_(0.0, init_std)

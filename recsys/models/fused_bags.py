@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 # One lookup: (table, (R, L) ids with 0 = padding, optional (R, L) weights).
@@ -28,16 +29,10 @@ MAX_FUSED_ROWS = 1 << 20
 class FusedBags:
     """Reads ``(table, (R, L) ids, optional (R, L) weights)`` requests in few calls."""
 
-    def __init__(
-        self,
-        weight: Callable[[str], torch.Tensor],
-        sizes: Mapping[str, int],
-        *,
-        max_rows: int = MAX_FUSED_ROWS,
-    ) -> None:
-        """``weight``: a table's (rows, dim) parameter by name; ``sizes``: rows per table."""
-        self.weight = weight
-        self.tables = [name for name, rows in sizes.items() if rows <= max_rows]
+    def __init__(self, tables: Mapping[str, nn.Module], *, max_rows: int = MAX_FUSED_ROWS) -> None:
+        """``tables``: name -> module holding the table as ``weight`` (rows, dim)."""
+        self.modules = tables
+        self.tables = [name for name, m in tables.items() if m.weight.shape[0] <= max_rows]
         self._key: tuple | None = None
         self._table: torch.Tensor | None = None
         self._first: dict[str, int] = {}
@@ -63,7 +58,7 @@ class FusedBags:
 
     def _refresh(self) -> None:
         """The tables laid end to end, remade when one of them changed since."""
-        weights = [self.weight(t) for t in self.tables]
+        weights = [self.modules[t].weight for t in self.tables]
         key = tuple((w.data_ptr(), w._version, w.shape[0]) for w in weights)
         if key == self._key:
             return
@@ -77,14 +72,18 @@ class FusedBags:
 
     def _read(self, group: list[BagRequest]) -> list[torch.Tensor]:
         """One call for requests of one width; each (R_i, dim) result in order."""
-        ids = torch.cat([torch.where(i > 0, i + self._first[t], 0) for t, i, _ in group])
-        weights = torch.cat(
-            [
-                w.float() if w is not None else torch.ones(i.shape, device=i.device)
-                for _, i, w in group
-            ]  # fmt: skip
-        )
+        sizes = [i.shape[0] for _, i, _ in group]
+        ids = torch.cat([i for _, i, _ in group])  # (sum R_i, L)
+        first = torch.tensor([self._first[t] for t, i, _ in group for _ in range(i.shape[0])])
+        ids = ids + (ids > 0) * first.to(ids.device)[:, None]  # padding stays 0
+        if all(w is None for _, _, w in group):
+            weights = torch.ones(ids.shape, device=ids.device)
+        else:
+            weights = torch.cat(
+                [w.float() if w is not None else torch.ones(i.shape, device=i.device)
+                 for _, i, w in group]  # fmt: skip
+            )
         pooled = F.embedding_bag(
             ids, self._table, per_sample_weights=weights, mode="sum", padding_idx=0
         )
-        return list(pooled.split([i.shape[0] for _, i, _ in group]))
+        return list(pooled.split(sizes))
