@@ -49,3 +49,16 @@ def test_pseudonym_key_is_required(monkeypatch):
     assert np.array_equal(
         pseudonymise(np.array([1]), None), pseudonymise(np.array([1]), "from-env")
     )
+
+
+@pytest.mark.parametrize("spread", [1, 10**15])  # ids numbered from 0 (a table) or not (search)
+def test_encode_agrees_with_a_dictionary_for_dense_and_sparse_ids(spread):
+    rng = np.random.default_rng(3)
+    ids = rng.choice(5000, 1200, replace=False) * spread
+    vocab = Vocab.build("items", ids).extend(rng.choice(5000, 300) * spread + 7)
+    expected = {int(raw): i + 2 for i, raw in enumerate(vocab.ids)}
+    queries = np.concatenate([vocab.ids, rng.integers(-5, 6000, 400) * spread])
+    queries = queries[: len(queries) // 2 * 2].reshape(2, -1)
+    got = vocab.encode(queries)
+    assert got.shape == queries.shape and got.dtype == np.int64
+    assert got.ravel().tolist() == [expected.get(int(q), OOV) for q in queries.ravel()]

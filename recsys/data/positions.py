@@ -33,6 +33,11 @@ class IdPositions:
         self._order = np.argsort(ids, kind="stable")
         self._sorted = ids[self._order]
 
+    @property
+    def dense(self) -> bool:
+        """Whether look-ups read a dense table (one array read per query)."""
+        return self._table is not None
+
     def of(self, queries: np.ndarray) -> np.ndarray:
         """(n,) int64 position of each query id, -1 where it is not an id."""
         q = np.asarray(queries, dtype=np.int64)

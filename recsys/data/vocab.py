@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recsys.data.positions import IdPositions
+
 PAD = 0
 OOV = 1
 N_RESERVED = 2
@@ -60,6 +62,10 @@ class Vocab:
     def encode(self, raw_ids: np.ndarray) -> np.ndarray:
         """Map raw ids to dense indices; unknown ids become OOV."""
         raw = np.asarray(raw_ids, dtype=np.int64)
+        positions = self._positions()
+        if positions is not None:  # ids numbered from 0: one array read per id
+            pos = positions.of(raw)
+            return np.where(pos >= 0, pos + N_RESERVED, OOV)
         sorter, ids = self._sorter, self._sorted
         pos = np.searchsorted(ids, raw)
         pos_clipped = np.minimum(pos, max(len(ids) - 1, 0))
@@ -70,6 +76,16 @@ class Vocab:
         )
         index = pos_clipped if sorter is None else sorter[pos_clipped]
         return np.where(known, index + N_RESERVED, OOV).astype(np.int64)
+
+    def __getstate__(self) -> dict:  # the look-up table is remade on first use, not stored
+        return {k: v for k, v in self.__dict__.items() if k != "_dense"}
+
+    def _positions(self) -> IdPositions | None:
+        """A dense id -> position table when the ids are dense enough (made on first use)."""
+        if "_dense" not in self.__dict__:
+            positions = IdPositions(self.ids)
+            object.__setattr__(self, "_dense", positions if positions.dense else None)
+        return self.__dict__["_dense"]
 
     def decode(self, index: np.ndarray) -> np.ndarray:
         """Map dense indices back to raw ids; reserved indices raise."""

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recsys.data.positions import IdPositions
 from recsys.retrieval import _faiss
 
 INDEX_FILE, IDS_FILE, META_FILE = "index.faiss", "ids.npy", "index.json"
@@ -100,8 +101,7 @@ class CandidateIndex:
     def __init__(self, index, ids: np.ndarray, config: IndexConfig) -> None:
         self._index, self._ids, self.config = index, ids, config
         self._ids.setflags(write=False)
-        self._order = np.argsort(ids, kind="stable")  # positions by ascending id, for lookups
-        self._sorted_ids = ids[self._order]
+        self._positions = IdPositions(ids)
         self._check_settings()
 
     @classmethod
@@ -195,13 +195,11 @@ class CandidateIndex:
     def positions(self, ids: np.ndarray, what: str = "ids") -> np.ndarray:
         """Positions of ``ids``; an id that is not indexed is an error naming it."""
         ids = np.asarray(ids, dtype=np.int64)
-        sorted_ids = self._sorted_ids
-        at = np.minimum(np.searchsorted(sorted_ids, ids), max(len(sorted_ids) - 1, 0))
-        found = sorted_ids[at] == ids if len(sorted_ids) else np.zeros(len(ids), dtype=bool)
-        if not found.all():
-            bad = int(np.flatnonzero(~found)[0])
+        at = self._positions.of(ids)
+        if len(at) and at.min() < 0:
+            bad = int(np.flatnonzero(at < 0)[0])
             raise ValueError(f"{what} row {bad}: id {ids[bad]} is not in the index")
-        return self._order[at]
+        return at
 
     def vectors(self, positions: np.ndarray) -> np.ndarray:
         """(m, d) float32 stored vectors (decoded, hence approximate, for PQ without refine)."""
