@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recsys.data.timeline import KeyedIntervals, KeyedTimeline, common_value
+from recsys.data.timeline import KeyedIntervals, KeyedTimeline, common_value, distinct
 
 
 @pytest.mark.parametrize("one_time", [True, False])
@@ -65,3 +65,13 @@ def test_one_time_given_as_a_number_reads_exactly_as_an_array_of_it():
     assert common_value(np.full(4, 7)) == 7 and isinstance(common_value(np.full(4, 7)), int)
     assert common_value(np.array([1, 2])).tolist() == [1, 2]
     assert common_value(np.array([], dtype=np.int64)).size == 0
+
+
+@pytest.mark.parametrize("spread", [1, 3, 10**9])  # a short range (a table) or a long one (sort)
+def test_distinct_equals_numpy_unique(spread):
+    rng = np.random.default_rng(spread)
+    for n in (0, 1, 2, 50, 700):
+        key = rng.integers(-3, 40, n) * spread + 10**12
+        got, want = distinct(key), np.unique(key, return_inverse=True)
+        for a, b in zip(got, want, strict=True):
+            assert a.dtype == b.dtype and np.array_equal(a, b)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+SHORT_RANGE_PER_KEY = 8  # ``distinct`` marks a table when the keys span at most this many each
+
 
 def search(haystack: np.ndarray, needles: np.ndarray, side: str = "left") -> np.ndarray:
     """``np.searchsorted(haystack, needles, side)``; needles that are all one value (one
@@ -40,6 +42,22 @@ def common_value(values: np.ndarray):
 
 def _one_value(values: np.ndarray) -> bool:
     return bool(values.flat[0] == values.flat[-1] and (values == values.flat[0]).all())
+
+
+def distinct(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(key, return_inverse=True)`` of a 1-d int64 array, exactly. Keys within a
+    short range (one viewer's pairs with a few thousand streamers, the sessions live now) are
+    marked in a table over the range instead of sorted."""
+    if len(key) < 2:
+        return np.unique(key, return_inverse=True)
+    lo, hi = int(key.min()), int(key.max())
+    if hi - lo > SHORT_RANGE_PER_KEY * len(key):
+        return np.unique(key, return_inverse=True)
+    offset = key - lo
+    present = np.zeros(hi - lo + 1, dtype=bool)
+    present[offset] = True
+    rank = np.cumsum(present) - 1  # (range,) the rank of each present value
+    return np.flatnonzero(present) + lo, rank[offset]
 
 
 def pair_codes(a: np.ndarray, b: np.ndarray, n_b: int) -> np.ndarray:
@@ -147,9 +165,9 @@ class KeyedTimeline:
         if key.ndim == 1 and len(key) > 1:  # each distinct key is searched once
             if _one_value(key):  # e.g. the request's viewer
                 return np.repeat(self._sums(key[:1], lo, hi), len(key), axis=0)
-            distinct, inverse = np.unique(key, return_inverse=True)
-            if len(distinct) < len(key):
-                return self._sums(distinct, lo, hi)[inverse]
+            keys, inverse = distinct(key)
+            if len(keys) < len(key):
+                return self._sums(keys, lo, hi)[inverse]
         return self._sums(key, lo, hi)
 
     def _sums(self, key: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

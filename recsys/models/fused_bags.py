@@ -24,6 +24,7 @@ from torch.nn import functional as F
 # One lookup: (table, (R, L) ids with 0 = padding, optional (R, L) weights).
 BagRequest = tuple[str, torch.Tensor, torch.Tensor | None]
 MAX_FUSED_ROWS = 1 << 20
+MAX_LAYOUTS = 64
 
 
 class FusedBags:
@@ -36,9 +37,10 @@ class FusedBags:
         self._key: tuple | None = None
         self._table: torch.Tensor | None = None
         self._first: dict[str, int] = {}
+        self._layouts: dict[tuple, torch.Tensor] = {}
 
     def __getstate__(self) -> dict:  # a pickled model carries no copy of its tables
-        return {**self.__dict__, "_key": None, "_table": None, "_first": {}}
+        return {**self.__dict__, "_key": None, "_table": None, "_first": {}, "_layouts": {}}
 
     def __call__(
         self, requests: Sequence[BagRequest], pool: Callable[..., torch.Tensor]
@@ -68,14 +70,26 @@ class FusedBags:
         for w in weights:
             starts.append(starts[-1] + w.shape[0])
         self._first = dict(zip(self.tables, starts[:-1], strict=False))
+        self._layouts = {}
         self._key = key
+
+    def _shifts(self, group: list[BagRequest], device: torch.device) -> torch.Tensor:
+        """(sum R_i, 1) first row of each bag's table, kept per layout of requests (a
+        service's requests all look alike)."""
+        layout = (tuple((t, i.shape[0]) for t, i, _ in group), device)
+        shifts = self._layouts.get(layout)
+        if shifts is None:
+            if len(self._layouts) >= MAX_LAYOUTS:  # batches of many sizes (evaluation)
+                self._layouts.clear()
+            rows = [self._first[t] for t, n in layout[0] for _ in range(n)]
+            shifts = self._layouts[layout] = torch.tensor(rows, device=device)[:, None]
+        return shifts
 
     def _read(self, group: list[BagRequest]) -> list[torch.Tensor]:
         """One call for requests of one width; each (R_i, dim) result in order."""
         sizes = [i.shape[0] for _, i, _ in group]
         ids = torch.cat([i for _, i, _ in group])  # (sum R_i, L)
-        first = torch.tensor([self._first[t] for t, i, _ in group for _ in range(i.shape[0])])
-        ids = ids + (ids > 0) * first.to(ids.device)[:, None]  # padding stays 0
+        ids = ids + (ids > 0) * self._shifts(group, ids.device)  # padding stays 0
         if all(w is None for _, _, w in group):
             weights = torch.ones(ids.shape, device=ids.device)
         else:

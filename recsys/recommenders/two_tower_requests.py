@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from recsys.data.timeline import distinct
 from recsys.inputs.two_tower import TwoTowerBatch
 
 __all__ = ["RequestScoring"]
@@ -28,7 +29,7 @@ def _spread(
     ``row * width + entity`` (unique keys, so no two land on one cell)."""
     column = None  # candidates that are already distinct and sorted are their own columns
     if len(entity) > 1 and not bool((entity[1:] > entity[:-1]).all()):
-        wanted, column = np.unique(entity, return_inverse=True)
+        wanted, column = distinct(entity)
     else:
         wanted = entity
     dense = np.zeros((n_rows, len(wanted)), dtype=np.float32)
