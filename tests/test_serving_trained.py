@@ -10,7 +10,7 @@ from recsys.cli.index import build_indexes
 from recsys.cli.serve import build_app
 from recsys.serving import FixedClock, create_app
 from recsys.serving.loading import load_trained_service
-from recsys.serving.trained import FlowConfig
+from recsys.serving.trained import FlowConfig, top_products
 from tests.conftest import compose_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -143,3 +143,17 @@ def test_viewers_outside_a_session_are_ranked_by_the_outside_session_ranker(serv
     assert [i.score for i in inside] == sorted((i.score for i in inside), reverse=True)
     prices = np.log(tables.products.set_index("product_id").loc[[i.id for i in inside], "price"])
     np.testing.assert_allclose([i.score for i in inside], prices.to_numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("k", [1, 5, 40])
+def test_top_products_offers_each_product_once_from_its_best_shelf(k):
+    rng = np.random.default_rng(k)
+    product = rng.integers(0, 25, 120)
+    scores = rng.integers(0, 8, 120).astype(np.float64)  # many ties: the lower product id first
+    ranked = sorted(range(120), key=lambda i: (-scores[i], product[i], i))
+    expected, seen = [], set()
+    for i in ranked:
+        if product[i] not in seen:
+            seen.add(product[i])
+            expected.append(i)
+    assert top_products(product, scores, k).tolist() == expected[:k]

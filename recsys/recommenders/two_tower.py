@@ -305,7 +305,7 @@ class TwoTowerRecommender(RequestScoring, Recommender):
         was_training = self.model.training
         if was_training:  # switching modes walks every submodule: skip it when serving
             self.model.eval()
-        with torch.inference_mode():  # less bookkeeping per op than no_grad; results are numpy
+        with torch.no_grad():
             out = fn(device)
         if was_training:
             self.model.train()

@@ -190,6 +190,8 @@ class LiveRetriever:
         queries = check_vectors(queries, self.index.dim, "queries")
         ts = np.broadcast_to(np.asarray(t, dtype=np.int64), (len(queries),))
         seg = self.schedule.segment(ts)
+        if len(queries) == 1:  # one request: one live set, nothing to group
+            return self._search_state(self._state(int(seg[0]), int(ts[0])), queries, k, strategy)
         scores, ids = padding(len(queries), k)
         order = np.argsort(seg, kind="stable")
         cuts = np.flatnonzero(np.diff(seg[order])) + 1

@@ -58,8 +58,16 @@ def top_products(product: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
     """Rows of one request's ``k`` best products by the ranker's ``scores`` (ties: lower
     product id), each product once, from its best shelf."""
     ranked = np.lexsort((product, -scores))
-    _, first = np.unique(product[ranked], return_index=True)
-    return ranked[np.sort(first)][:k]
+    seen: set[int] = set()
+    out = []
+    # Walk down the ranking until k distinct products: a few more rows than k, not all of them.
+    for row, p in zip(ranked.tolist(), product[ranked].tolist(), strict=True):
+        if p not in seen:
+            seen.add(p)
+            out.append(row)
+            if len(out) == k:
+                break
+    return np.array(out, dtype=np.int64)
 
 
 @dataclass(frozen=True)
