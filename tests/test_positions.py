@@ -27,6 +27,11 @@ def test_id_positions_equal_pandas_get_indexer(ids):
         expected = pd.Index(ids.astype(np.int64)).get_indexer(queries.ravel()).reshape(shape)
         got = IdPositions(ids).of(queries)
         assert got.dtype == np.int64 and np.array_equal(got, expected)
+    index = IdPositions(ids)
+    for one in np.r_[pool[:5], pool[-6:]]:  # one query (a request's viewer): ids and strangers
+        got = index.of(np.array([[one]]))
+        want = pd.Index(ids.astype(np.int64)).get_indexer([one])[0]
+        assert got.shape == (1, 1) and got[0, 0] == want
 
 
 def test_search_equals_searchsorted_for_repeated_and_mixed_needles():

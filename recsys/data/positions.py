@@ -46,6 +46,10 @@ class IdPositions:
             return np.where(inside, self._table[np.where(inside, q, 0)], -1)
         if len(self._sorted) == 0:
             return np.full(q.shape, -1, dtype=np.int64)
+        if q.size == 1:  # one viewer
+            at = min(int(np.searchsorted(self._sorted, q.flat[0])), len(self._sorted) - 1)
+            hit = self._sorted[at] == q.flat[0]
+            return np.full(q.shape, self._order[at] if hit else -1, dtype=np.int64)
         distinct, inverse = np.unique(q, return_inverse=True)
         pos = np.minimum(np.searchsorted(self._sorted, distinct), len(self._sorted) - 1)
         found = np.where(self._sorted[pos] == distinct, self._order[pos], -1)

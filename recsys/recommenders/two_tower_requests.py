@@ -74,8 +74,12 @@ class RequestScoring:
         """(Q, C) float32 repeat bonus of each request for candidates ``ids`` (codes, (Q, C)
         per request or (C,) shared), scaled as in ``score``."""
         ids = np.asarray(ids, dtype=np.int64)
-        shared, rows = np.unique(ids, return_inverse=True)
-        rows = rows.reshape(ids.shape)
+        flat = ids.ravel()
+        if len(flat) < 2 or bool((flat[1:] > flat[:-1]).all()):  # one request's, in id order
+            shared, rows = flat, np.arange(len(flat)).reshape(ids.shape)
+        else:
+            shared, rows = np.unique(ids, return_inverse=True)
+            rows = rows.reshape(ids.shape)
 
         def run(device):
             cand = torch.from_numpy(shared).to(device)
