@@ -76,7 +76,8 @@ class RequestScoring:
         ids = np.asarray(ids, dtype=np.int64)
         flat = ids.ravel()
         if len(flat) < 2 or bool((flat[1:] > flat[:-1]).all()):  # one request's, in id order
-            shared, rows = flat, np.arange(len(flat)).reshape(ids.shape)
+            shared = flat if flat.flags.writeable else flat.copy()  # torch reads it
+            rows = np.arange(len(flat)).reshape(ids.shape)
         else:
             shared, rows = np.unique(ids, return_inverse=True)
             rows = rows.reshape(ids.shape)
