@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 from functools import partial
 from pathlib import Path
 
@@ -70,6 +71,14 @@ def limit_threads(n: int) -> None:
     threadpool_limits(limits=n, user_api="blas")
 
 
+def _switch_interval(ms: float) -> None:
+    """How soon the event loop gets the interpreter lock back from the recommender thread:
+    a shed request's 429 waits for it, so it bounds how fast overload is answered."""
+    if not ms > 0:
+        raise ValueError(f"serve: switch_interval_ms must be > 0, got {ms}")
+    sys.setswitchinterval(ms / 1000.0)
+
+
 def _section(cfg: DictConfig, name: str) -> dict:
     return OmegaConf.to_container(cfg[name], resolve=True)
 
@@ -84,6 +93,7 @@ def build_app(cfg: DictConfig):
     _check_state(cfg)
     threads = int(cfg.threads)
     limit_threads(threads)
+    _switch_interval(float(cfg.switch_interval_ms))
     session = SessionConfig(**_section(cfg, "session"))
     window = EventWindow(**_section(cfg, "validation"))
     service, clock, start, checker = (_trained if cfg.checkpoint else _popularity)(
