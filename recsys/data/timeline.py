@@ -47,9 +47,12 @@ def _one_value(values: np.ndarray) -> bool:
 def distinct(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(key, return_inverse=True)`` of a 1-d int64 array, exactly. Keys within a
     short range (one viewer's pairs with a few thousand streamers, the sessions live now) are
-    marked in a table over the range instead of sorted."""
+    marked in a table over the range instead of sorted; keys already strictly increasing (a
+    request's candidates in id order) are their own distinct keys."""
     if len(key) < 2:
         return np.unique(key, return_inverse=True)
+    if bool((key[1:] > key[:-1]).all()):
+        return key.copy(), np.arange(len(key))
     lo, hi = int(key.min()), int(key.max())
     if hi - lo > SHORT_RANGE_PER_KEY * len(key):
         return np.unique(key, return_inverse=True)
@@ -119,15 +122,15 @@ class _KeyedOrder:
         return out
 
 
-def _one_window(lo, hi, shape: tuple[int, ...]) -> tuple[int, int] | None:
-    """(lo, hi) as two ints when every query has the same window, else None."""
+def _window(lo, hi, shape: tuple[int, ...]) -> tuple:
+    """(lo, hi) as two ints when every query has the same window, else as arrays of ``shape``."""
     if np.ndim(lo) == 0 and np.ndim(hi) == 0:
         return int(lo), int(hi)
     lo = np.broadcast_to(np.asarray(lo, dtype=np.int64), shape)
     hi = np.broadcast_to(np.asarray(hi, dtype=np.int64), shape)
     if lo.size and _one_value(lo) and _one_value(hi):
         return int(lo.flat[0]), int(hi.flat[0])
-    return None
+    return lo, hi
 
 
 def _at(t, known: np.ndarray) -> np.ndarray:
@@ -156,13 +159,8 @@ class KeyedTimeline:
         """Sum of the values of ``key``'s records with ``lo <= ts < hi`` (per query; ``lo``
         and ``hi`` are arrays like ``key`` or one value each for all)."""
         key = np.asarray(key, dtype=np.int64)
-        window = _one_window(lo, hi, key.shape)
-        if window is None:
-            lo = np.broadcast_to(np.asarray(lo, dtype=np.int64), key.shape)
-            hi = np.broadcast_to(np.asarray(hi, dtype=np.int64), key.shape)
-            return self._sums(key, lo, hi)
-        lo, hi = window
-        if key.ndim == 1 and len(key) > 1:  # each distinct key is searched once
+        lo, hi = _window(lo, hi, key.shape)
+        if np.ndim(lo) == 0 and key.ndim == 1 and len(key) > 1:  # one window: each key once
             if _one_value(key):  # e.g. the request's viewer
                 return np.repeat(self._sums(key[:1], lo, hi), len(key), axis=0)
             keys, inverse = distinct(key)

@@ -27,18 +27,14 @@ def _spread(
 ) -> np.ndarray:
     """(n_rows, C) bonus of candidates looking up ``entity`` (C,) in sparse bonuses keyed
     ``row * width + entity`` (unique keys, so no two land on one cell)."""
-    column = None  # candidates that are already distinct and sorted are their own columns
-    if len(entity) > 1 and not bool((entity[1:] > entity[:-1]).all()):
-        wanted, column = distinct(entity)
-    else:
-        wanted = entity
+    wanted, column = distinct(entity)
     dense = np.zeros((n_rows, len(wanted)), dtype=np.float32)
     if len(wanted) and len(keys):
         row, entity_of_key = keys // width, keys % width
         pos = np.minimum(np.searchsorted(wanted, entity_of_key), len(wanted) - 1)
         hit = wanted[pos] == entity_of_key
         dense[row[hit], pos[hit]] = values[hit]
-    return dense if column is None else dense[:, column]
+    return dense[:, column]
 
 
 class RequestScoring:
@@ -74,13 +70,8 @@ class RequestScoring:
         """(Q, C) float32 repeat bonus of each request for candidates ``ids`` (codes, (Q, C)
         per request or (C,) shared), scaled as in ``score``."""
         ids = np.asarray(ids, dtype=np.int64)
-        flat = ids.ravel()
-        if len(flat) < 2 or bool((flat[1:] > flat[:-1]).all()):  # one request's, in id order
-            shared = flat if flat.flags.writeable else flat.copy()  # torch reads it
-            rows = np.arange(len(flat)).reshape(ids.shape)
-        else:
-            shared, rows = np.unique(ids, return_inverse=True)
-            rows = rows.reshape(ids.shape)
+        shared, rows = distinct(ids.ravel())
+        rows = rows.reshape(ids.shape)
 
         def run(device):
             cand = torch.from_numpy(shared).to(device)
