@@ -7,14 +7,19 @@ import pytest
 
 from recsys.data.timeline import KeyedIntervals, KeyedTimeline, common_value, distinct
 
+# Keys that fit in int64 beside the time span are searched directly; 2**55 apart they do not,
+# and their ranks are searched first: both must read the same records.
+WIDE = [1, 2**55]
+
 
 @pytest.mark.parametrize("one_time", [True, False])
-def test_sums_match_brute_force_with_unknown_and_missing_keys(one_time):
+@pytest.mark.parametrize("scale", WIDE)
+def test_sums_match_brute_force_with_unknown_and_missing_keys(one_time, scale):
     rng = np.random.default_rng(7)
-    key, ts = rng.integers(-1, 30, 500), rng.integers(0, 1000, 500)
+    key, ts = rng.integers(-1, 30, 500) * scale, rng.integers(0, 1000, 500)
     values = rng.normal(size=(500, 2))
     line = KeyedTimeline(key, ts, values)
-    q = rng.integers(-3, 60, 200)  # about half the keys never occur
+    q = rng.integers(-3, 60, 200) * scale  # about half the keys never occur
     hi = np.full(200, 640) if one_time else rng.integers(0, 1100, 200)
     lo = hi - 300
     expected = np.array(
@@ -28,17 +33,20 @@ def test_sums_match_brute_force_with_unknown_and_missing_keys(one_time):
     np.testing.assert_allclose(line.sum_before(q, hi), before, atol=1e-9)
 
 
-def test_covering_matches_brute_force_with_unknown_keys():
+@pytest.mark.parametrize("scale", WIDE)
+def test_covering_matches_brute_force_with_unknown_keys(scale):
     rng = np.random.default_rng(8)
-    key = np.repeat(np.arange(20), 5)
+    key = np.repeat(np.arange(20), 5) * scale
     start = np.tile(np.arange(5) * 100, 20) + rng.integers(0, 10, 100)
     end = start + rng.integers(0, 90, 100)
     slots = KeyedIntervals(key, start, end)
-    q, t = rng.integers(-2, 40, 300), rng.integers(0, 520, 300)
-    got = slots.covering(q, t)
-    for k, at, row in zip(q, t, got, strict=True):
+    q, t = rng.integers(-2, 40, 300) * scale, rng.integers(-50, 600, 300)
+    got, known = slots.covering_known(q, t)
+    assert np.array_equal(got, slots.covering(q, t))
+    for k, at, row, has in zip(q, t, got, known, strict=True):
         hits = np.flatnonzero((key == k) & (start <= at) & (at <= end))
         assert row == (hits[0] if len(hits) else -1)
+        assert has == (k in key)
 
 
 def test_one_key_in_one_window_sums_like_each_row_alone():

@@ -70,7 +70,12 @@ def pair_codes(a: np.ndarray, b: np.ndarray, n_b: int) -> np.ndarray:
 
 
 class _KeyedOrder:
-    """Records sorted by (key, time) with combined search keys."""
+    """Records sorted by (key, time) with combined search keys.
+
+    A combined key is a key times a span larger than any time offset, plus the offset. Where
+    the largest key times the span fits in int64 (ids and pair codes over days of logs), the
+    key itself is combined: one search per query answers it. Otherwise the key's rank among
+    the distinct keys is, which first takes a search of the distinct keys."""
 
     def __init__(self, key: np.ndarray, ts: np.ndarray) -> None:
         key, ts = np.asarray(key, dtype=np.int64), np.asarray(ts, dtype=np.int64)
@@ -78,48 +83,49 @@ class _KeyedOrder:
             raise ValueError(f"keys and times differ in length: {len(key)} vs {len(ts)}")
         order = np.lexsort((ts, key))
         self.order = order[key[order] >= 0]
-        self.keys = np.unique(key[self.order])
+        self.sorted_keys = key[self.order]
         kept = ts[self.order]
         self.t0 = int(kept.min()) if len(kept) else 0
         self.span = (int(kept.max()) - self.t0 + 2) if len(kept) else 2
-        if len(self.keys) * self.span >= 2**62:
+        self.top = int(self.sorted_keys[-1]) if len(kept) else -1
+        self.direct = (self.top + 1) * self.span < 2**62
+        self.keys = None if self.direct else np.unique(self.sorted_keys)
+        if not self.direct and len(self.keys) * self.span >= 2**62:
             raise ValueError("too many distinct keys for this time span to combine in int64")
-        self.combined = self._combine(np.searchsorted(self.keys, key[self.order]), ts[self.order])
+        code = self.sorted_keys if self.direct else np.searchsorted(self.keys, self.sorted_keys)
+        self.combined = self._combine(code, kept)
 
-    def _combine(self, rank: np.ndarray, ts) -> np.ndarray:
+    def _combine(self, code: np.ndarray, ts) -> np.ndarray:
         if np.ndim(ts) == 0:  # one time for every query (a request's): one offset, in Python
-            return rank * self.span + min(max(int(ts) - self.t0, 0), self.span - 1)
+            return code * self.span + min(max(int(ts) - self.t0, 0), self.span - 1)
         # minimum/maximum, not clip: the same integers without clip's cost per call.
         offset = np.minimum(np.maximum(np.asarray(ts, dtype=np.int64) - self.t0, 0), self.span - 1)
-        return rank * self.span + offset
+        return code * self.span + offset
 
-    def query_rank(self, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(rank of each query key among the distinct keys, whether the key occurs at all)."""
+    def codes(self, key: np.ndarray) -> np.ndarray:
+        """The combined code of each query key; -1 (it finds nothing) for a key that cannot
+        occur. Ranks are searched only where the keys themselves do not fit."""
         key = np.asarray(key, dtype=np.int64)
+        if self.direct:
+            if len(key) and (key.min() < 0 or key.max() > self.top):
+                return np.where((key < 0) | (key > self.top), -1, key)
+            return key
         rank = search(self.keys, key)
         known = (rank < len(self.keys)) & (key >= 0)
         known[known] = self.keys[rank[known]] == key[known]
-        return np.where(known, rank, 0), known
+        return np.where(known, rank, -1)
 
     def position(self, key: np.ndarray, ts: np.ndarray, side: str) -> np.ndarray:
         """Index into the sorted records of the first record of ``key`` at time >= ts ('left')
         or > ts ('right'); unknown keys give a position whose window is empty."""
         return self.positions(key, (ts,), side)[0]
 
-    def positions(self, key: np.ndarray, times, side: str, ranked=None) -> list[np.ndarray]:
-        """``position`` of the same keys at each of several times, ranking the keys once
-        (``ranked``: their ``query_rank`` when already known). Only keys that occur are
-        searched: the others' position is 0 whatever the time."""
-        key = np.asarray(key, dtype=np.int64)
-        rank, known = self.query_rank(key) if ranked is None else ranked
-        if known.all():
-            return [search(self.combined, self._combine(rank, t), side) for t in times]
-        rank, out = rank[known], []
-        for t in times:
-            at = np.zeros(key.shape, dtype=np.intp)
-            at[known] = search(self.combined, self._combine(rank, _at(t, known)), side)
-            out.append(at)
-        return out
+    def positions(self, key: np.ndarray, times, side: str) -> list[np.ndarray]:
+        """``position`` of the same keys at each of several times, coding the keys once. A
+        key that cannot occur is coded -1: its combined keys fall below every record's, so
+        each of its positions is 0."""
+        code = self.codes(key)
+        return [search(self.combined, self._combine(code, t), side) for t in times]
 
 
 def _window(lo, hi, shape: tuple[int, ...]) -> tuple:
@@ -131,12 +137,6 @@ def _window(lo, hi, shape: tuple[int, ...]) -> tuple:
     if lo.size and _one_value(lo) and _one_value(hi):
         return int(lo.flat[0]), int(hi.flat[0])
     return lo, hi
-
-
-def _at(t, known: np.ndarray) -> np.ndarray:
-    """The times of the rows where ``known`` holds (``t``: one time or one per row)."""
-    t = np.asarray(t, dtype=np.int64)
-    return t if t.ndim == 0 else np.broadcast_to(t, known.shape)[known]
 
 
 class KeyedTimeline:
@@ -187,7 +187,7 @@ class KeyedIntervals:
             bad = int(np.flatnonzero(end < start)[0])
             raise ValueError(f"interval {bad}: end {end[bad]} < start {start[bad]}")
         self._index = _KeyedOrder(key, start)
-        self._key = np.asarray(key, dtype=np.int64)[self._index.order]
+        self._key = self._index.sorted_keys
         self._start, self._end = start[self._index.order], end[self._index.order]
 
     def covering(self, key: np.ndarray, ts: np.ndarray) -> np.ndarray:
@@ -198,14 +198,15 @@ class KeyedIntervals:
         return self.covering_known(key, ts)[0]
 
     def covering_known(self, key: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(``covering``, whether each key has any interval at all), from one search of the keys."""
+        """(``covering``, whether each key has any interval at all), from one search: a key
+        with intervals has one at or before ``ts``, or its first one just after."""
         key = np.asarray(key, dtype=np.int64)
         ts = int(ts) if np.ndim(ts) == 0 else np.broadcast_to(np.asarray(ts, np.int64), key.shape)
         if len(self._key) == 0:
             return np.full(len(key), -1, dtype=np.int64), np.zeros(key.shape, dtype=bool)
-        ranked = self._index.query_rank(key)
-        pos = self._index.positions(key, (ts,), "right", ranked)[0] - 1
-        safe, known = np.maximum(pos, 0), ranked[1]
-        hit = known & (pos >= 0) & (self._key[safe] == key)
-        hit &= (self._start[safe] <= ts) & (ts <= self._end[safe])
-        return np.where(hit, self._index.order[safe], -1), known
+        pos = self._index.position(key, ts, "right")  # the first record after ts
+        before = np.maximum(pos - 1, 0)
+        at_or_before = (pos > 0) & (self._key[before] == key)
+        hit = at_or_before & (self._start[before] <= ts) & (ts <= self._end[before])
+        after = self._key[np.minimum(pos, len(self._key) - 1)] == key
+        return np.where(hit, self._index.order[before], -1), at_or_before | after
