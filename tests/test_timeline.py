@@ -85,3 +85,8 @@ def test_distinct_equals_numpy_unique(spread):
             for a, b in zip(got, want, strict=True):
                 assert a.dtype == b.dtype and np.array_equal(a, b)
             assert got[0] is not k
+            unsorted = distinct(k, sort=False)  # None only where a sort would be needed
+            wide = len(k) > 1 and not (np.diff(k) > 0).all() and np.ptp(k) > 8 * len(k)
+            assert (unsorted is None) == wide
+            if unsorted is not None:
+                assert all(np.array_equal(a, b) for a, b in zip(unsorted, want, strict=True))
