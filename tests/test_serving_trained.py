@@ -157,3 +157,15 @@ def test_top_products_offers_each_product_once_from_its_best_shelf(k):
             seen.add(product[i])
             expected.append(i)
     assert top_products(product, scores, k).tolist() == expected[:k]
+
+
+@pytest.mark.parametrize("ascending", [True, False])
+def test_best_candidates_break_score_ties_by_the_lower_id(served, ascending):
+    service, now, _ = served
+    ids = np.sort(service.retriever.live_at(now))[:40]
+    ids = ids if ascending else ids[::-1].copy()
+    q = np.zeros(service.retriever.index.dim, dtype=np.float32)  # every score is its bonus
+    bonus = np.arange(len(ids), dtype=np.float32) % 3  # ties among every third candidate
+    got, scores = service.best_candidates(ids, q, bonus)
+    order = np.lexsort((ids, -bonus))[: service.config.n_candidates]
+    assert got.tolist() == ids[order].tolist() and scores.tolist() == bonus[order].tolist()

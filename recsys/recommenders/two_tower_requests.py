@@ -26,15 +26,12 @@ def _spread(
     entity: np.ndarray, keys: np.ndarray, values: np.ndarray, width: int, n_rows: int
 ) -> np.ndarray:
     """(n_rows, C) bonus of candidates looking up ``entity`` (C,) in sparse bonuses keyed
-    ``row * width + entity`` (unique keys, so no two land on one cell)."""
-    wanted, column = distinct(entity)
-    dense = np.zeros((n_rows, len(wanted)), dtype=np.float32)
-    if len(wanted) and len(keys):
-        row, entity_of_key = keys // width, keys % width
-        pos = np.minimum(np.searchsorted(wanted, entity_of_key), len(wanted) - 1)
-        hit = wanted[pos] == entity_of_key
-        dense[row[hit], pos[hit]] = values[hit]
-    return dense[:, column]
+    ``row * width + entity`` (ascending unique keys: each cell's key is searched once)."""
+    if not len(keys):
+        return np.zeros((n_rows, len(entity)), dtype=np.float32)
+    cell = np.arange(n_rows)[:, None] * width + entity[None, :]  # (n_rows, C)
+    pos = np.minimum(np.searchsorted(keys, cell), len(keys) - 1)
+    return np.where(keys[pos] == cell, values[pos], np.float32(0))
 
 
 class RequestScoring:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recsys.core import RequestScorer
-from recsys.data.availability import in_sorted
+from recsys.data.availability import in_sorted, sorted_unique
 from recsys.data.vocab import Vocab
 from recsys.ranking.candidate_features import CandidateFeaturizer
 from recsys.ranking.events import SessionEvent
@@ -168,7 +168,7 @@ class TrainedLiveService(RecommenderService):
         """Raw ids of request ``row``'s candidates: what the search ``found`` (-1 pads) and
         the ``live`` products in its bag of recent ones (the repeat bonus may lift them)."""
         bag = self.vocabs["product"].decode(self.product_scorer.request_history(batch, row))
-        return np.union1d(found[found >= 0], bag[in_sorted(bag, live)])
+        return sorted_unique(np.concatenate((found[found >= 0], bag[in_sorted(bag, live)])))
 
     def best_candidates(
         self, ids: np.ndarray, q: np.ndarray, bonus: np.ndarray
@@ -177,7 +177,11 @@ class TrainedLiveService(RecommenderService):
         query ``q`` (d,) plus their ``bonus``), ties by lower id."""
         vectors = self.retriever.index.vectors(self.retriever.index.positions(ids))
         score = vectors @ q + bonus
-        order = np.lexsort((ids, -score))[: self.config.n_candidates]
+        if len(ids) > 1 and bool((ids[1:] > ids[:-1]).all()):  # candidate_ids' order
+            order = np.argsort(-score, kind="stable")  # ties keep the lower id first
+        else:
+            order = np.lexsort((ids, -score))
+        order = order[: self.config.n_candidates]
         return ids[order], score[order].astype(np.float32)
 
     def shelf_rows(self, ids: np.ndarray, score: np.ndarray, now: int):
