@@ -159,6 +159,12 @@ def test_top_products_offers_each_product_once_from_its_best_shelf(k):
     assert top_products(product, scores, k).tolist() == expected[:k]
 
 
+def test_top_products_reads_past_a_head_of_one_product():
+    product = np.array([7] * 30 + [3, 9, 1])
+    scores = np.concatenate([np.full(30, 5.0), [1.0, 2.0, 2.0]])  # the best 12 rows: product 7
+    assert top_products(product, scores, 3).tolist() == [0, 32, 31]
+
+
 @pytest.mark.parametrize("ascending", [True, False])
 def test_best_candidates_break_score_ties_by_the_lower_id(served, ascending):
     service, now, _ = served

@@ -57,7 +57,24 @@ HEAD = {"room": "streamer", "product": "product"}
 def top_products(product: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
     """Rows of one request's ``k`` best products by the ranker's ``scores`` (ties: lower
     product id), each product once, from its best shelf."""
-    ranked = np.lexsort((product, -scores))
+    # Rank only the rows scoring at least the 4k-th best row (ties included, so the order of
+    # those is the full ranking's prefix); all rows when they hold fewer than k products.
+    out = _distinct_best(product, scores, 4 * k, k)
+    if len(out) < k and 4 * k < len(scores):
+        out = _distinct_best(product, scores, len(scores), k)
+    return out
+
+
+def _distinct_best(product: np.ndarray, scores: np.ndarray, head: int, k: int) -> np.ndarray:
+    rows = None
+    if head < len(scores):
+        negated = -scores
+        rows = np.flatnonzero(negated <= np.partition(negated, head - 1)[head - 1])
+    ranked = (
+        np.lexsort((product, -scores))
+        if rows is None
+        else rows[np.lexsort((product[rows], -scores[rows]))]
+    )
     seen: set[int] = set()
     out = []
     # Walk down the ranking until k distinct products: a few more rows than k, not all of them.
