@@ -8,8 +8,9 @@ Two questions come up whenever a feature must be computed "as of time t" from a 
   product in a room, or a coupon drop.
 
 Both sort the records once by ``(key, time)`` and answer each query with one ``searchsorted``
-over a combined int64 key: the key's rank among the distinct keys times a span larger than any
-time offset, plus the time offset. Keys are arbitrary int64 values (ids or pair codes from
+over a combined int64 key: the key (or, where keys are too large for that, its rank among the
+distinct keys) times a span larger than any time offset, plus the time offset. Keys are
+arbitrary int64 values (ids or pair codes from
 ``pair_codes``); a query key that never occurs simply finds nothing. Negative keys mean "no
 key" (an id unknown to the caller's index): such records are ignored, such queries find
 nothing. Windows are half-open, ``[lo, hi)``, so "before t" never includes an event stamped
