@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def recorded_command(script: str, argv: list[str]) -> str:
-    return f"python {script} " + shlex.join(_portable(a) for a in argv)
+    return shlex.join(["python", script, *(_portable(a) for a in argv)])
 
 
 def _portable(arg: str) -> str:
