@@ -211,6 +211,22 @@ def test_padding_and_trimming_do_not_change_real_outputs():
         model(_batch([[1] * 7]))
 
 
+def test_a_batch_without_padding_attends_causally_with_the_same_numbers():
+    from recsys.models.sequential import attention_mask
+
+    assert attention_mask(torch.ones(2, 5, dtype=torch.bool)) is None
+    padded = attention_mask(torch.tensor([[False, True, True], [True, True, True]]))
+    assert padded.shape == (2, 1, 3, 3) and padded[0, 0, 2].tolist() == [False, True, True]
+    block = _model(dropout=0.0).blocks[0]
+    x = torch.randn(3, 6, 8, requires_grad=True)
+    full = torch.ones(6, 6, dtype=torch.bool).tril().expand(3, 1, 6, 6)
+    masked = block(x, full)
+    (g_masked,) = torch.autograd.grad(masked.square().sum(), x)
+    causal = block(x, None)
+    (g_causal,) = torch.autograd.grad(causal.square().sum(), x)
+    assert torch.equal(masked, causal) and torch.equal(g_masked, g_causal)
+
+
 def test_room_tokens_use_the_streamer_table():
     model = _model(dropout=0.0).eval()
     as_room = model(_batch([[0, 3]], kind=[[0, ROOM]]))[0, -1]

@@ -105,12 +105,15 @@ class Block(nn.Module):
         )
         self.drop = RowDropout(dropout, width=maxlen)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+        """``allowed``: (B, 1, L, L) which slots each slot attends to; None for causal."""
         b, length, dim = x.shape
         qkv = self.qkv(self.norm1(x)).view(b, length, 3, self.n_heads, dim // self.n_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # 3 x (B, H, L, dim / H)
         p = self.attention_dropout if self.training else 0.0
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)
+        a = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=allowed, dropout_p=p, is_causal=allowed is None
+        )
         a = a.transpose(1, 2).reshape(b, length, dim)  # (B, L, dim)
         x = x + self.drop(self.out(a))
         return x + self.drop(self.ffn(self.norm2(x)))
@@ -119,6 +122,19 @@ class Block(nn.Module):
 def _regroup_sellers(model: SequentialModel, incompatible_keys) -> None:
     """Loaded seller codes may differ from those the model was built with: regroup by them."""
     model.sellers.regroup(model.codes_product_seller)
+
+
+def attention_mask(real: torch.Tensor) -> torch.Tensor | None:
+    """(B, 1, L, L) of real slots (B, L): attend to earlier real tokens, and every slot to itself
+    so that padded rows stay finite. None when every slot is real: the mask is then the causal
+    one, and the attention kernel given ``is_causal`` skips the blocks above the diagonal (the
+    same numbers, tested)."""
+    if bool(real.all()):
+        return None
+    length = real.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=real.device).tril()
+    eye = torch.eye(length, dtype=torch.bool, device=real.device)
+    return ((causal & real[:, None, :]) | eye).unsqueeze(1)  # (B, 1, L, L), over heads
 
 
 class SequentialModel(nn.Module):
@@ -246,13 +262,7 @@ class SequentialModel(nn.Module):
         if batch.kind.shape[1] > self.config.maxlen:
             raise ValueError(f"window of {batch.kind.shape[1]} > maxlen {self.config.maxlen}")
         x = self.embed(batch)
-        real = batch.kind > 0  # (B, L)
-        length = real.shape[1]
-        causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
-        eye = torch.eye(length, dtype=torch.bool, device=x.device)
-        # Attend to earlier real tokens; every slot also to itself, so padded rows stay finite.
-        allowed = (causal & real[:, None, :]) | eye  # (B, L, L)
-        allowed = allowed.unsqueeze(1)  # (B, 1, L, L), broadcast over heads
+        allowed = attention_mask(batch.kind > 0)
         for block in self.blocks:
             x = block(x, allowed)
         return self.norm(x)
