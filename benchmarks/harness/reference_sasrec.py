@@ -104,7 +104,7 @@ class ReferenceRecommender(Recommender):
     name = "reference_sasrec"
 
     def __init__(self, model: ReferenceSASRec) -> None:
-        self.model = model.eval()
+        self.model = model
 
     def fit(self, train, *, item_features=None):
         return self
@@ -114,6 +114,12 @@ class ReferenceRecommender(Recommender):
         for b, u in enumerate(users):
             items = history.row(int(u))[-MAXLEN:]
             seq[b, MAXLEN - len(items) :] = items
-        with torch.no_grad():
-            last = self.model.log2feats(seq)[:, -1]  # (B, D)
-            return (last @ self.model.item_emb.weight.t()).numpy()
+        # Without dropout, whatever mode the training loop left the model in, then restored.
+        training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                last = self.model.log2feats(seq)[:, -1]  # (B, D)
+                return (last @ self.model.item_emb.weight.t()).numpy()
+        finally:
+            self.model.train(training)
