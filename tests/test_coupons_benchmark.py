@@ -19,6 +19,10 @@ def test_the_coupon_benchmark_runs_its_ab_through_recsys_experiment(tmp_path, mo
     assert (tmp_path / "coupons_tiny_experiment" / "report.md").is_file()
     text = (tmp_path / "coupons_tiny.md").read_text()
     assert "A/B through recsys-experiment" in text and "features_ceiling" in text
+    assert "Real-time trigger against the truth" in text
+    judged = record["trigger_truth"]
+    assert judged["tier"] == "flash_product_15" and judged["eligible"] <= judged["hesitations"]
+    assert judged["every"]["grants"] == judged["eligible"]
 
 
 def test_the_information_benchmark_finds_what_the_planted_traits_add(tmp_path, monkeypatch):

@@ -39,6 +39,7 @@ from recsys.coupons.pacing import PacingConfig
 from recsys.coupons.policy import CouponModel, LearnedChooser, RuleChooser
 from recsys.coupons.rules import RuleTiers
 from recsys.coupons.study import WorldConfig, collect, slate_policy
+from recsys.coupons.trigger_truth import judge_on_days
 from recsys.market.coupons import CouponCatalogue
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,11 @@ def run_coupons(config: CouponsConfig, out_dir: str | Path) -> dict:
         },  # fmt: skip
         "paced_day": paced_day(model, test, budgeting, config.pacing),
     }
+    product = [t.name for t in config.catalogue.tiers if t.scope == "product"]
+    if product:  # the real-time trigger's coupon, judged on the held-out days
+        record["trigger_truth"] = judge_on_days(
+            market, model, test.rows, product[0], record["paced_day"]["lam0"], config.seed
+        )
     if config.ab_days > 0:
         record["ab"] = _ab(config, market, model, costs, out)
     with open(out / "coupon_model.pkl", "wb") as f:
@@ -220,7 +226,37 @@ def markdown(record: dict) -> str:
               f"dual price {p['lam0']:.3f}; committed spend {p['spend']:.1f} of "
               f"{p['budget']:.1f} ({100 * p['spend_share']:.1f}%), true expected cost "
               f"{p['true_spend']:.1f}, {p['grants']} grants.", ""]  # fmt: skip
+    lines += trigger_lines(record.get("trigger_truth"))
     return "\n".join(lines)
+
+
+def trigger_lines(t: dict | None) -> list[str]:
+    if t is None:
+        return []
+    lines = ["", "## Real-time trigger against the truth", "",
+             f"`{t['tier']}` at each hesitation (a click not followed by a purchase within "
+             f"{t['wait_s']} s) of the held-out viewer-days without a day-start grant, over "
+             f"{t['days']} days: {t['hesitations']} hesitations, {t['eligible']} on products "
+             f"priced above the coupon. `HesitationTrigger.decide` at the dual price "
+             f"{t['lam']:.3f} against granting every one (a random share's expectation) and "
+             "the trigger's rule on the true effects (`oracle`: it knows which viewers will see "
+             "the product again while the coupon is valid).", "",
+             "| grants by | grants | true incremental GMV | true cost | GMV per yuan [95%] |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for name in ("trigger", "every", "oracle"):
+        v = t[name]
+        lines.append(f"| {name} | {v['grants']} | {v['incremental_gmv']:.0f} | "
+                     f"{v['true_cost']:.0f} | {_iv(v['gmv_per_yuan'], 2)} |")  # fmt: skip
+    lines.append("")
+    if "trigger_over_every" in t:
+        lines.append(f"- trigger / every: {_iv(t['trigger_over_every'])}")
+    c, r = t["predicted_vs_true_gmv"], t["revisit"]
+    predicted = "none" if r["predicted"] is None else f"{r['predicted']:.4f}"
+    lines += [f"- predicted vs true incremental GMV per hesitation: Pearson {c['pearson']:.3f}, "
+              f"Spearman {c['spearman']:.3f}",
+              f"- chance of a click on the product while the coupon is valid: predicted "
+              f"{predicted}, true {r['true_mean']:.4f} (mean over hesitations)", ""]  # fmt: skip
+    return lines
 
 
 AB_TITLE = "A/B in the market: learned allocation (treatment) vs rule tiers (control)"

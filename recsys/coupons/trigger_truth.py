@@ -1,0 +1,158 @@
+"""The hesitation trigger judged against the planted truth, on logged days.
+
+In this market a day's cards and clicks do not depend on the coupons held (``truth``), so a
+coupon granted at a hesitation can be priced on a logged day as the day-start tiers are. A
+viewer hesitates over a product when they click it and do not buy it within ``wait_s``
+(``hesitations``: the first such click per viewer and product that day); the trigger decides at
+that moment, and a limited-time coupon on the product granted then is used at the viewer's
+later cards of the product within its validity. Its true incremental GMV and expected cost
+follow from the planted response as in ``truth.true_effects``: each later card is bought with
+``q = p_click * P(buy | coupon)`` instead of ``r = p_click * P(buy | no grant)`` while the coupon
+is still held (``H = prod (1 - q)`` over the cards before it).
+
+``judge_trigger`` runs ``HesitationTrigger.decide`` at every hesitation of the held-out
+viewer-days without a day-start grant (where the truth is exact) and compares its grants with
+granting every hesitation (what a random choice of the same share gets in expectation) and with
+the trigger's own rule applied to the true effects (the oracle), in true incremental GMV per yuan
+of true cost. It also checks the trigger's revisit probability (the chance that a later click
+meets the coupon) against the true chance of a click on the product in the window.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from recsys.coupons.metrics import correlations, ratio_interval, ratio_of_ratios
+from recsys.coupons.trigger import HesitationTrigger
+from recsys.coupons.truth import applies, coupon_buy_probability, day_cards
+from recsys.market.coupons import CouponTier
+from recsys.simulation.response import ResponseConfig, WorldTruth
+
+HESITATION_COLUMNS = ("user_id", "product_id", "ts", "price")
+
+
+def hesitations(cards: pd.DataFrame, wait_s: int) -> pd.DataFrame:
+    """The first click per (viewer, product) of ``cards`` (``truth.day_cards`` with the logged
+    ``click`` and ``purchase``) not followed by a purchase of the product within ``wait_s``."""
+    cols = ["user_id", "product_id", "ts"]
+    clicks = cards.loc[cards["click"].to_numpy(bool), [*cols, "price"]].reset_index(drop=True)
+    clicks["click_row"] = np.arange(len(clicks))
+    bought = cards.loc[cards["purchase"].to_numpy(bool), cols].rename(columns={"ts": "buy_ts"})
+    pairs = clicks.merge(bought, on=["user_id", "product_id"])
+    soon = (pairs["buy_ts"] >= pairs["ts"]) & (pairs["buy_ts"] <= pairs["ts"] + wait_s)
+    clicks = clicks.loc[~clicks["click_row"].isin(pairs.loc[soon, "click_row"])]
+    first = clicks.sort_values("ts", kind="stable").drop_duplicates(["user_id", "product_id"])
+    return first[list(HESITATION_COLUMNS)].reset_index(drop=True)
+
+
+def hesitation_effects(
+    truth: WorldTruth,
+    cards: pd.DataFrame,
+    found: pd.DataFrame,
+    tier: CouponTier,
+    wait_s: int,
+    response: ResponseConfig,
+) -> pd.DataFrame:
+    """Per row of ``found`` (``hesitations``): true incremental GMV and expected cost of a
+    ``tier`` coupon on the product granted ``wait_s`` after the click, and the true chance of a
+    click on the product while it is valid (``revisit``)."""
+    if tier.scope != "product":
+        raise ValueError(f"hesitation effects: tier {tier.name!r} is not a product coupon")
+    h = found.assign(h=np.arange(len(found)), grant_ts=found["ts"] + wait_s)
+    later = cards.merge(h[["user_id", "product_id", "h", "grant_ts"]],
+                        on=["user_id", "product_id"])  # fmt: skip
+    later = later.sort_values(["h", "ts", "position"], kind="stable", ignore_index=True)
+    grant_ts = later["grant_ts"].to_numpy(np.int64)
+    ok = applies(tier, later, later["product_id"].to_numpy(np.int64), grant_ts)
+    window = (later["ts"].to_numpy(np.int64) >= grant_ts) & (
+        later["ts"].to_numpy(np.int64) <= grant_ts + tier.validity_s
+    )
+    click = later["p_click"].to_numpy(np.float64)
+    q = np.zeros(len(later))
+    if ok.any():
+        q[ok] = click[ok] * coupon_buy_probability(truth, later.loc[ok], tier.face_value, response)
+    r = click * later["p_buy_no_grant"].to_numpy(np.float64)
+    log_keep = np.log1p(-np.minimum(q, 1.0 - 1e-12))
+    row = later["h"].to_numpy(np.int64)
+    held = np.exp(pd.Series(log_keep).groupby(row).cumsum().to_numpy() - log_keep)
+    n = len(found)
+    price = later["price"].to_numpy(np.float64)
+    no_click = np.log1p(-np.minimum(np.where(window, click, 0.0), 1.0 - 1e-12))
+    return pd.DataFrame({
+        "true_gmv": np.bincount(row, np.where(ok, held * (q - r) * price, 0.0), minlength=n),
+        "true_cost": np.bincount(row, np.where(ok, held * q, 0.0), minlength=n) * tier.face_value,
+        "revisit": 1.0 - np.exp(np.bincount(row, no_click, minlength=n)),
+    })  # fmt: skip
+
+
+def decide_all(trigger: HesitationTrigger, found: pd.DataFrame) -> pd.DataFrame:
+    """The trigger's decision and predicted (GMV, cost) at each hesitation, in time order; the
+    trigger is fed each hesitation as the viewer's last click."""
+    face = trigger.model.catalogue.tiers[trigger.column].face_value
+    out = {"granted": [], "eligible": [], "pred_gmv": [], "pred_cost": []}
+    for i in np.argsort(found["ts"].to_numpy(), kind="stable"):
+        user, product = int(found["user_id"].iat[i]), int(found["product_id"].iat[i])
+        ts, price = int(found["ts"].iat[i]), float(found["price"].iat[i])
+        eligible = user in trigger.row and face < price
+        v, c = trigger.value(user, price) if eligible else (0.0, 0.0)
+        trigger.observe(user, "click", ts, product)
+        decision = trigger.decide(user, ts + trigger.wait_s)
+        for key, value in zip(out, (decision.grant, eligible, v, c), strict=True):
+            out[key].append(value)
+    order = np.argsort(np.argsort(found["ts"].to_numpy(), kind="stable"), kind="stable")
+    return pd.DataFrame({k: np.asarray(v)[order] for k, v in out.items()})
+
+
+def judge_trigger(judged: pd.DataFrame, lam: float, roi_floor: float, revisit: float | None,
+                  seed: int = 0) -> dict:  # fmt: skip
+    """Summary of ``judged`` (hesitations with ``decide_all`` and ``hesitation_effects``
+    columns): the trigger's grants, every eligible hesitation, and the oracle, with intervals
+    over viewers."""
+    on = judged.loc[judged["eligible"].to_numpy(bool)].reset_index(drop=True)
+    gmv, cost = on["true_gmv"].to_numpy(), on["true_cost"].to_numpy()
+    oracle = (gmv - lam * cost > 0) & (gmv >= roi_floor * cost) & (cost > 0)
+    _, viewer = np.unique(on["user_id"].to_numpy(), return_inverse=True)
+    picks = {"trigger": on["granted"].to_numpy(bool), "every": np.ones(len(on), bool),
+             "oracle": oracle}  # fmt: skip
+    per = {k: (np.bincount(viewer, gmv * m), np.bincount(viewer, cost * m))
+           for k, m in picks.items()}  # fmt: skip
+    out = {"hesitations": int(len(judged)), "eligible": int(len(on)), "lam": lam}
+    for name, m in picks.items():
+        out[name] = {"grants": int(m.sum()), "incremental_gmv": float((gmv * m).sum()),
+                     "true_cost": float((cost * m).sum()),
+                     "gmv_per_yuan": ratio_interval(*per[name], seed=seed)}  # fmt: skip
+    if picks["trigger"].any():
+        out["trigger_over_every"] = ratio_of_ratios(*per["trigger"], *per["every"], seed=seed)
+    out["predicted_vs_true_gmv"] = correlations(on["pred_gmv"], gmv)
+    out["revisit"] = {"predicted": revisit, "true_mean": float(on["revisit"].mean())}
+    return out
+
+
+def judge_on_days(market, model, rows: pd.DataFrame, tier: str, lam: float,
+                  seed: int = 0) -> dict:  # fmt: skip
+    """``judge_trigger`` over the logged days of ``rows`` (``GrantData.rows`` of held-out
+    viewers): each day a fresh ``HesitationTrigger`` (the service's defaults, no budget limit)
+    decides the hesitations of the viewers without a day-start grant."""
+    price = market.frames["products"].set_index("product_id")["price"]
+    parts = []
+    for day in np.unique(rows["day"].to_numpy()):
+        viewers = rows.loc[(rows["day"] == day) & (rows["arm"] < 0), "user_id"].to_numpy()
+        logs = market.read_day(int(day))
+        cards = day_cards(logs).merge(logs["impressions"][["request_id", "position", "click",
+                                                           "purchase"]],
+                                      on=["request_id", "position"])  # fmt: skip
+        cards = cards.loc[cards["user_id"].isin(viewers)].reset_index(drop=True)
+        trigger = HesitationTrigger(model, tier, lam, budget=float("inf"),
+                                    price_of=lambda p, now: price.get(p))  # fmt: skip
+        found = hesitations(cards, trigger.wait_s)
+        coupon = model.catalogue.tiers[trigger.column]
+        effects = hesitation_effects(market.truth, cards, found, coupon, trigger.wait_s,
+                                     market.config.response)  # fmt: skip
+        parts.append(pd.concat([found, decide_all(trigger, found), effects], axis=1))
+    judged = pd.concat(parts, ignore_index=True)
+    return judge_trigger(judged, lam, trigger.roi_floor, trigger.revisit, seed) | {
+        "tier": tier,
+        "wait_s": trigger.wait_s,
+        "days": int(len(parts)),
+    }
