@@ -20,8 +20,8 @@ multiple-choice knapsack), ``pacing`` (feedback control of the dual price), ``ru
 seed's tiers, random, blanket), ``policy`` (learned and rule choosers), ``metrics`` (Qini,
 AUUC, intervals), ``study`` / ``evaluate`` / ``report`` (the end-to-end run behind
 ``recsys-coupons``), ``ab`` (the learned allocation against the rule tiers as an A/B in the
-market), ``trigger`` (the hesitation trigger) and ``service`` (its ``GET /coupon`` router for
-``recsys-serve``).
+market), ``trigger`` (the hesitation trigger), ``trigger_truth`` (the trigger judged against the
+planted truth on logged days) and ``service`` (its ``GET /coupon`` router for ``recsys-serve``).
 """
 
 from recsys.coupons.allocate import Allocation, AllocationRules, allocate
