@@ -5,20 +5,19 @@ reason code, ``trigger.HesitationTrigger``) to an app made by ``recsys.serving.c
 feeds the trigger every event the service accepts on ``POST /events`` (after the service's own
 checks), so a click or cart posted there is what a later ``/coupon`` judges.
 ``load_trigger`` builds the trigger from a ``recsys-coupons`` run's ``coupon_model.pkl`` (the
-model and the day's dual price) and a world's shelves (``shelf_prices``).
+model and the day's dual price) and a world's shelves (``trigger.shelf_prices``).
 """
 
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 from fastapi import APIRouter, FastAPI, Query, Request
 
-from recsys.coupons.trigger import HesitationTrigger
+from recsys.coupons.trigger import HesitationTrigger, shelf_prices
 from recsys.data.tables import LiveCommerceTables
 from recsys.ranking.events import NO_ID, SessionEvent
 from recsys.serving.schemas import INT64_MAX
@@ -63,24 +62,6 @@ def attach_coupons(app: FastAPI, trigger: HesitationTrigger) -> FastAPI:
     return app
 
 
-def shelf_prices(tables: LiveCommerceTables) -> Callable[[int, int], float | None]:
-    """``price_of(product, now)``: the product's price while it is on the shelf of a room on
-    air at ``now``, else None (not on sale)."""
-    shelf = tables.showcase[["session_id", "product_id"]].drop_duplicates()
-    shelf = shelf.merge(tables.live_sessions[["session_id", "start_ts", "end_ts"]], on="session_id")
-    by_product = {int(p): (g["start_ts"].to_numpy(np.int64), g["end_ts"].to_numpy(np.int64))
-                  for p, g in shelf.groupby("product_id")}  # fmt: skip
-    price = tables.products.set_index("product_id")["price"]
-
-    def price_of(product: int, now: int) -> float | None:
-        spans = by_product.get(int(product))
-        if spans is None or not ((spans[0] <= now) & (now <= spans[1])).any():
-            return None
-        return float(price.loc[product])
-
-    return price_of
-
-
 def load_trigger(
     path: str | Path,
     tables: LiveCommerceTables,
@@ -97,5 +78,6 @@ def load_trigger(
                                 f"coupon_model.pkl)")  # fmt: skip
     with open(path, "rb") as f:
         saved = pickle.load(f)
-    return HesitationTrigger(saved["model"], tier, float(saved["lam"]), budget,
-                             shelf_prices(tables), wait_s=wait_s, roi_floor=roi_floor)  # fmt: skip
+    price_of = shelf_prices(tables.showcase, tables.live_sessions, tables.products)
+    return HesitationTrigger(saved["model"], tier, float(saved["lam"]), budget, price_of,
+                             wait_s=wait_s, roi_floor=roi_floor)  # fmt: skip

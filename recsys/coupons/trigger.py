@@ -27,11 +27,34 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+import pandas as pd
+
 from recsys.coupons.conversion import card_value, revisit_probability
 from recsys.coupons.policy import CouponModel
 from recsys.privacy.consent import ConsentBook
 
 HESITATION_EVENTS = ("click", "cart")
+
+
+def shelf_prices(
+    showcase: pd.DataFrame, live_sessions: pd.DataFrame, products: pd.DataFrame
+) -> Callable[[int, int], float | None]:
+    """``price_of(product, now)``: the product's price while it is on the shelf of a room on
+    air at ``now``, else None (not on sale)."""
+    shelf = showcase[["session_id", "product_id"]].drop_duplicates()
+    shelf = shelf.merge(live_sessions[["session_id", "start_ts", "end_ts"]], on="session_id")
+    by_product = {int(p): (g["start_ts"].to_numpy(np.int64), g["end_ts"].to_numpy(np.int64))
+                  for p, g in shelf.groupby("product_id")}  # fmt: skip
+    price = products.set_index("product_id")["price"]
+
+    def price_of(product: int, now: int) -> float | None:
+        spans = by_product.get(int(product))
+        if spans is None or not ((spans[0] <= now) & (now <= spans[1])).any():
+            return None
+        return float(price.loc[product])
+
+    return price_of
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.coupons.metrics import correlations, ratio_interval, ratio_of_ratios
-from recsys.coupons.trigger import HesitationTrigger
+from recsys.coupons.trigger import HesitationTrigger, shelf_prices
 from recsys.coupons.truth import applies, coupon_buy_probability, day_cards
 from recsys.market.coupons import CouponTier
 from recsys.simulation.response import ResponseConfig, WorldTruth
@@ -134,7 +134,8 @@ def judge_on_days(market, model, rows: pd.DataFrame, tier: str, lam: float,
     """``judge_trigger`` over the logged days of ``rows`` (``GrantData.rows`` of held-out
     viewers): each day a fresh ``HesitationTrigger`` (the service's defaults, no budget limit)
     decides the hesitations of the viewers without a day-start grant."""
-    price = market.frames["products"].set_index("product_id")["price"]
+    f = market.frames
+    price_of = shelf_prices(f["showcase"], f["live_sessions"], f["products"])
     parts = []
     for day in np.unique(rows["day"].to_numpy()):
         viewers = rows.loc[(rows["day"] == day) & (rows["arm"] < 0), "user_id"].to_numpy()
@@ -144,7 +145,7 @@ def judge_on_days(market, model, rows: pd.DataFrame, tier: str, lam: float,
                                       on=["request_id", "position"])  # fmt: skip
         cards = cards.loc[cards["user_id"].isin(viewers)].reset_index(drop=True)
         trigger = HesitationTrigger(model, tier, lam, budget=float("inf"),
-                                    price_of=lambda p, now: price.get(p))  # fmt: skip
+                                    price_of=price_of)  # fmt: skip
         found = hesitations(cards, trigger.wait_s)
         coupon = model.catalogue.tiers[trigger.column]
         effects = hesitation_effects(market.truth, cards, found, coupon, trigger.wait_s,
