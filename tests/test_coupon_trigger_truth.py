@@ -94,3 +94,15 @@ def test_the_summary_adds_the_true_effects_of_each_choice_of_grants():
     assert out["every"]["true_cost"] == 3.5
     assert out["oracle"]["grants"] == 1 and out["oracle"]["incremental_gmv"] == 6.0
     assert out["revisit"] == {"predicted": 0.3, "true_mean": pytest.approx(0.7 / 3)}
+
+
+def test_a_day_without_eligible_hesitations_reports_counts_only():
+    from recsys.coupons.report import trigger_lines
+
+    judged = pd.DataFrame({"user_id": [1], "eligible": [False], "granted": [False],
+                           "pred_gmv": [0.0], "pred_cost": [0.0], "true_gmv": [0.0],
+                           "true_cost": [0.0], "revisit": [0.0]})  # fmt: skip
+    out = judge_trigger(judged, lam=1.0, roi_floor=1.0, revisit=None)
+    assert out == {"hesitations": 1, "eligible": 0, "lam": 1.0}
+    text = "\n".join(trigger_lines(out | {"tier": "flash", "wait_s": 300, "days": 1}))
+    assert "none judged" in text and "| trigger |" not in text

@@ -243,6 +243,8 @@ def trigger_lines(t: dict | None) -> list[str]:
              "the product again while the coupon is valid).", "",
              "| grants by | grants | true incremental GMV | true cost | GMV per yuan [95%] |",
              "|---|---|---|---|---|"]  # fmt: skip
+    if t["eligible"] == 0:
+        return [*lines[:4], "No hesitation on a product priced above the coupon: none judged.", ""]
     for name in ("trigger", "every", "oracle"):
         v = t[name]
         lines.append(f"| {name} | {v['grants']} | {v['incremental_gmv']:.0f} | "

@@ -110,6 +110,9 @@ def judge_trigger(judged: pd.DataFrame, lam: float, roi_floor: float, revisit: f
     columns): the trigger's grants, every eligible hesitation, and the oracle, with intervals
     over viewers."""
     on = judged.loc[judged["eligible"].to_numpy(bool)].reset_index(drop=True)
+    out = {"hesitations": int(len(judged)), "eligible": int(len(on)), "lam": lam}
+    if on.empty:  # nothing to grant: no value to report
+        return out
     gmv, cost = on["true_gmv"].to_numpy(), on["true_cost"].to_numpy()
     oracle = (gmv - lam * cost > 0) & (gmv >= roi_floor * cost) & (cost > 0)
     _, viewer = np.unique(on["user_id"].to_numpy(), return_inverse=True)
@@ -117,7 +120,6 @@ def judge_trigger(judged: pd.DataFrame, lam: float, roi_floor: float, revisit: f
              "oracle": oracle}  # fmt: skip
     per = {k: (np.bincount(viewer, gmv * m), np.bincount(viewer, cost * m))
            for k, m in picks.items()}  # fmt: skip
-    out = {"hesitations": int(len(judged)), "eligible": int(len(on)), "lam": lam}
     for name, m in picks.items():
         out[name] = {"grants": int(m.sum()), "incremental_gmv": float((gmv * m).sum()),
                      "true_cost": float((cost * m).sum()),
