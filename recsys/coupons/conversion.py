@@ -46,7 +46,7 @@ from scipy.optimize import minimize
 from scipy.special import expit, log_expit
 
 from recsys.coupons.study import GrantData
-from recsys.coupons.truth import applies
+from recsys.coupons.truth import applies, held_coupon_sums
 from recsys.coupons.uplift import UpliftModel, fit_per_tier
 from recsys.market.coupons import CouponCatalogue
 
@@ -191,10 +191,7 @@ def imputed_effects(
         q = np.where(
             on, expit(model.predict_logit(x, price, np.full(len(price), tier.face_value))), 0.0
         )
-        log_keep = np.log1p(-np.minimum(q, 1.0 - 1e-12))
-        held = np.exp(pd.Series(log_keep).groupby(rows).cumsum().to_numpy() - log_keep)
-        gmv[:, j] = np.bincount(rows, np.where(on, held * (q - r) * price, 0.0), minlength=n)
-        cost[:, j] = np.bincount(rows, np.where(on, held * q, 0.0), minlength=n) * tier.face_value
+        _, gmv[:, j], cost[:, j] = held_coupon_sums(q, r, on, price, rows, n, tier.face_value)
     return gmv, cost
 
 

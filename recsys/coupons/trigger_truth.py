@@ -25,7 +25,7 @@ import pandas as pd
 
 from recsys.coupons.metrics import correlations, ratio_interval, ratio_of_ratios
 from recsys.coupons.trigger import HesitationTrigger, shelf_prices
-from recsys.coupons.truth import applies, coupon_buy_probability, day_cards
+from recsys.coupons.truth import applies, coupon_buy_probability, day_cards, held_coupon_sums
 from recsys.market.coupons import CouponTier
 from recsys.simulation.response import ResponseConfig, WorldTruth
 
@@ -73,17 +73,12 @@ def hesitation_effects(
     if ok.any():
         q[ok] = click[ok] * coupon_buy_probability(truth, later.loc[ok], tier.face_value, response)
     r = click * later["p_buy_no_grant"].to_numpy(np.float64)
-    log_keep = np.log1p(-np.minimum(q, 1.0 - 1e-12))
-    row = later["h"].to_numpy(np.int64)
-    held = np.exp(pd.Series(log_keep).groupby(row).cumsum().to_numpy() - log_keep)
-    n = len(found)
-    price = later["price"].to_numpy(np.float64)
+    row, n = later["h"].to_numpy(np.int64), len(found)
+    _, gmv, cost = held_coupon_sums(q, r, ok, later["price"].to_numpy(np.float64), row, n,
+                                    tier.face_value)  # fmt: skip
     no_click = np.log1p(-np.minimum(np.where(window, click, 0.0), 1.0 - 1e-12))
-    return pd.DataFrame({
-        "true_gmv": np.bincount(row, np.where(ok, held * (q - r) * price, 0.0), minlength=n),
-        "true_cost": np.bincount(row, np.where(ok, held * q, 0.0), minlength=n) * tier.face_value,
-        "revisit": 1.0 - np.exp(np.bincount(row, no_click, minlength=n)),
-    })  # fmt: skip
+    revisit = 1.0 - np.exp(np.bincount(row, no_click, minlength=n))
+    return pd.DataFrame({"true_gmv": gmv, "true_cost": cost, "revisit": revisit})
 
 
 def decide_all(trigger: HesitationTrigger, found: pd.DataFrame) -> pd.DataFrame:

@@ -78,6 +78,27 @@ def coupon_buy_probability(
     )  # fmt: skip
 
 
+def held_coupon_sums(
+    q: np.ndarray,
+    r: np.ndarray,
+    ok: np.ndarray,
+    price: np.ndarray,
+    group: np.ndarray,
+    n: int,
+    face_value: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n,) incremental orders, incremental GMV and expected cost per group of one coupon used
+    once: at each card (in time order within its ``group``) where it applies (``ok``) it is
+    still held with ``H = prod (1 - q)`` over the cards before it and is bought with ``q``
+    instead of ``r`` (``q`` is 0 where it does not apply)."""
+    log_keep = np.log1p(-np.minimum(q, 1.0 - 1e-12))
+    held = np.exp(pd.Series(log_keep).groupby(group).cumsum().to_numpy() - log_keep)
+    lift = np.where(ok, held * (q - r), 0.0)
+    cost = np.bincount(group, np.where(ok, held * q, 0.0), minlength=n) * face_value
+    return (np.bincount(group, lift, minlength=n), np.bincount(group, lift * price, minlength=n),
+            cost)  # fmt: skip
+
+
 def true_effects(
     truth: WorldTruth,
     cards: pd.DataFrame,
@@ -105,11 +126,7 @@ def true_effects(
         if ok.any():
             q[ok] = click[ok] * coupon_buy_probability(truth, cards.loc[ok], tier.face_value,
                                                        response)  # fmt: skip
-        log_keep = np.log1p(-np.minimum(q, 1.0 - 1e-12))
-        before = pd.Series(log_keep).groupby(row).cumsum().to_numpy() - log_keep
-        held = np.exp(before)  # P(coupon still in the wallet at this card)
-        lift = np.where(ok, held * (q - r), 0.0)
-        np.add.at(out["orders"][:, j], row, lift)
-        np.add.at(out["gmv"][:, j], row, lift * price)
-        np.add.at(out["cost"][:, j], row, np.where(ok, held * q, 0.0) * tier.face_value)
+        sums = held_coupon_sums(q, r, ok, price, row, n, tier.face_value)
+        for name, total in zip(("orders", "gmv", "cost"), sums, strict=True):
+            out[name][:, j] = total
     return TrueEffects(targets.user_id, out["gmv"], out["cost"], out["orders"])
