@@ -167,6 +167,14 @@ def _iv(d: dict, digits: int = 3) -> str:
 
 
 def markdown(record: dict) -> str:
+    lines = [*_ranking_lines(record), *_policy_lines(record["policy_value"])]
+    lines += ab_lines(record.get("ab"))
+    lines += _paced_lines(record["paced_day"])
+    lines += trigger_lines(record.get("trigger_truth"))
+    return "\n".join(lines)
+
+
+def _ranking_lines(record: dict) -> list[str]:
     w = record["world"]
     lines = [
         f"# Personalised coupons on `{w['preset']}` (seed {w['seed']})", "",
@@ -196,38 +204,38 @@ def markdown(record: dict) -> str:
                 f"{q['spearman']:.3f} / {q['spearman_expected']:.3f} |"
             )
     cm = record["conversion_model"]
-    lines += ["", f"The conversion learner (`cvr`) chose the penalty {cm['penalty']:g} of its "
-              "grid by held-out log loss of purchases over viewer folds: " + ", ".join(
-                  f"{k:g}: {v:.5f}" for k, v in cm["cv_log_loss"].items()) + "."]  # fmt: skip
-    pv = record["policy_value"]
-    lines += ["", "## Policy value at equal budget (true incremental GMV per yuan of true cost)",
-              "", "Each held-out day allocated under the same budget; each allocation scored by "
-              "the planted truth of that day. `oracle_expected` allocates by each viewer's true "
-              "effect averaged over their days (the most a model of the viewer can know); "
-              "`oracle` by the day's own true effect (it knows which cards the viewer will "
-              "see); `features_ceiling` by the learners' last regression fitted to the "
-              "training viewers' true effects (the most these profile features carry). Rule, "
-              "random and blanket budget at each tier's mean observed cost per "
-              "grant; intervals: bootstrap over viewers.", "",
-              "| policy | GMV per yuan [95%] | incremental GMV | true spend | budget "
-              "| grants |", "|---|---|---|---|---|---|"]  # fmt: skip
+    return lines + ["", f"The conversion learner (`cvr`) chose the penalty {cm['penalty']:g} of "
+                    "its grid by held-out log loss of purchases over viewer folds: " + ", ".join(
+                        f"{k:g}: {v:.5f}" for k, v in cm["cv_log_loss"].items()) + "."]  # fmt: skip
+
+
+def _policy_lines(pv: dict) -> list[str]:
+    lines = ["", "## Policy value at equal budget (true incremental GMV per yuan of true cost)",
+             "", "Each held-out day allocated under the same budget; each allocation scored by "
+             "the planted truth of that day. `oracle_expected` allocates by each viewer's true "
+             "effect averaged over their days (the most a model of the viewer can know); "
+             "`oracle` by the day's own true effect (it knows which cards the viewer will "
+             "see); `features_ceiling` by the learners' last regression fitted to the "
+             "training viewers' true effects (the most these profile features carry). Rule, "
+             "random and blanket budget at each tier's mean observed cost per "
+             "grant; intervals: bootstrap over viewers.", "",
+             "| policy | GMV per yuan [95%] | incremental GMV | true spend | budget "
+             "| grants |", "|---|---|---|---|---|---|"]  # fmt: skip
     for p in POLICIES:
         v = pv[p]
         lines.append(
             f"| {p} | {_iv(v['gmv_per_yuan'], 2)} | {v['incremental_gmv']:.0f} | "
             f"{v['true_spend']:.0f} | {v['budget']:.0f} | {v['grants']} |"
         )
-    lines += [""] + [f"- learned / {o}: {_iv(pv[f'learned_over_{o}'])}"
-                     for o in OTHERS]  # fmt: skip
-    lines += ab_lines(record.get("ab"))
-    p = record["paced_day"]
-    lines += ["", "## Paced day", "",
-              f"Day {p['day']}: {p['arrivals']} arrivals decided online from the previous day's "
-              f"dual price {p['lam0']:.3f}; committed spend {p['spend']:.1f} of "
-              f"{p['budget']:.1f} ({100 * p['spend_share']:.1f}%), true expected cost "
-              f"{p['true_spend']:.1f}, {p['grants']} grants.", ""]  # fmt: skip
-    lines += trigger_lines(record.get("trigger_truth"))
-    return "\n".join(lines)
+    return lines + [""] + [f"- learned / {o}: {_iv(pv[f'learned_over_{o}'])}" for o in OTHERS]
+
+
+def _paced_lines(p: dict) -> list[str]:
+    return ["", "## Paced day", "",
+            f"Day {p['day']}: {p['arrivals']} arrivals decided online from the previous day's "
+            f"dual price {p['lam0']:.3f}; committed spend {p['spend']:.1f} of "
+            f"{p['budget']:.1f} ({100 * p['spend_share']:.1f}%), true expected cost "
+            f"{p['true_spend']:.1f}, {p['grants']} grants.", ""]  # fmt: skip
 
 
 def trigger_lines(t: dict | None) -> list[str]:
