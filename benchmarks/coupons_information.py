@@ -43,6 +43,8 @@ from recsys.coupons.evaluate import split_viewers
 from recsys.coupons.study import GrantData, collect
 from recsys.coupons.uplift import Ridge
 from recsys.data.timeline import pair_codes
+from recsys.profiling.config import ProfileConfig
+from recsys.profiling.features import shrunk_rate
 from recsys.simulation.response import WorldTruth
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -141,7 +143,7 @@ def drop_clicks(truth: WorldTruth, events: pd.DataFrame) -> pd.DataFrame:
 
 
 def sensitivity_measured(data: GrantData, truth: WorldTruth, events: pd.DataFrame,
-                         held: np.ndarray, shrinkage: float = 10.0) -> dict:  # fmt: skip
+                         held: np.ndarray) -> dict:  # fmt: skip
     """How the profile's sensitivity rates track the planted one over viewers with history,
     and what claims per click on an offered coupon add (shrunk as the profile shrinks)."""
     f = data.features
@@ -154,10 +156,8 @@ def sensitivity_measured(data: GrantData, truth: WorldTruth, events: pd.DataFram
     count = {k: v.value_counts().reindex(f.user_id, fill_value=0).to_numpy(np.float64)
              for k, v in (("clicks", clicks["user_id"]), ("claims", claims),
                           ("offered", clicks.loc[clicks["on_offer"], "user_id"]))}  # fmt: skip
-    rate = {}
-    for base in ("clicks", "offered"):
-        prior = count["claims"].sum() / max(count[base].sum(), 1.0)
-        rate[base] = (count["claims"] + shrinkage * prior) / (count[base] + shrinkage)
+    m = ProfileConfig().shrinkage
+    rate = {base: shrunk_rate(count["claims"], count[base], m) for base in ("clicks", "offered")}
     out["corr claims per click"] = float(np.corrcoef(rate["clicks"][seen], sens[seen])[0, 1])
     out["corr claims per click on an offered coupon"] = float(
         np.corrcoef(rate["offered"][seen], sens[seen])[0, 1]
