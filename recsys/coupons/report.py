@@ -38,7 +38,7 @@ from recsys.coupons.grants import CouponPolicy
 from recsys.coupons.pacing import PacingConfig
 from recsys.coupons.policy import CouponModel, LearnedChooser, RuleChooser
 from recsys.coupons.rules import RuleTiers
-from recsys.coupons.study import WorldConfig, collect, slate_policy
+from recsys.coupons.study import GrantData, WorldConfig, collect, slate_policy
 from recsys.coupons.trigger_truth import judge_on_days
 from recsys.market.coupons import CouponCatalogue
 
@@ -79,10 +79,7 @@ def run_coupons(config: CouponsConfig, out_dir: str | Path) -> dict:
     market, data = collect(config.world, config.catalogue, config.propensities, out)
     with open(out / "grant_data.pkl", "wb") as f:  # the uplift data, for any further study
         pickle.dump(data, f)
-    held = split_viewers(data.features.user_id, config.held_out, config.seed)
-    test_mask = np.isin(data.rows["user_id"], data.features.user_id[held])
-    train, test = data.select(~test_mask), data.select(test_mask)
-    log.info("coupons: %d training and %d held-out viewer-days", len(train.rows), len(test.rows))
+    train, test = _split(data, config)
     models = {k: fit_models(train, config.catalogue, k, config.alpha, config.seed,
                             config.penalties) for k in LEARNERS}  # fmt: skip
     quality = {k: ranking_quality(m, test) for k, m in models.items()}
@@ -110,9 +107,9 @@ def run_coupons(config: CouponsConfig, out_dir: str | Path) -> dict:
     }
     product = [t.name for t in config.catalogue.tiers if t.scope == "product"]
     if product:  # the real-time trigger's coupon, judged on the held-out days
-        record["trigger_truth"] = judge_on_days(
-            market, model, test.rows, product[0], record["paced_day"]["lam0"], config.seed
-        )
+        lam = record["paced_day"]["lam0"]
+        record["trigger_truth"] = judge_on_days(market, model, test.rows, product[0], lam,
+                                                config.seed)  # fmt: skip
     if config.ab_days > 0:
         record["ab"] = _ab(config, market, model, costs, out)
     with open(out / "coupon_model.pkl", "wb") as f:
@@ -120,6 +117,15 @@ def run_coupons(config: CouponsConfig, out_dir: str | Path) -> dict:
     (out / "coupons.json").write_text(json.dumps(record, indent=2, default=_plain))
     (out / "coupons.md").write_text(markdown(record))
     return record
+
+
+def _split(data: GrantData, config: CouponsConfig) -> tuple[GrantData, GrantData]:
+    """(training, held-out) grant data: the held-out viewers' days apart."""
+    held = split_viewers(data.features.user_id, config.held_out, config.seed)
+    test_mask = np.isin(data.rows["user_id"], data.features.user_id[held])
+    train, test = data.select(~test_mask), data.select(test_mask)
+    log.info("coupons: %d training and %d held-out viewer-days", len(train.rows), len(test.rows))
+    return train, test
 
 
 def saved_model(config: CouponsConfig, model: CouponModel, lam: float, costs) -> dict:
