@@ -82,21 +82,25 @@ def hesitation_effects(
 
 
 def decide_all(trigger: HesitationTrigger, found: pd.DataFrame) -> pd.DataFrame:
-    """The trigger's decision and predicted (GMV, cost) at each hesitation, in time order; the
-    trigger is fed each hesitation as the viewer's last click."""
+    """The trigger's decision and predicted (GMV, cost) at each hesitation of ``found``, decided
+    in time order; the trigger is fed each hesitation as the viewer's last click."""
     face = trigger.model.catalogue.tiers[trigger.column].face_value
-    out = {"granted": [], "eligible": [], "pred_gmv": [], "pred_cost": []}
-    for i in np.argsort(found["ts"].to_numpy(), kind="stable"):
-        user, product = int(found["user_id"].iat[i]), int(found["product_id"].iat[i])
-        ts, price = int(found["ts"].iat[i]), float(found["price"].iat[i])
-        eligible = user in trigger.row and face < price
-        v, c = trigger.value(user, price) if eligible else (0.0, 0.0)
-        trigger.observe(user, "click", ts, product)
-        decision = trigger.decide(user, ts + trigger.wait_s)
-        for key, value in zip(out, (decision.grant, eligible, v, c), strict=True):
-            out[key].append(value)
-    order = np.argsort(np.argsort(found["ts"].to_numpy(), kind="stable"), kind="stable")
-    return pd.DataFrame({k: np.asarray(v)[order] for k, v in out.items()})
+    n = len(found)
+    granted, eligible = np.zeros(n, bool), np.zeros(n, bool)
+    gmv, cost = np.zeros(n), np.zeros(n)
+    user, product = found["user_id"].to_numpy(np.int64), found["product_id"].to_numpy(np.int64)
+    ts, price = found["ts"].to_numpy(np.int64), found["price"].to_numpy(np.float64)
+    for i in np.argsort(ts, kind="stable"):
+        u = int(user[i])
+        trigger.observe(u, "click", int(ts[i]), int(product[i]))
+        decision = trigger.decide(u, int(ts[i]) + trigger.wait_s)
+        granted[i], eligible[i] = decision.grant, u in trigger.row and face < price[i]
+        if decision.grant:
+            gmv[i], cost[i] = decision.expected_gmv, decision.expected_cost
+        elif eligible[i]:
+            gmv[i], cost[i] = trigger.value(u, float(price[i]))
+    return pd.DataFrame({"granted": granted, "eligible": eligible, "pred_gmv": gmv,
+                         "pred_cost": cost})  # fmt: skip
 
 
 def judge_trigger(judged: pd.DataFrame, lam: float, roi_floor: float, revisit: float | None,
