@@ -13,7 +13,13 @@ from recsys.inputs.tokens import PRODUCT, TokenLog, world_context
 from recsys.inputs.two_tower import QueryBuilder, TwoTowerDataset, training_examples
 from recsys.inputs.windows import WindowDataset, training_windows
 from recsys.inputs.world_features import WorldFeatures
-from recsys.models.row_dropout import RowDropout, whole_batch_rows
+from recsys.models.row_dropout import (
+    RowDropout,
+    bernoulli_draws,
+    bulk_draws_match_torch,
+    dropout,
+    whole_batch_rows,
+)
 from recsys.models.sequential import SequentialConfig, SequentialModel
 from recsys.models.two_tower import TwoTowerConfig, TwoTowerModel
 from recsys.tasks.sequential import LossConfig, SequentialTask
@@ -149,3 +155,31 @@ def test_row_dropout_outside_a_plan_is_plain_dropout_and_checks_its_rows():
     with pytest.raises(ValueError, match="rows 3:2"):
         with whole_batch_rows(1, start=3, stop=2, n_rows=4):
             pass
+
+
+@pytest.mark.parametrize("shape", [(128, 37, 50), (7, 13), (1,), (0, 5)])
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.1 + 0.2])
+def test_dropout_draws_torchs_masks_in_bulk(shape, p):
+    """Outputs, gradients and the generator's state afterwards are F.dropout's, bit for bit."""
+    assert bulk_draws_match_torch()  # the CPUs this project runs on take the bulk path
+    x = torch.randn(shape)
+    results = []
+    for fn in (lambda t: torch.nn.functional.dropout(t, p, training=True), lambda t: dropout(t, p)):
+        torch.manual_seed(17)
+        leaf = x.clone().requires_grad_()
+        out = fn(leaf)
+        out.backward(torch.arange(out.numel(), dtype=out.dtype).view(out.shape))
+        results.append((out.detach(), leaf.grad, torch.rand(5)))
+    for ours, theirs in zip(results[1], results[0], strict=True):
+        assert torch.equal(ours.view(torch.int32), theirs.view(torch.int32))
+
+
+def test_dropout_keeps_torchs_path_where_the_bulk_one_does_not_apply():
+    x = torch.randn(6, 4)
+    for value, p in ((x.t(), 0.3), (x.double(), 0.3), (x, 1.0)):  # strided, float64, p = 1
+        torch.manual_seed(2)
+        expected = torch.nn.functional.dropout(value, p, training=True)
+        torch.manual_seed(2)
+        assert torch.equal(dropout(value, p), expected)
+    mask = bernoulli_draws((100_000,), 0.75, generator=torch.Generator().manual_seed(0))
+    assert mask.dtype == torch.bool and abs(float(mask.float().mean()) - 0.75) < 0.01
