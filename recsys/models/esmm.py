@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recsys.models.row_dropout import RowDropout
+
 
 @dataclass(frozen=True)
 class ESMMConfig:
@@ -44,7 +46,7 @@ class ESMMConfig:
 def _tower(in_dim: int, hidden: tuple[int, ...], dropout: float) -> nn.Sequential:
     layers: list[nn.Module] = []
     for width in hidden:
-        layers += [nn.Linear(in_dim, width), nn.ReLU(), nn.Dropout(dropout)]
+        layers += [nn.Linear(in_dim, width), nn.ReLU(), RowDropout(dropout)]
         in_dim = width
     layers.append(nn.Linear(in_dim, 1))
     return nn.Sequential(*layers)
