@@ -6,6 +6,7 @@ real-time trigger decision.
     python benchmarks/coupons.py world.preset=tiny world.n_days=4 world.history_days=1 \
         world.grant_days=2 ab_days=1                       # seconds
     python benchmarks/coupons.py --label history14 world.history_days=14 world.n_days=27
+    python benchmarks/coupons.py --label history28 world.history_days=28 world.n_days=41
 
 Arguments are ``recsys-coupons`` overrides. Runs the study (``recsys.cli.coupons.run``) into a
 temporary folder; then ``recsys-experiment`` with the study's rule tiers (control) against its
