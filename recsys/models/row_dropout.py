@@ -13,8 +13,8 @@ positions (the sequential model's windows: a part may be narrower than the whole
 
 Outside a plan, the masks are ``nn.Dropout``'s to the bit, drawn faster. Where torch has no
 vectorised Bernoulli sampler (every CPU but Intel ones with MKL), ``bernoulli_`` takes one 64-bit
-draw per element through a slow per-element path: about half of a dropout call on a (128, 200,
-50) batch. ``bernoulli_draws`` takes the same 64-bit draws in bulk (``random_``) and compares
+draw per element through a slow per-element path: most of a dropout call on a (128, 200, 50)
+batch. ``bernoulli_draws`` takes the same 64-bit draws in bulk (``random_``) and compares
 their low 53 bits with the same threshold, so masks, outputs, gradients and the generator's
 state afterwards are those of ``nn.Dropout``; it is used only where a check at first use finds
 torch's own sampler drawing exactly these numbers, and ``F.dropout`` everywhere else.
