@@ -33,6 +33,7 @@ import yaml
 from harness.command import recorded_command
 from harness.references import references_for
 from harness.split_notes import check_stages, split_notes
+from threadpoolctl import threadpool_limits
 
 from recsys.data.splits import fold_unsampled_validation, new_item_targets
 from recsys.data.tables import load_tables
@@ -113,7 +114,8 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
                    help="training seeds of the trained models (tuned with the first)")  # fmt: skip
     p.add_argument("--sequential-config", default=None,
                    help="YAML with the sequential model's default, grid and overrides")  # fmt: skip
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch and BLAS threads (default: each library's own)")  # fmt: skip
 
 
 def _apart_arguments(p: argparse.ArgumentParser) -> None:
@@ -267,6 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
     if args.threads:
         torch.set_num_threads(args.threads)
+        threadpool_limits(args.threads, "blas")  # EASE's inverse runs in LAPACK through scipy
     if args.fbgemm_cpu_fallback:
         from gpu.fbgemm_cuda_fallback import install
 

@@ -128,7 +128,7 @@ def _fit(candidate: Candidate, hparams: dict, split: Split) -> Recommender:
 @dataclass
 class _Fitted:
     hparams: dict
-    model: Recommender
+    model: Recommender | None  # None once released for a refit
     fit: object  # Measured
     valid: dict
 
@@ -224,6 +224,9 @@ def run_candidate(candidate: Candidate, split: Split, s: QualitySettings) -> Mod
         result = _eval(best.model, split, "test", s)
     fit_m, refit = best.fit, {}
     if candidate.refit:
+        # Released before the refit, so a large model (EASE over 50k items: 10 GB) is never
+        # held twice.
+        best.model = None
         with measure() as fit_m:
             model = candidate.build(**best.hparams).fit(
                 split.test_history, item_features=split.item_features
