@@ -84,6 +84,25 @@ def test_grid_points_and_seeds_run_apart_combine_into_the_single_run_result():
     assert len(many.grid) == len(points) and many.seeds["combined_runs"] == 6
 
 
+def test_an_untrained_baselines_settings_run_apart_combine_into_the_single_run_result():
+    split = _split()
+    points = ({"k_neighbours": 5, "shrink": 0.0}, {"k_neighbours": 2, "shrink": 0.0})
+    settings = QualitySettings(ks=(10,))
+
+    def knn(*grid):
+        return Candidate("item_knn", partial(make_baseline, "item_knn"), grid, refit=True)
+
+    (whole,) = run_quality(split, [knn(*points)], settings)
+    apart = []
+    for point in points:
+        (res,) = run_quality(split, [knn(point)], settings)
+        apart.append(result_from_json(res.name, json.loads(json.dumps(res.to_json(per_user=True)))))
+    (combined,) = combine_by_name(apart, settings.metric)
+    assert combined.hparams == whole.hparams and combined.test == whole.test
+    assert combined.grid == whole.grid and combined.refit == whole.refit
+    assert combined.seeds == {} and not combined.trained
+
+
 def test_combining_refuses_a_setting_without_the_tuning_seed_and_reports_without_targets():
     split = _split()
     runs = [_run_alone(split, {"k_neighbours": 5}, 0), _run_alone(split, {"k_neighbours": 2}, 1)]

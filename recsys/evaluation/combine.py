@@ -67,6 +67,11 @@ def _seeds(r: ModelResult) -> list:
     return list(r.seeds.get("seeds") or [r.hparams.get("seed")])
 
 
+def _seed_order(seed) -> int:
+    """Untrained baselines have no seed (None): each of their runs is its own tuning run."""
+    return -1 if seed is None else seed
+
+
 def _seed_values(r: ModelResult, key: str) -> list[float]:
     return list(r.seeds.get(f"test_{key}") or [r.test[key]])
 
@@ -88,7 +93,7 @@ def _chosen_runs(runs: Sequence[ModelResult], key: str) -> list[ModelResult]:
     by_setting: dict[str, list[ModelResult]] = {}
     for r in runs:
         by_setting.setdefault(hparams_key(_setting(r.hparams)), []).append(r)
-    tuning_seed = min(_seeds(r)[0] for r in runs)
+    tuning_seed = min((_seeds(r)[0] for r in runs), key=_seed_order)
     scored = []
     for setting, group in by_setting.items():
         tuned = [r for r in group if _seeds(r)[0] == tuning_seed]
@@ -122,6 +127,7 @@ def combine_runs(runs: Sequence[ModelResult], metric: str) -> ModelResult:
     tuning_seed = _seeds(first)[0]
     rows = _tuning_rows([r for r in runs if _seeds(r)[0] == tuning_seed], key)
     fit_s = sum(r.fit_s for r in chosen)
+    seeds = [s for r in chosen for s in _seeds(r)]
     return ModelResult(
         name=first.name,
         hparams=first.hparams,
@@ -133,8 +139,10 @@ def combine_runs(runs: Sequence[ModelResult], metric: str) -> ModelResult:
         grid=rows if len(rows) > 1 else [],
         refit=first.refit,
         grid_edges=grid_edges(rows, first.hparams),
-        seeds={
-            "seeds": [s for r in chosen for s in _seeds(r)],
+        seeds={}
+        if seeds == [None]  # an untrained baseline: one run of the chosen setting, no seeds
+        else {
+            "seeds": seeds,
             f"test_{test_key}": [round(float(v), 6) for v in values],
             "mean": round(float(np.mean(values)), 6),
             "std": round(float(np.std(values, ddof=1)), 6) if len(values) > 1 else 0.0,
