@@ -2,15 +2,15 @@
 
     P = (X^T X + l2 I)^-1,    B = I - P diag(1 / diag(P)),  i.e. B_ij = -P_ij / P_jj, B_ii = 0
 
-A user's scores are their binary history row times B. The inverse is dense and costs m^3
-multiply-adds for m items; it is formed in the Gram matrix's own memory by LAPACK's Cholesky
-factorisation and inverse (``potrf`` / ``potri``), so one (m, m) array is all a fit holds
-(49.4k items: 9.8 GB in float32, about 15 minutes on one core). By default every training
-item is modelled whenever that array fits in ``memory_fraction`` of the machine's memory (its
-total, so that every fit of a grid models the same items); only when it does not (or when
-``max_items`` asks) is the model
-restricted to the most frequent items (ties broken by lower
-index), and the fit logs how many items were left out and why. Capping the catalogue costs
+A user's scores are their binary history row times B. The inverse is dense and costs about
+m^3 floating-point operations for m items; it is formed in the Gram matrix's own memory by
+LAPACK's Cholesky factorisation and inverse (``potrf`` / ``potri``), so one (m, m) array is all
+a fit holds (amazon-beauty-bert4rec's 49,438 items: 9.8 GB in float32, about 15 minutes on one
+core; ``benchmarks/results/quality_amazon-beauty-bert4rec_full_ease.md``). By default every
+training item is modelled whenever that array fits in ``memory_fraction`` of the machine's
+memory (its total, so that every fit of a grid models the same items); only when it does not
+(or when ``max_items`` asks) is the model restricted to the most frequent items (ties broken by
+lower index), and the fit logs how many items were left out and why. Capping the catalogue costs
 accuracy: on amazon-games-sasrec under full ranking, all 23,715 items at l2 = 50 give test
 NDCG@10 0.0453 fitted on train and 0.0488 refitted on train + validation
 (``benchmarks/results/quality_amazon-games-sasrec_full_ease.md``), against 0.0445 for the
