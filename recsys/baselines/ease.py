@@ -30,7 +30,6 @@ one-thread fit.
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -153,8 +152,7 @@ class EASE(Recommender):
         self.items_ = self._modelled_items(counts)
         x = training_matrix(train)[:, self.items_]  # (U, m)
         gram = (x.T @ x).astype(_DTYPES[self.dtype]).toarray()  # (m, m)
-        threads = nullcontext() if self.num_threads is None else threadpool_limits(self.num_threads)
-        with threads:
+        with threadpool_limits(self.num_threads, "blas"):  # None leaves the threads as they are
             self.weights_ = ease_weights(gram, self.l2)
         self.popularity_ = counts / max(counts.max(), 1.0)
         return self
