@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 
 import numpy as np
@@ -45,7 +46,7 @@ def test_neighbours_halve_and_double_numeric_values_only():
     assert len(got) == 4
 
 
-def test_run_quality_tunes_refines_and_compares():
+def test_run_quality_tunes_refines_and_compares(caplog):
     split = _split()
     knn = Candidate(
         "item_knn",
@@ -55,7 +56,8 @@ def test_run_quality_tunes_refines_and_compares():
         max_refine_rounds=1,
     )
     pop = Candidate("popularity", partial(make_baseline, "popularity"))
-    results = run_quality(split, [pop, knn], QualitySettings(ks=(5, 10)))
+    with caplog.at_level(logging.INFO, logger="recsys.evaluation.selection"):
+        results = run_quality(split, [pop, knn], QualitySettings(ks=(5, 10)))
     by_name = {r.name: r for r in results}
     knn_res, pop_res = by_name["item_knn"], by_name["popularity"]
     # Planted group structure: neighbours beat popularity, significantly.
@@ -70,6 +72,11 @@ def test_run_quality_tunes_refines_and_compares():
     assert len(knn_res.neighbourhood) == 2  # k halved / doubled (shrink 0 is not scaled)
     table = markdown_table(results, ["hr@10", "ndcg@10"])
     assert table.count("\n") == 3 and "best" in table
+    # One line per model at INFO, however many settings were tried (each one is at DEBUG).
+    chose = [r.getMessage() for r in caplog.records if "tried, chose" in r.getMessage()]
+    assert len(chose) == 2 and chose[1].startswith(f"item_knn: {len(tried)} setting(s) tried")
+    assert not [r for r in caplog.records if r.levelno == logging.INFO and " valid {" in
+                r.getMessage()]  # fmt: skip
 
 
 def test_folding_validation_trains_on_unsampled_users_and_keeps_the_sample():

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from recsys.core import Recommender
 from recsys.data.interactions import Split
@@ -137,7 +138,7 @@ def _fit_and_validate(candidate: Candidate, hparams: dict, split: Split, s: Qual
     with measure() as fit_m:
         model = _fit(candidate, hparams, split)
     valid = _eval(model, split, "valid", s).metrics
-    log.info(
+    log.debug(
         "%s %s valid %s",
         candidate.name,
         hparams,
@@ -181,12 +182,23 @@ class _Search:
 def tune(candidate: Candidate, split: Split, s: QualitySettings) -> _Search:
     """The best grid point on validation (kept fitted), refined when the candidate asks."""
     search = _Search()
-    for hparams in candidate.grid:
-        fitted = _fit_and_validate(candidate, hparams, split, s)
-        search.offer(fitted, s.metric, keep=candidate.neighbourhood)
-    if candidate.neighbourhood:
-        refine(candidate, search, split, s)
+    with tqdm(total=len(candidate.grid), desc=f"tuning {candidate.name}", unit="fit",
+              leave=False) as bar:  # fmt: skip
+        for hparams in candidate.grid:
+            _try(candidate, hparams, split, s, search, bar, keep=candidate.neighbourhood)
+        if candidate.neighbourhood:
+            refine(candidate, search, split, s, bar)
     return search
+
+
+def _try(candidate: Candidate, hparams: dict, split: Split, s: QualitySettings, search: _Search,
+         bar: tqdm, **offer) -> bool:  # fmt: skip
+    """Fit and validate one setting, offer it to the search, show the best so far."""
+    improved = search.offer(_fit_and_validate(candidate, hparams, split, s), s.metric, **offer)
+    key = metric_key(search.best.valid, s.metric)
+    bar.set_postfix({f"best {key}": f"{search.best.valid[key]:.4f}"}, refresh=False)
+    bar.update()
+    return improved
 
 
 def neighbours(hparams: dict) -> list[dict]:
@@ -202,17 +214,17 @@ def neighbours(hparams: dict) -> list[dict]:
     return out
 
 
-def refine(candidate: Candidate, search: _Search, split: Split, s: QualitySettings) -> None:
-    """Coordinate search from the best grid point on validation; every point tried is logged."""
+def refine(candidate: Candidate, search: _Search, split: Split, s: QualitySettings,
+           bar: tqdm) -> None:  # fmt: skip
+    """Coordinate search from the best grid point on validation; every point tried is kept."""
     tried = {hparams_key(r["hparams"]) for r in search.rows}
     for _ in range(candidate.max_refine_rounds):
+        todo = [h for h in neighbours(search.best.hparams) if hparams_key(h) not in tried]
+        tried.update(hparams_key(h) for h in todo)
+        bar.total += len(todo)
         improved = False
-        for hparams in neighbours(search.best.hparams):
-            if hparams_key(hparams) in tried:
-                continue
-            tried.add(hparams_key(hparams))
-            fitted = _fit_and_validate(candidate, hparams, split, s)
-            improved |= search.offer(fitted, s.metric, keep=True, refine=True)
+        for hparams in todo:
+            improved |= _try(candidate, hparams, split, s, search, bar, keep=True, refine=True)
         if not improved:
             break
 
@@ -255,6 +267,10 @@ def run_candidate(candidate: Candidate, split: Split, s: QualitySettings) -> Mod
         # Judged on the models fitted on train alone, so no neighbour needs a refit.
         chosen = trained_only if candidate.refit else result
         res.neighbourhood = neighbourhood(candidate, best.hparams, chosen, split, s, search.kept)
+    key = metric_key(res.test, s.metric)
+    log.info("%s: %d setting(s) tried, chose %s (validation %s %.5f), test %s %.5f",
+             candidate.name, len(search.rows), best.hparams, key, best.valid[key], key,
+             res.test[key])  # fmt: skip
     for edge in res.grid_edges:
         log.warning("%s: %s", candidate.name, edge)
     return res
