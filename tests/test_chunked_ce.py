@@ -108,3 +108,16 @@ def test_bfloat16_products_stay_close_to_float32():
     torch.testing.assert_close(w.grad, w2.grad, atol=2e-3, rtol=5e-2)
     with pytest.raises(ValueError, match="matmul_dtype"):
         chunked_full_ce(h, w, t, matmul_dtype="float16")
+
+
+def test_bfloat16_is_repeatable_and_takes_a_vanishing_target_from_the_logits():
+    torch.manual_seed(4)
+    h, w = 8.0 * torch.randn(40, 16), torch.randn(300, 16)
+    logits = h @ w.t()
+    logits[:, :2] = float("-inf")
+    t = logits[:, 2:].argmin(dim=1) + 2  # each row's least likely item: p far below 2**-100
+    assert bool((torch.softmax(logits, 1).gather(1, t[:, None]) < 2.0**-100).any())
+    first = chunked_full_ce(h, w, t, chunk_rows=16, matmul_dtype="bfloat16")
+    again = chunked_full_ce(h, w, t, chunk_rows=16, matmul_dtype="bfloat16")
+    assert torch.equal(first, again) and torch.isfinite(first)
+    assert first.item() == pytest.approx(_reference(h, w, t).item(), rel=2e-2)
