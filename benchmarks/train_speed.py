@@ -103,17 +103,21 @@ def reference_step(train: UserSequences, seed: int):
     return ReferenceRecommender(model), step
 
 
+def active_users(split) -> int:
+    """Users with a next-item target (at least two training events)."""
+    return int(np.count_nonzero(split.train.lengths > 1))
+
+
 def steps_per_epoch(split) -> int:
-    """Batches in one pass over the users with a next-item target."""
-    return max(-(-int(np.count_nonzero(split.train.lengths > 1)) // BATCH), 1)
+    """Batches in one pass over the active users."""
+    return max(-(-active_users(split) // BATCH), 1)
 
 
 def train_for(split, rec: Recommender, step, seconds: float) -> tuple[Recommender, dict]:
     """Steps until ``seconds`` of this process's CPU time are spent on them, validated after
     every pass's worth of steps (validation time excluded). CPU time, not wall time, so that
     other jobs on a shared machine do not decide how much each model trains."""
-    active = int(np.count_nonzero(split.train.lengths > 1))
-    per_epoch = steps_per_epoch(split)
+    active, per_epoch = active_users(split), steps_per_epoch(split)
     steps, seqs, elapsed, curve = 0, 0, 0.0, []
     while elapsed < seconds:
         started = time.process_time()

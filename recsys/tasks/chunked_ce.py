@@ -80,22 +80,23 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
         n_rows = hidden.shape[0]
         grad_hidden = torch.empty_like(hidden)
         grad_weight = torch.zeros_like(weight)
-        low = hidden.to(matmul_dtype), weight.to(matmul_dtype)
-        probs = None
-        if matmul_dtype != torch.float32:  # the low-precision probabilities, reused per chunk
-            probs = torch.empty((min(chunk_rows, n_rows), weight.shape[0]), dtype=matmul_dtype,
-                                device=hidden.device)  # fmt: skip
         total = torch.zeros((), dtype=torch.float64, device=hidden.device)
-        for start in range(0, n_rows, chunk_rows):
-            rows = slice(start, min(start + chunk_rows, n_rows))
-            mask = None if allowed is None else allowed[rows]
-            if probs is None:
+        chunks = [slice(a, min(a + chunk_rows, n_rows)) for a in range(0, n_rows, chunk_rows)]
+        if matmul_dtype == torch.float32:
+            for rows in chunks:
+                mask = None if allowed is None else allowed[rows]
                 total += _float32_chunk(hidden[rows], weight, target[rows], mask,
                                         grad_hidden[rows], grad_weight)  # fmt: skip
-            else:
-                p = probs[: rows.stop - start]
-                total += _low_chunk(low[0][rows], low[1], target[rows], mask, p,
-                                    grad_hidden[rows], grad_weight)  # fmt: skip
+        else:
+            low = hidden.to(matmul_dtype), weight.to(matmul_dtype)
+            # The low-precision probabilities, one buffer reused by every chunk.
+            probs = torch.empty((min(chunk_rows, n_rows), weight.shape[0]), dtype=matmul_dtype,
+                                device=hidden.device)  # fmt: skip
+            for rows in chunks:
+                mask = None if allowed is None else allowed[rows]
+                total += _low_chunk(low[0][rows], low[1], target[rows], mask,
+                                    probs[: rows.stop - rows.start], grad_hidden[rows],
+                                    grad_weight)  # fmt: skip
         grad_hidden.sub_(weight[target])
         grad_weight.index_add_(0, target, hidden, alpha=-1.0)
         scale = 1.0 / max(n_rows, 1)
